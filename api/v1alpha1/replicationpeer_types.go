@@ -1,0 +1,185 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ReplicationPeer condition types.
+const (
+	// PeerConditionReachable is True while the peer's API server answers heartbeats.
+	PeerConditionReachable = "Reachable"
+)
+
+// ReplicationPeer condition reasons. Each is a CamelCase word an alert or a runbook can match.
+const (
+	// PeerReasonHeartbeatSucceeded: the last heartbeat reached the peer's API server.
+	PeerReasonHeartbeatSucceeded = "HeartbeatSucceeded"
+	// PeerReasonHeartbeatFailed: the last heartbeat did not reach the peer's API server.
+	PeerReasonHeartbeatFailed = "HeartbeatFailed"
+	// PeerReasonUnauthorized: the peer's API server refused the credentials (401/403).
+	PeerReasonUnauthorized = "Unauthorized"
+	// PeerReasonSecretNotFound: the Secret named by kubeconfigSecretRef does not exist.
+	PeerReasonSecretNotFound = "SecretNotFound"
+	// PeerReasonSecretKeyNotFound: the Secret exists but has no data under the given key.
+	PeerReasonSecretKeyNotFound = "SecretKeyNotFound"
+	// PeerReasonSecretNamespaceNotAllowed: the Secret lives outside the manager's namespace,
+	// where the manager is not allowed to read credentials.
+	PeerReasonSecretNamespaceNotAllowed = "SecretNamespaceNotAllowed"
+	// PeerReasonCredentialsRefused: the kubeconfig asks for something the manager refuses for
+	// safety (exec or auth-provider plugins, skipped TLS verification, file references, …).
+	// The condition message says which.
+	PeerReasonCredentialsRefused = "CredentialsRefused"
+	// PeerReasonAPINotInstalled: the peer answers but does not serve resilience.deich.io, so
+	// nothing can be mirrored to it until Deich's CRDs are installed there.
+	PeerReasonAPINotInstalled = "DeichAPINotInstalled"
+	// PeerReasonConnected: the peer is reachable and serves Deich's API.
+	PeerReasonConnected = "Connected"
+	// PeerReasonDuplicateSite: another ReplicationPeer already connects to the same site.
+	PeerReasonDuplicateSite = "DuplicateSite"
+	// PeerReasonSiteIsLocal: spec.site names the manager's own site; a site cannot be its own peer.
+	PeerReasonSiteIsLocal = "SiteIsLocal"
+)
+
+// ReplicationPeer event reasons.
+const (
+	// PeerEventReachable is recorded when a peer becomes reachable.
+	PeerEventReachable = "PeerReachable"
+	// PeerEventUnreachable is recorded when a peer stops answering.
+	PeerEventUnreachable = "PeerUnreachable"
+	// PeerEventNotReady is recorded when the peer cannot be used for another reason
+	// (credentials, missing API).
+	PeerEventNotReady = "PeerNotReady"
+	// PeerEventReady is recorded when the peer becomes usable for mirroring.
+	PeerEventReady = "PeerReady"
+	// PeerEventConnectionRebuilt is recorded when changed credentials replaced the connection.
+	PeerEventConnectionRebuilt = "ConnectionRebuilt"
+)
+
+// DefaultKubeconfigKey is the Secret key read when kubeconfigSecretRef.key is not set.
+const DefaultKubeconfigKey = "kubeconfig"
+
+// SecretKeyReference points at one key of a Secret.
+type SecretKeyReference struct {
+	// namespace of the Secret. It must be the namespace the Deich manager runs in (its
+	// --namespace flag); the manager refuses to read credentials anywhere else.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace"`
+
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key in the Secret's data that holds the kubeconfig. Defaults to "kubeconfig".
+	// +optional
+	// +kubebuilder:default=kubeconfig
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// ReplicationPeerSpec says which site the peer is and how to reach it.
+type ReplicationPeerSpec struct {
+	// site is the peer's site name, as its own Deich manager was started with --site
+	// (for example "mv-schwerin"). SharedServices name sites by this value. Immutable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="site is immutable; create a new ReplicationPeer for another site"
+	Site string `json:"site"`
+
+	// kubeconfigSecretRef names the Secret holding a kubeconfig for the peer's API server.
+	// The kubeconfig must carry its credentials inline (token or client certificate) and verify
+	// TLS: exec and auth-provider plugins, insecure-skip-tls-verify and file paths are refused.
+	// +required
+	KubeconfigSecretRef SecretKeyReference `json:"kubeconfigSecretRef"`
+
+	// heartbeatInterval is how often the manager checks that the peer answers. Defaults to 5s;
+	// between 1s and 5m.
+	// +optional
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitempty"`
+}
+
+// ReplicationPeerStatus is what the manager last observed of the peer.
+type ReplicationPeerStatus struct {
+	// observedGeneration is the metadata.generation this status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Reachable (the peer's API server answers heartbeats) and Ready (reachable,
+	// credentials accepted and Deich's API served there, so services can be mirrored to it).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// lastHeartbeatTime is when the peer last answered a heartbeat.
+	// +optional
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+
+	// latency is the round-trip time of the last successful heartbeat.
+	// +optional
+	Latency *metav1.Duration `json:"latency,omitempty"`
+
+	// serverVersion is the Kubernetes version the peer's API server reports (for example
+	// "v1.37.2").
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ServerVersion string `json:"serverVersion,omitempty"`
+
+	// consecutiveFailures counts the heartbeats that failed since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+}
+
+// ReplicationPeer is a partner site: another state's cluster that mirrors this site's shared
+// services and whose services this site mirrors. Create one at each site for the other site.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=rpeer,categories=deich
+// +kubebuilder:printcolumn:name="Site",type=string,JSONPath=`.spec.site`
+// +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="Reachable")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Latency",type=string,JSONPath=`.status.latency`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.serverVersion`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ReplicationPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which site the peer is and how to reach it.
+	// +required
+	Spec ReplicationPeerSpec `json:"spec"`
+
+	// status is what the manager last observed of the peer.
+	// +optional
+	Status ReplicationPeerStatus `json:"status,omitempty"`
+}
+
+// ReplicationPeerList is a list of ReplicationPeers.
+//
+// +kubebuilder:object:root=true
+type ReplicationPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ReplicationPeer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ReplicationPeer{}, &ReplicationPeerList{})
+}

@@ -1,0 +1,533 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SharedService condition types. Ready summarizes them.
+const (
+	// ServiceConditionSynced is True when the standby holds a current copy of every selected
+	// object.
+	ServiceConditionSynced = "Synced"
+	// ServiceConditionHealthy is True when the health checks of the active site pass.
+	ServiceConditionHealthy = "Healthy"
+	// ServiceConditionObjectivesMet is True when the service meets its RecoveryObjective: the
+	// standby's copy is younger than the RPO and a failover could complete within the RTO.
+	ServiceConditionObjectivesMet = "ObjectivesMet"
+)
+
+// Phase is where a SharedService stands, as one word for `kubectl get`.
+// +kubebuilder:validation:Enum=Pending;Protected;Degraded;FailingOver;FailedOver;Fenced;Error
+type Phase string
+
+const (
+	// PhasePending: the service has not been mirrored yet.
+	PhasePending Phase = "Pending"
+	// PhaseProtected: the active site serves, the standby holds a copy within the RPO, the peer
+	// is reachable and the lease is held.
+	PhaseProtected Phase = "Protected"
+	// PhaseDegraded: the service runs but is not fully protected (peer unreachable, copy older
+	// than the RPO, a health check failing).
+	PhaseDegraded Phase = "Degraded"
+	// PhaseFailingOver: the standby is being promoted.
+	PhaseFailingOver Phase = "FailingOver"
+	// PhaseFailedOver: the service serves from its standby site after a failover.
+	PhaseFailedOver Phase = "FailedOver"
+	// PhaseFenced: this site stopped serving the service (it lost the lease, or came back after
+	// a failover) and waits as standby.
+	PhaseFenced Phase = "Fenced"
+	// PhaseError: the service cannot be handled as specified; the conditions say why.
+	PhaseError Phase = "Error"
+)
+
+// Role is the part a site plays for one SharedService.
+// +kubebuilder:validation:Enum=Active;Standby
+type Role string
+
+const (
+	// RoleActive is the site that serves the service.
+	RoleActive Role = "Active"
+	// RoleStandby is the site that holds a mirror ready to take over.
+	RoleStandby Role = "Standby"
+)
+
+// DeletionPolicy says what happens to the copies at the peer when a SharedService is deleted.
+// +kubebuilder:validation:Enum=Delete;Retain
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyDelete removes the copies from the peer.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyRetain leaves the copies at the peer, unmanaged.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// ObjectiveReference names a cluster-scoped RecoveryObjective.
+type ObjectiveReference struct {
+	// name of the RecoveryObjective.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// ResourceKind names a kind of object by API group and kind, without version: the version
+// the API server prefers is used.
+//
+// +kubebuilder:validation:XValidation:rule="!(self.group in ['rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'admissionregistration.k8s.io', 'apiregistration.k8s.io', 'certificates.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io', 'coordination.k8s.io', 'resilience.deich.io'])",message="objects of this API group are cluster-local or security-sensitive and are never mirrored"
+// +kubebuilder:validation:XValidation:rule="!(self.group == '' && self.kind in ['Pod', 'Event', 'Node', 'Namespace', 'PersistentVolume', 'Endpoints', 'ComponentStatus', 'Binding'])",message="this core kind is cluster-local and is never mirrored; mirror the workload that creates it instead"
+type ResourceKind struct {
+	// group is the API group, empty for the core group (ConfigMap, Secret, Service, …).
+	// Examples: "apps", "networking.k8s.io", "postgresql.cnpg.io".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Group string `json:"group,omitempty"`
+
+	// kind is the object kind, for example "Deployment".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	Kind string `json:"kind"`
+}
+
+// HTTPCheck probes a URL.
+type HTTPCheck struct {
+	// url to request with GET, http or https, for example
+	// "https://buergerkonto.example.de/healthz".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https')",message="url must be an absolute http:// or https:// URL"
+	URL string `json:"url"`
+
+	// expectedStatus is the HTTP status a healthy service answers with. Defaults to 200.
+	// +optional
+	// +kubebuilder:default=200
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=599
+	ExpectedStatus int32 `json:"expectedStatus,omitempty"`
+
+	// timeout for one request. Defaults to 2s; between 100ms and 1m.
+	// +optional
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="timeout must be between 100ms and 1m"
+	Timeout metav1.Duration `json:"timeout,omitempty"`
+
+	// caSecretRef names a Secret in the service's namespace whose key holds PEM CA
+	// certificates to verify the server with, in addition to the system roots.
+	// +optional
+	CASecretRef *LocalSecretKeyReference `json:"caSecretRef,omitempty"`
+}
+
+// LocalSecretKeyReference points at one key of a Secret in the same namespace.
+type LocalSecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key in the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// TCPCheck opens a TCP connection.
+type TCPCheck struct {
+	// address to connect to, as host:port, for example "db.example.de:5432".
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=260
+	// +kubebuilder:validation:Pattern=`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$`
+	Address string `json:"address"`
+
+	// timeout for the connection. Defaults to 2s; between 100ms and 1m.
+	// +optional
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="timeout must be between 100ms and 1m"
+	Timeout metav1.Duration `json:"timeout,omitempty"`
+}
+
+// WorkloadKind is a kind of workload whose ready replicas a WorkloadCheck counts.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet
+type WorkloadKind string
+
+// WorkloadCheck counts the ready replicas of a workload of the service at the checked site.
+type WorkloadCheck struct {
+	// kind of the workload: Deployment or StatefulSet.
+	// +required
+	Kind WorkloadKind `json:"kind"`
+
+	// name of the workload in the service's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// minReady is how many replicas must be ready for the check to pass. Defaults to 1.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MinReady int32 `json:"minReady,omitempty"`
+}
+
+// HealthCheck is one way to tell whether a site serves the service. Exactly one of http, tcp
+// and workload is set.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.tcp), has(self.workload)].filter(x, x).size() == 1",message="a health check needs exactly one of http, tcp or workload"
+// +kubebuilder:validation:XValidation:rule="!has(self.workload) || has(self.site)",message="a workload check needs site: it counts replicas at one site"
+type HealthCheck struct {
+	// name identifies the check in status, events and metrics.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// site, when set, limits the check to that site: it judges that site only while it is
+	// active. Without site, the check probes the service as its users reach it (for example a
+	// shared hostname) and always judges the active site.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Site string `json:"site,omitempty"`
+
+	// http probes a URL.
+	// +optional
+	HTTP *HTTPCheck `json:"http,omitempty"`
+
+	// tcp opens a TCP connection.
+	// +optional
+	TCP *TCPCheck `json:"tcp,omitempty"`
+
+	// workload counts ready replicas of a Deployment or StatefulSet.
+	// +optional
+	Workload *WorkloadCheck `json:"workload,omitempty"`
+}
+
+// PatchTarget selects the objects a patch applies to, as a kustomize patch target does.
+type PatchTarget struct {
+	// group of the objects to patch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group,omitempty"`
+
+	// version of the objects to patch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Version string `json:"version,omitempty"`
+
+	// kind of the objects to patch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind,omitempty"`
+
+	// name of the object to patch; a regular expression, as in kustomize.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+
+	// labelSelector selects the objects to patch by label, for example "tier=frontend".
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LabelSelector string `json:"labelSelector,omitempty"`
+
+	// annotationSelector selects the objects to patch by annotation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	AnnotationSelector string `json:"annotationSelector,omitempty"`
+}
+
+// Patch is a kustomize patch: a strategic-merge patch (a partial object, YAML or JSON) or a
+// JSON 6902 patch (a list of operations, which needs a target).
+type Patch struct {
+	// patch is the patch document.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=65536
+	Patch string `json:"patch"`
+
+	// target selects the objects the patch applies to. A strategic-merge patch without target
+	// applies to the object it names.
+	// +optional
+	Target *PatchTarget `json:"target,omitempty"`
+}
+
+// Override changes the copy of the service rendered for one site, one role, or one role at one
+// site — for example a different hostname per state, or a database switched to replica mode
+// while standby.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.site) || has(self.role)",message="an override needs site, role or both"
+type Override struct {
+	// site the override applies to; all sites when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Site string `json:"site,omitempty"`
+
+	// role the override applies to: Active or Standby; both when empty.
+	// +optional
+	Role Role `json:"role,omitempty"`
+
+	// patches to apply, in order, after the standby form.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	Patches []Patch `json:"patches"`
+}
+
+// SharedServiceSpec declares one service shared between two sites.
+//
+// +kubebuilder:validation:XValidation:rule="self.primarySite != self.standbySite",message="primarySite and standbySite must be different sites"
+// +kubebuilder:validation:XValidation:rule="!has(self.healthChecks) || self.healthChecks.all(h, !has(h.site) || h.site == self.primarySite || h.site == self.standbySite)",message="a health check's site must be primarySite or standbySite"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.site) || o.site == self.primarySite || o.site == self.standbySite)",message="an override's site must be primarySite or standbySite"
+type SharedServiceSpec struct {
+	// primarySite is the site that normally serves the service. Immutable: use a Switchover to
+	// move the service.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="primarySite is immutable; use a Switchover to move the service"
+	PrimarySite string `json:"primarySite"`
+
+	// standbySite is the partner site that mirrors the service and takes over when the primary
+	// site fails. A ReplicationPeer for it must exist at the primary site. Immutable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="standbySite is immutable; create a new SharedService to pair other sites"
+	StandbySite string `json:"standbySite"`
+
+	// recoveryObjectiveRef names the RecoveryObjective (RPO, RTO, failover policy) the service
+	// must meet.
+	// +required
+	RecoveryObjectiveRef ObjectiveReference `json:"recoveryObjectiveRef"`
+
+	// selector selects, by label, the objects of this namespace that make up the service.
+	// +required
+	Selector metav1.LabelSelector `json:"selector"`
+
+	// resources lists the kinds of objects that are mirrored; only objects of these kinds that
+	// match the selector are. Secrets are mirrored only when listed here.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.exists_one(s, s.kind == r.kind && (has(s.group) ? s.group : '') == (has(r.group) ? r.group : '')))",message="resources must not list a kind twice"
+	Resources []ResourceKind `json:"resources"`
+
+	// healthChecks tell whether the active site serves the service. Checks without site judge
+	// whichever site is active; checks with site judge that site while it is active.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	HealthChecks []HealthCheck `json:"healthChecks,omitempty"`
+
+	// overrides change the rendered copy per site and/or role, applied after the standby form.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Overrides []Override `json:"overrides,omitempty"`
+
+	// deletionPolicy says what happens to the copies at the peer when this SharedService is
+	// deleted: Delete (default) removes them, Retain leaves them in place, unmanaged.
+	// +optional
+	// +kubebuilder:default=Delete
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// MirroredResource is one object mirrored to the peer.
+type MirroredResource struct {
+	// group of the object; empty for the core group.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group,omitempty"`
+
+	// kind of the object.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// hash is the content hash of the rendered copy at the peer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Hash string `json:"hash,omitempty"`
+}
+
+// MirroredResources counts and lists the mirrored objects.
+type MirroredResources struct {
+	// count is how many objects are mirrored.
+	// +optional
+	Count int32 `json:"count,omitempty"`
+
+	// items lists the mirrored objects, sorted by kind and name; at most 256 are listed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Items []MirroredResource `json:"items,omitempty"`
+
+	// truncated is true when more objects are mirrored than items lists.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// FailoverRecord describes one move of the service from one site to another.
+type FailoverRecord struct {
+	// from is the site that served before.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	From string `json:"from"`
+
+	// to is the site that serves after.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	To string `json:"to"`
+
+	// reason says why: the failed health checks, or the Switchover that asked for it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
+
+	// detectedAt is when the failure was detected (or the Switchover started).
+	// +optional
+	DetectedAt *metav1.Time `json:"detectedAt,omitempty"`
+
+	// completedAt is when the new site served.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// recoveryTime is how long the service was without a serving site, to compare with the
+	// RTO.
+	// +optional
+	RecoveryTime *metav1.Duration `json:"recoveryTime,omitempty"`
+}
+
+// ObjectiveSummary repeats the objective's targets in the service's status, so that
+// `kubectl get sharedservices` shows them beside the measured values.
+type ObjectiveSummary struct {
+	// rpo of the referenced RecoveryObjective.
+	// +optional
+	RPO *metav1.Duration `json:"rpo,omitempty"`
+
+	// rto of the referenced RecoveryObjective.
+	// +optional
+	RTO *metav1.Duration `json:"rto,omitempty"`
+}
+
+// SharedServiceStatus is what this site's manager knows of the service.
+type SharedServiceStatus struct {
+	// observedGeneration is the metadata.generation this status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Synced, Healthy, ObjectivesMet and Ready, which summarizes them.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// activeSite is the site that serves the service now.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	ActiveSite string `json:"activeSite,omitempty"`
+
+	// role is the part this site plays: Active or Standby.
+	// +optional
+	Role Role `json:"role,omitempty"`
+
+	// phase is where the service stands, in one word.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// objective repeats the targets of the referenced RecoveryObjective.
+	// +optional
+	Objective *ObjectiveSummary `json:"objective,omitempty"`
+
+	// lastSyncTime is when the standby last held a complete, current copy.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// replicationLag is how far the standby's copy is behind the active site; compare with the
+	// RPO.
+	// +optional
+	ReplicationLag *metav1.Duration `json:"replicationLag,omitempty"`
+
+	// mirroredResources counts and lists the objects mirrored to the standby.
+	// +optional
+	MirroredResources *MirroredResources `json:"mirroredResources,omitempty"`
+
+	// lastFailover describes the most recent move between sites.
+	// +optional
+	LastFailover *FailoverRecord `json:"lastFailover,omitempty"`
+
+	// failoverHistory lists the most recent moves between sites, newest first; at most 10.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	FailoverHistory []FailoverRecord `json:"failoverHistory,omitempty"`
+}
+
+// SharedService is a service one state runs for both: the objects of this namespace that make
+// it up (selected by label and kind), the two sites that share it, the objective it must meet
+// and how to tell it is healthy. Deich mirrors it from the active site to the standby and
+// promotes the standby when the active site fails. It may be applied at either site or at both.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=shsvc,categories=deich
+// +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.activeSite`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
+// +kubebuilder:printcolumn:name="Lag",type=string,JSONPath=`.status.replicationLag`
+// +kubebuilder:printcolumn:name="RPO",type=string,JSONPath=`.status.objective.rpo`
+// +kubebuilder:printcolumn:name="RTO",type=string,JSONPath=`.status.objective.rto`
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.role`,priority=1
+// +kubebuilder:printcolumn:name="Objects",type=integer,JSONPath=`.status.mirroredResources.count`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SharedService struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the service.
+	// +required
+	Spec SharedServiceSpec `json:"spec"`
+
+	// status is what this site's manager knows of the service.
+	// +optional
+	Status SharedServiceStatus `json:"status,omitempty"`
+}
+
+// SharedServiceList is a list of SharedServices.
+//
+// +kubebuilder:object:root=true
+type SharedServiceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SharedService `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SharedService{}, &SharedServiceList{})
+}

@@ -1,0 +1,177 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+)
+
+// objectiveRefIndex indexes SharedServices by the name of their RecoveryObjective.
+const objectiveRefIndex = "spec.recoveryObjectiveRef.name"
+
+// RecoveryObjectiveReconciler reports, for each RecoveryObjective, whether its settings can be
+// met together (including the manager's --max-clock-skew, which the API server's validation
+// cannot know) and how many SharedServices use it.
+type RecoveryObjectiveReconciler struct {
+	client       client.Client
+	recorder     events.EventRecorder
+	maxClockSkew time.Duration
+}
+
+// NewRecoveryObjectiveReconciler returns a reconciler for a manager started with the given
+// maximum clock skew between sites.
+func NewRecoveryObjectiveReconciler(c client.Client, recorder events.EventRecorder, maxClockSkew time.Duration) *RecoveryObjectiveReconciler {
+	return &RecoveryObjectiveReconciler{client: c, recorder: recorder, maxClockSkew: maxClockSkew}
+}
+
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=recoveryobjectives,verbs=get;list;watch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=recoveryobjectives/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices,verbs=get;list;watch
+
+// SetupWithManager registers the reconciler with mgr: it watches RecoveryObjectives and the
+// SharedServices that refer to them.
+func (r *RecoveryObjectiveReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &deichv1alpha1.SharedService{}, objectiveRefIndex, func(o client.Object) []string {
+		return []string{o.(*deichv1alpha1.SharedService).Spec.RecoveryObjectiveRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index SharedServices by RecoveryObjective: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&deichv1alpha1.RecoveryObjective{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&deichv1alpha1.SharedService{}, objectiveRefHandler{}).
+		Named("recoveryobjective").
+		Complete(r)
+}
+
+// objectiveRefHandler enqueues the RecoveryObjectives a SharedService refers to, before and
+// after an update, so both the old and the new objective recount their users.
+type objectiveRefHandler struct{}
+
+var _ handler.TypedEventHandler[client.Object, reconcile.Request] = objectiveRefHandler{}
+
+func (objectiveRefHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueObjectiveOf(e.Object, q)
+}
+
+func (objectiveRefHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueObjectiveOf(e.ObjectOld, q)
+	enqueueObjectiveOf(e.ObjectNew, q)
+}
+
+func (objectiveRefHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueObjectiveOf(e.Object, q)
+}
+
+func (objectiveRefHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueObjectiveOf(e.Object, q)
+}
+
+func enqueueObjectiveOf(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if svc, ok := o.(*deichv1alpha1.SharedService); ok && svc.Spec.RecoveryObjectiveRef.Name != "" {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: svc.Spec.RecoveryObjectiveRef.Name}})
+	}
+}
+
+// Reconcile evaluates one RecoveryObjective.
+func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	obj := &deichv1alpha1.RecoveryObjective{}
+	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := obj.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, before, obj); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	var users deichv1alpha1.SharedServiceList
+	if err := r.client.List(ctx, &users, client.MatchingFields{objectiveRefIndex: obj.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list SharedServices using RecoveryObjective %s: %w", obj.Name, err)
+	}
+
+	minimum := MinimumRTO(obj.Spec, r.maxClockSkew)
+	gen := obj.Generation
+	obj.Status.ObservedGeneration = gen
+	obj.Status.SharedServices = int32(len(users.Items)) //nolint:gosec // G115: a count of listed objects fits in int32.
+	obj.Status.MinimumRTO = &metav1.Duration{Duration: minimum}
+
+	valid := metav1.Condition{Type: deichv1alpha1.ObjectiveConditionValid, ObservedGeneration: gen}
+	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: gen}
+	if obj.Spec.RTO.Duration < minimum {
+		valid.Status = metav1.ConditionFalse
+		valid.Reason = deichv1alpha1.ObjectiveReasonRTOTooShort
+		valid.Message = fmt.Sprintf("rto %s is shorter than %s (leaseDuration %s + failureThreshold %d × probeInterval %s + max clock skew %s): the objective could never be met; raise rto or shorten the failover settings",
+			obj.Spec.RTO.Duration, minimum, obj.Spec.Failover.LeaseDuration.Duration, obj.Spec.Failover.FailureThreshold, obj.Spec.Failover.ProbeInterval.Duration, r.maxClockSkew)
+		ready.Status = metav1.ConditionFalse
+		ready.Reason = deichv1alpha1.ObjectiveReasonInvalid
+		ready.Message = valid.Message
+	} else {
+		valid.Status = metav1.ConditionTrue
+		valid.Reason = deichv1alpha1.ObjectiveReasonConsistent
+		valid.Message = fmt.Sprintf("rto %s leaves %s after detection and lease expiry (%s)", obj.Spec.RTO.Duration, obj.Spec.RTO.Duration-minimum, minimum)
+		ready.Status = metav1.ConditionTrue
+		if n := len(users.Items); n > 0 {
+			ready.Reason = deichv1alpha1.ObjectiveReasonInUse
+			ready.Message = fmt.Sprintf("used by %d SharedService(s)", n)
+		} else {
+			ready.Reason = deichv1alpha1.ObjectiveReasonUnused
+			ready.Message = "no SharedService refers to this objective yet"
+		}
+	}
+	old := meta.FindStatusCondition(obj.Status.Conditions, deichv1alpha1.ObjectiveConditionValid)
+	meta.SetStatusCondition(&obj.Status.Conditions, valid)
+	meta.SetStatusCondition(&obj.Status.Conditions, ready)
+	if changed(old, &valid) {
+		switch {
+		case valid.Status == metav1.ConditionFalse:
+			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.ObjectiveEventInvalid, "Validate", "%s", valid.Message)
+		case old != nil:
+			r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, deichv1alpha1.ObjectiveEventValid, "Validate", "%s", valid.Message)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// MinimumRTO is the shortest RTO an objective's failover settings can meet: in the worst case
+// the standby detects the failure after failureThreshold probes and may promote only after the
+// lease, renewed just before the failure, has expired by more than the maximum clock skew.
+// Counting detection and lease expiry one after the other, as the API's validation does, keeps
+// the bound safe whichever finishes last.
+func MinimumRTO(spec deichv1alpha1.RecoveryObjectiveSpec, maxClockSkew time.Duration) time.Duration {
+	f := spec.Failover
+	return f.LeaseDuration.Duration + time.Duration(f.FailureThreshold)*f.ProbeInterval.Duration + maxClockSkew
+}
+
+// patchStatus writes the status when it changed, as one merge patch.
+func (r *RecoveryObjectiveReconciler) patchStatus(ctx context.Context, before, obj *deichv1alpha1.RecoveryObjective) error {
+	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
+		return nil
+	}
+	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status of RecoveryObjective %s: %w", obj.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,350 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/peer"
+)
+
+// peerSecretIndex indexes ReplicationPeers by the "<namespace>/<name>" of their kubeconfig
+// Secret, so a Secret change finds its peers without a scan.
+const peerSecretIndex = "spec.kubeconfigSecretRef"
+
+// ReplicationPeerReconciler connects to each peer site and keeps its status true: it reads the
+// kubeconfig Secret, refuses dangerous credentials, keeps the shared connection in the
+// peer.Registry current, and sends a heartbeat every spec.heartbeatInterval.
+type ReplicationPeerReconciler struct {
+	client    client.Client
+	registry  *peer.Registry
+	recorder  events.EventRecorder
+	clock     clock.PassiveClock
+	site      string
+	namespace string
+}
+
+// ReplicationPeerOption configures a ReplicationPeerReconciler.
+type ReplicationPeerOption func(*ReplicationPeerReconciler)
+
+// WithPeerClock sets the clock the reconciler reads heartbeat times from.
+func WithPeerClock(c clock.PassiveClock) ReplicationPeerOption {
+	return func(r *ReplicationPeerReconciler) { r.clock = c }
+}
+
+// NewReplicationPeerReconciler returns a reconciler for the manager of site whose peer
+// Secrets live in namespace.
+func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, recorder events.EventRecorder, site, namespace string, opts ...ReplicationPeerOption) *ReplicationPeerReconciler {
+	r := &ReplicationPeerReconciler{
+		client:    c,
+		registry:  registry,
+		recorder:  recorder,
+		clock:     clock.RealClock{},
+		site:      site,
+		namespace: namespace,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=replicationpeers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=replicationpeers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",namespace=deich-system,resources=secrets,verbs=get;list;watch
+
+// SetupWithManager registers the reconciler with mgr: it watches ReplicationPeers and the
+// Secrets they reference.
+func (r *ReplicationPeerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &deichv1alpha1.ReplicationPeer{}, peerSecretIndex, func(o client.Object) []string {
+		ref := o.(*deichv1alpha1.ReplicationPeer).Spec.KubeconfigSecretRef
+		return []string{ref.Namespace + "/" + ref.Name}
+	}); err != nil {
+		return fmt.Errorf("index ReplicationPeers by Secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&deichv1alpha1.ReplicationPeer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.peersForSecret)).
+		Named("replicationpeer").
+		Complete(r)
+}
+
+// peersForSecret maps a Secret to the ReplicationPeers that read it.
+func (r *ReplicationPeerReconciler) peersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var peers deichv1alpha1.ReplicationPeerList
+	if err := r.client.List(ctx, &peers, client.MatchingFields{peerSecretIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List ReplicationPeers for Secret", "secret", klog.KObj(o))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(peers.Items))
+	for _, p := range peers.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+	}
+	return reqs
+}
+
+// peerObservation is what one reconcile learned about a peer.
+type peerObservation struct {
+	// refused is set when the peer cannot be used until a user changes something.
+	refusedReason, refusedMessage string
+	// heartbeat is the outcome of the heartbeat, when one was sent.
+	heartbeat    *peer.Heartbeat
+	heartbeatErr error
+	rebuilt      bool
+}
+
+// Reconcile connects to one peer and records what it found.
+func (r *ReplicationPeerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+
+	obj := &deichv1alpha1.ReplicationPeer{}
+	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get ReplicationPeer %s: %w", req.Name, err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		r.forget(obj.Name)
+		return ctrl.Result{}, nil
+	}
+	log = log.WithValues("peer", obj.Spec.Site)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	before := obj.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, before, obj); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	obs := r.observe(ctx, obj)
+	r.report(obj, before, obs)
+
+	if obs.refusedReason != "" {
+		// Nothing changes until the user fixes the Secret or the spec; both are watched.
+		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("peer %s: %s", obj.Spec.Site, obs.refusedMessage))
+	}
+	return ctrl.Result{RequeueAfter: obj.Spec.HeartbeatInterval.Duration}, nil
+}
+
+// observe reads the peer's Secret, keeps the connection current and sends one heartbeat.
+func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alpha1.ReplicationPeer) peerObservation {
+	var obs peerObservation
+	ref := obj.Spec.KubeconfigSecretRef
+
+	if obj.Spec.Site == r.site {
+		obs.refusedReason = deichv1alpha1.PeerReasonSiteIsLocal
+		obs.refusedMessage = fmt.Sprintf("spec.site %q is this manager's own site; a ReplicationPeer names the partner site", obj.Spec.Site)
+		r.registry.Remove(obj.Name)
+		return obs
+	}
+	if ref.Namespace != r.namespace {
+		obs.refusedReason = deichv1alpha1.PeerReasonSecretNamespaceNotAllowed
+		obs.refusedMessage = fmt.Sprintf("Secret %s/%s is outside the manager's namespace %q; peer credentials are read only from there", ref.Namespace, ref.Name, r.namespace)
+		r.registry.Remove(obj.Name)
+		return obs
+	}
+
+	var secret corev1.Secret
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &secret); err != nil {
+		r.registry.Remove(obj.Name)
+		if apierrors.IsNotFound(err) {
+			obs.refusedReason = deichv1alpha1.PeerReasonSecretNotFound
+			obs.refusedMessage = fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)
+			return obs
+		}
+		obs.heartbeatErr = fmt.Errorf("get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		return obs
+	}
+	key := ref.Key
+	if key == "" {
+		key = deichv1alpha1.DefaultKubeconfigKey
+	}
+	kubeconfig, ok := secret.Data[key]
+	if !ok || len(kubeconfig) == 0 {
+		r.registry.Remove(obj.Name)
+		obs.refusedReason = deichv1alpha1.PeerReasonSecretKeyNotFound
+		obs.refusedMessage = fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		return obs
+	}
+
+	conn, rebuilt, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
+	if err != nil {
+		var credErr *peer.CredentialError
+		switch {
+		case errors.As(err, &credErr):
+			obs.refusedReason = deichv1alpha1.PeerReasonCredentialsRefused
+			obs.refusedMessage = fmt.Sprintf("kubeconfig in Secret %s/%s refused (%s): %s", ref.Namespace, ref.Name, credErr.Reason, credErr.Message)
+		case errors.Is(err, peer.ErrSiteTaken):
+			obs.refusedReason = deichv1alpha1.PeerReasonDuplicateSite
+			obs.refusedMessage = err.Error()
+		default:
+			obs.heartbeatErr = err
+		}
+		return obs
+	}
+	obs.rebuilt = rebuilt
+
+	hbCtx, cancel := context.WithTimeout(ctx, heartbeatTimeout(obj.Spec.HeartbeatInterval.Duration))
+	defer cancel()
+	hb, err := conn.Heartbeat(hbCtx)
+	if err != nil {
+		obs.heartbeatErr = err
+		return obs
+	}
+	obs.heartbeat = &hb
+	return obs
+}
+
+// heartbeatTimeout bounds one heartbeat: long enough for a loaded API server, short enough to
+// report a lost peer within about one interval.
+func heartbeatTimeout(interval time.Duration) time.Duration {
+	return min(max(interval, 2*time.Second), 10*time.Second)
+}
+
+// report turns an observation into status, events and metrics.
+func (r *ReplicationPeerReconciler) report(obj, before *deichv1alpha1.ReplicationPeer, obs peerObservation) {
+	now := metav1.NewTime(r.clock.Now())
+	gen := obj.Generation
+	st := &obj.Status
+	st.ObservedGeneration = gen
+
+	reachable := metav1.Condition{Type: deichv1alpha1.PeerConditionReachable, ObservedGeneration: gen}
+	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: gen}
+
+	switch {
+	case obs.refusedReason != "":
+		reachable.Status = metav1.ConditionUnknown
+		reachable.Reason = obs.refusedReason
+		reachable.Message = "No heartbeat sent: " + obs.refusedMessage
+		ready.Status = metav1.ConditionFalse
+		ready.Reason = obs.refusedReason
+		ready.Message = obs.refusedMessage
+	case obs.heartbeatErr != nil:
+		st.ConsecutiveFailures++
+		reason := deichv1alpha1.PeerReasonHeartbeatFailed
+		if apierrors.IsUnauthorized(obs.heartbeatErr) || apierrors.IsForbidden(obs.heartbeatErr) {
+			reason = deichv1alpha1.PeerReasonUnauthorized
+		}
+		msg := fmt.Sprintf("peer %s unreachable: %v", obj.Spec.Site, obs.heartbeatErr)
+		reachable.Status = metav1.ConditionFalse
+		reachable.Reason = reason
+		reachable.Message = msg
+		ready.Status = metav1.ConditionFalse
+		ready.Reason = reason
+		ready.Message = msg
+		metrics.PeerHeartbeatFailures.WithLabelValues(obj.Name, obj.Spec.Site).Inc()
+	default:
+		hb := obs.heartbeat
+		st.ConsecutiveFailures = 0
+		st.LastHeartbeatTime = &now
+		st.Latency = &metav1.Duration{Duration: hb.Latency.Round(time.Millisecond / 10)}
+		st.ServerVersion = hb.ServerVersion
+		reachable.Status = metav1.ConditionTrue
+		reachable.Reason = deichv1alpha1.PeerReasonHeartbeatSucceeded
+		reachable.Message = fmt.Sprintf("peer %s answered in %s", obj.Spec.Site, st.Latency.Duration)
+		if hb.DeichAPIServed {
+			ready.Status = metav1.ConditionTrue
+			ready.Reason = deichv1alpha1.PeerReasonConnected
+			ready.Message = fmt.Sprintf("peer %s (Kubernetes %s) is reachable and serves %s", obj.Spec.Site, hb.ServerVersion, deichv1alpha1.GroupVersion)
+		} else {
+			ready.Status = metav1.ConditionFalse
+			ready.Reason = deichv1alpha1.PeerReasonAPINotInstalled
+			ready.Message = fmt.Sprintf("peer %s does not serve %s; install Deich's CRDs there", obj.Spec.Site, deichv1alpha1.GroupVersion)
+		}
+		metrics.PeerHeartbeatLatency.WithLabelValues(obj.Name, obj.Spec.Site).Observe(hb.Latency.Seconds())
+	}
+	meta.SetStatusCondition(&st.Conditions, reachable)
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	metrics.PeerReachable.WithLabelValues(obj.Name, obj.Spec.Site).Set(boolGauge(reachable.Status == metav1.ConditionTrue))
+	metrics.PeerReady.WithLabelValues(obj.Name, obj.Spec.Site).Set(boolGauge(ready.Status == metav1.ConditionTrue))
+
+	r.recordTransitions(obj, before, obs)
+}
+
+// recordTransitions emits one event per change of Reachable or Ready, not one per heartbeat.
+func (r *ReplicationPeerReconciler) recordTransitions(obj, before *deichv1alpha1.ReplicationPeer, obs peerObservation) {
+	if obs.rebuilt {
+		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, deichv1alpha1.PeerEventConnectionRebuilt, "Connect",
+			"Credentials for peer %s changed; connection rebuilt", obj.Spec.Site)
+	}
+	oldReach := meta.FindStatusCondition(before.Status.Conditions, deichv1alpha1.PeerConditionReachable)
+	newReach := meta.FindStatusCondition(obj.Status.Conditions, deichv1alpha1.PeerConditionReachable)
+	if changed(oldReach, newReach) {
+		switch newReach.Status {
+		case metav1.ConditionTrue:
+			r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, deichv1alpha1.PeerEventReachable, "Heartbeat", "%s", newReach.Message)
+		case metav1.ConditionFalse:
+			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.PeerEventUnreachable, "Heartbeat", "%s", newReach.Message)
+		}
+	}
+	oldReady := meta.FindStatusCondition(before.Status.Conditions, deichv1alpha1.ConditionReady)
+	newReady := meta.FindStatusCondition(obj.Status.Conditions, deichv1alpha1.ConditionReady)
+	if changed(oldReady, newReady) {
+		switch {
+		case newReady.Status == metav1.ConditionTrue:
+			r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, deichv1alpha1.PeerEventReady, "Connect", "%s", newReady.Message)
+		case newReach.Status != metav1.ConditionFalse:
+			// When the peer stopped answering, PeerUnreachable already told the story.
+			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.PeerEventNotReady, "Connect", "%s", newReady.Message)
+		}
+	}
+}
+
+// changed reports whether a condition moved to another status or reason.
+func changed(old, cur *metav1.Condition) bool {
+	if cur == nil {
+		return false
+	}
+	return old == nil || old.Status != cur.Status || old.Reason != cur.Reason
+}
+
+// patchStatus writes the status when it changed, as one merge patch.
+func (r *ReplicationPeerReconciler) patchStatus(ctx context.Context, before, obj *deichv1alpha1.ReplicationPeer) error {
+	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
+		return nil
+	}
+	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status of ReplicationPeer %s: %w", obj.Name, err)
+	}
+	return nil
+}
+
+// forget drops the connection and metrics of a deleted peer.
+func (r *ReplicationPeerReconciler) forget(name string) {
+	r.registry.Remove(name)
+	metrics.ForgetPeer(name)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

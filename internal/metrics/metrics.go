@@ -1,0 +1,56 @@
+// Package metrics defines Deich's Prometheus metrics. They are registered with
+// controller-runtime's registry, so the manager serves them on its metrics endpoint next to
+// controller-runtime's own. Names follow deich_<noun>_<unit>; labels are bounded (site,
+// namespace, service names), never object UIDs.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// PeerReachable is 1 while a peer's API server answers heartbeats and 0 otherwise.
+	PeerReachable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_peer_reachable",
+		Help: "Whether the peer site's API server answered the last heartbeat (1) or not (0).",
+	}, []string{"peer", "site"})
+
+	// PeerReady is 1 while a peer can be used for mirroring (reachable, credentials accepted,
+	// Deich's API served).
+	PeerReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_peer_ready",
+		Help: "Whether the peer site can be used for mirroring (1) or not (0).",
+	}, []string{"peer", "site"})
+
+	// PeerHeartbeatLatency observes the round-trip time of successful heartbeats.
+	PeerHeartbeatLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "deich_peer_heartbeat_latency_seconds",
+		Help:    "Round-trip time of successful heartbeats to the peer site's API server.",
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+	}, []string{"peer", "site"})
+
+	// PeerHeartbeatFailures counts heartbeats that did not reach the peer.
+	PeerHeartbeatFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_peer_heartbeat_failures_total",
+		Help: "Heartbeats to the peer site's API server that failed.",
+	}, []string{"peer", "site"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(
+		PeerReachable,
+		PeerReady,
+		PeerHeartbeatLatency,
+		PeerHeartbeatFailures,
+	)
+}
+
+// ForgetPeer removes the series of a deleted peer, so dashboards do not show stale values.
+func ForgetPeer(peer string) {
+	labels := prometheus.Labels{"peer": peer}
+	PeerReachable.DeletePartialMatch(labels)
+	PeerReady.DeletePartialMatch(labels)
+	PeerHeartbeatLatency.DeletePartialMatch(labels)
+	PeerHeartbeatFailures.DeletePartialMatch(labels)
+}

@@ -1,0 +1,169 @@
+// Package operator assembles a Deich manager for one site: the scheme, the caches (Secrets
+// only from the manager's namespace), the connections to peers and every controller. main.go
+// and the tests build managers through New, so tests run exactly what ships.
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/controllers"
+	"github.com/deich-io/deich/internal/peer"
+)
+
+// Defaults of the manager's flags.
+const (
+	DefaultNamespace        = "deich-system"
+	DefaultMaxClockSkew     = 2 * time.Second
+	DefaultLeaderElectionID = "deich-manager.resilience.deich.io"
+)
+
+// Options configure a manager. Site and Namespace are required.
+type Options struct {
+	// Site is this manager's site name (--site).
+	Site string
+	// Namespace is where the manager runs and where peer kubeconfig Secrets live (--namespace).
+	Namespace string
+	// MaxClockSkew is the largest clock difference between sites the failover protocol
+	// tolerates (--max-clock-skew).
+	MaxClockSkew time.Duration
+	// MetricsBindAddress serves Prometheus metrics; "0" disables it.
+	MetricsBindAddress string
+	// HealthProbeBindAddress serves /healthz and /readyz; "0" or empty disables it.
+	HealthProbeBindAddress string
+	// LeaderElect makes replicas elect one leader, in Namespace.
+	LeaderElect bool
+	// LeaderElectionID names the leader election Lease. Defaults to DefaultLeaderElectionID.
+	LeaderElectionID string
+	// PeerQPS and PeerBurst rate-limit the clients to peers. Default to peer.DefaultQPS and
+	// peer.DefaultBurst.
+	PeerQPS   float32
+	PeerBurst int
+	// Clock is read by the controllers; defaults to the real clock. Tests inject a fake.
+	Clock clock.PassiveClock
+	// SkipControllerNameValidation allows several managers in one process (tests run one per
+	// site); controller-runtime otherwise refuses duplicate controller names.
+	SkipControllerNameValidation bool
+}
+
+// Validate reports what is wrong with the options, in terms of the flags a user set.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Site == "" {
+		errs = append(errs, errors.New("--site is required: the name of this manager's site, for example sh-kiel"))
+	} else if msgs := validation.IsDNS1123Label(o.Site); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--site %q is not a DNS label: %v", o.Site, msgs))
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace is required: where the manager reads peer Secrets"))
+	} else if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--namespace %q is not a namespace name: %v", o.Namespace, msgs))
+	}
+	if o.MaxClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("--max-clock-skew %s must not be negative", o.MaxClockSkew))
+	}
+	if o.PeerQPS < 0 || o.PeerBurst < 0 {
+		errs = append(errs, errors.New("--peer-qps and --peer-burst must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// NewScheme returns a scheme with the Kubernetes built-in kinds and Deich's API.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(deichv1alpha1.AddToScheme(s))
+	return s
+}
+
+// New builds a manager for one site with every Deich controller registered. Start it with
+// mgr.Start.
+func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.LeaderElectionID == "" {
+		opts.LeaderElectionID = DefaultLeaderElectionID
+	}
+	if opts.PeerQPS == 0 {
+		opts.PeerQPS = peer.DefaultQPS
+	}
+	if opts.PeerBurst == 0 {
+		opts.PeerBurst = peer.DefaultBurst
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	probeAddr := opts.HealthProbeBindAddress
+	if probeAddr == "" {
+		probeAddr = "0"
+	}
+
+	scheme := NewScheme()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          opts.LeaderElect,
+		LeaderElectionID:        opts.LeaderElectionID,
+		LeaderElectionNamespace: opts.Namespace,
+		// Release the lease on a clean shutdown so a standby replica takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				// Peer credentials are the only Secrets the manager reads for itself; it
+				// neither caches nor may read Secrets of other namespaces for that purpose.
+				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+			},
+		},
+		Controller: config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager for site %s: %w", opts.Site, err)
+	}
+
+	registry := peer.NewRegistry(scheme,
+		peer.WithRateLimit(opts.PeerQPS, opts.PeerBurst),
+		peer.WithLogger(mgr.GetLogger().WithName("peer")),
+	)
+	if err := mgr.Add(registry); err != nil {
+		return nil, fmt.Errorf("add peer registry: %w", err)
+	}
+
+	if err := controllers.NewReplicationPeerReconciler(
+		mgr.GetClient(), registry, mgr.GetEventRecorder("deich-peer"), opts.Site, opts.Namespace,
+		controllers.WithPeerClock(opts.Clock),
+	).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("set up ReplicationPeer controller: %w", err)
+	}
+	if err := controllers.NewRecoveryObjectiveReconciler(
+		mgr.GetClient(), mgr.GetEventRecorder("deich-objective"), opts.MaxClockSkew,
+	).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add readiness check: %w", err)
+	}
+	return mgr, nil
+}

@@ -1,0 +1,66 @@
+// Command manager runs Deich's controllers for one site. See README.md for what Deich does
+// and docs/operations.md for its flags.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/deich-io/deich/internal/operator"
+	"github.com/deich-io/deich/internal/peer"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	var opts operator.Options
+	var peerQPS float64
+	fs.StringVar(&opts.Site, "site", "", "Name of this manager's site, for example sh-kiel (required).")
+	fs.StringVar(&opts.Namespace, "namespace", operator.DefaultNamespace, "Namespace the manager runs in; peer kubeconfig Secrets are read only from here.")
+	fs.DurationVar(&opts.MaxClockSkew, "max-clock-skew", operator.DefaultMaxClockSkew, "Largest clock difference between sites that the failover protocol tolerates.")
+	fs.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to; 0 disables them.")
+	fs.BoolVar(&opts.LeaderElect, "leader-elect", false, "Elect one active replica among several, with a Lease in --namespace.")
+	fs.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID, "Name of the leader election Lease.")
+	fs.Float64Var(&peerQPS, "peer-qps", float64(peer.DefaultQPS), "Queries per second allowed to each peer's API server.")
+	fs.IntVar(&opts.PeerBurst, "peer-burst", peer.DefaultBurst, "Burst of queries allowed to each peer's API server.")
+	config.RegisterFlags(fs) // --kubeconfig
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	opts.PeerQPS = float32(peerQPS)
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := operator.New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	log.Info("Starting manager", "site", opts.Site, "namespace", opts.Namespace, "maxClockSkew", opts.MaxClockSkew, "leaderElect", opts.LeaderElect)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
