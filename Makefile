@@ -116,6 +116,9 @@ bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables.
 
 ##@ Tools
 
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(CONTROL_PLANE) ## Build every tool into bin/.
+
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
 
@@ -131,11 +134,15 @@ $(KUSTOMIZE): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
 
+# Binaries are built to a temporary name and then moved, so a running control plane keeps its
+# binary while a new one is built.
 $(LOCALBIN)/etcd: $(TOOLS_MOD) hack/tools/etcd/main.go | $(LOCALBIN)
-	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w" -o $@ ./etcd
+	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp ./etcd
+	mv $@.tmp $@
 
 $(LOCALBIN)/kube-apiserver: $(TOOLS_MOD) | $(LOCALBIN)
-	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	mv $@.tmp $@
 
 .PHONY: clean
 clean: ## Remove bin/ and the demo's files.

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -138,7 +138,7 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			ready.Message = "no SharedService refers to this objective yet"
 		}
 	}
-	old := meta.FindStatusCondition(obj.Status.Conditions, deichv1alpha1.ObjectiveConditionValid)
+	old := meta.FindStatusCondition(before.Status.Conditions, deichv1alpha1.ObjectiveConditionValid)
 	meta.SetStatusCondition(&obj.Status.Conditions, valid)
 	meta.SetStatusCondition(&obj.Status.Conditions, ready)
 	if changed(old, &valid) {

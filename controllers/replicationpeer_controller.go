@@ -7,8 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -29,7 +29,7 @@ import (
 
 // peerSecretIndex indexes ReplicationPeers by the "<namespace>/<name>" of their kubeconfig
 // Secret, so a Secret change finds its peers without a scan.
-const peerSecretIndex = "spec.kubeconfigSecretRef"
+const peerSecretIndex = "spec.kubeconfigSecretRef" //nolint:gosec // G101: a field index name, not a credential.
 
 // ReplicationPeerReconciler connects to each peer site and keeps its status true: it reads the
 // kubeconfig Secret, refuses dangerous credentials, keeps the shared connection in the

@@ -7,8 +7,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -16,8 +17,20 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "resilience.deich.io", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the Deich kinds with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the Deich kinds to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes registers every kind of this group version and its list.
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&ReplicationPeer{}, &ReplicationPeerList{},
+		&RecoveryObjective{}, &RecoveryObjectiveList{},
+		&SharedService{}, &SharedServiceList{},
+		&Switchover{}, &SwitchoverList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -13,16 +13,16 @@ const (
 
 // RecoveryObjective condition reasons.
 const (
-	// ObjectiveReasonConsistent: the RTO leaves room for detection, lease expiry and clock skew.
+	// ObjectiveReasonConsistent means the RTO leaves room for detection, lease expiry and clock skew.
 	ObjectiveReasonConsistent = "Consistent"
-	// ObjectiveReasonRTOTooShort: the RTO is shorter than the earliest moment the protocol may
+	// ObjectiveReasonRTOTooShort means the RTO is shorter than the earliest moment the protocol may
 	// promote a standby, so it could never be met.
 	ObjectiveReasonRTOTooShort = "RTOTooShort"
-	// ObjectiveReasonInUse: the objective is valid and SharedServices refer to it.
+	// ObjectiveReasonInUse means the objective is valid and SharedServices refer to it.
 	ObjectiveReasonInUse = "InUse"
-	// ObjectiveReasonUnused: the objective is valid and no SharedService refers to it yet.
+	// ObjectiveReasonUnused means the objective is valid and no SharedService refers to it yet.
 	ObjectiveReasonUnused = "Unused"
-	// ObjectiveReasonInvalid: the objective's settings are inconsistent; see the Valid condition.
+	// ObjectiveReasonInvalid means the objective's settings are inconsistent; see the Valid condition.
 	ObjectiveReasonInvalid = "Invalid"
 )
 
@@ -73,7 +73,7 @@ const (
 
 // FailoverPolicy says when and how a standby takes over.
 //
-// +kubebuilder:validation:XValidation:rule="duration(self.probeInterval) <= duration(self.leaseDuration)",message="failover.probeInterval must not be longer than failover.leaseDuration"
+// +kubebuilder:validation:XValidation:rule="duration(self.probeInterval) <= duration(self.leaseDuration)",message="failover.probeInterval must not be longer than failover.leaseDuration",fieldPath=".probeInterval"
 type FailoverPolicy struct {
 	// mode is Automatic (the standby promotes itself when the active site has failed and its
 	// lease has expired) or Manual (Deich only recommends a failover; a Switchover performs it).
@@ -98,7 +98,7 @@ type FailoverPolicy struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="failover.probeInterval must be between 1s and 10m"
-	ProbeInterval metav1.Duration `json:"probeInterval,omitempty"`
+	ProbeInterval metav1.Duration `json:"probeInterval,omitzero"`
 
 	// leaseDuration is how long the active site's claim to serve lasts without renewal. The
 	// active site renews it every leaseDuration/3 and fences itself when it could not renew for
@@ -110,14 +110,14 @@ type FailoverPolicy struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('6s') && duration(self) <= duration('1h')",message="failover.leaseDuration must be between 6s and 1h"
-	LeaseDuration metav1.Duration `json:"leaseDuration,omitempty"`
+	LeaseDuration metav1.Duration `json:"leaseDuration,omitzero"`
 }
 
 // RecoveryObjectiveSpec is a disaster-recovery standard: how much data a service may lose and
 // how long it may be down.
 //
-// +kubebuilder:validation:XValidation:rule="duration(self.rto).getMilliseconds() >= duration(self.failover.leaseDuration).getMilliseconds() + self.failover.failureThreshold * duration(self.failover.probeInterval).getMilliseconds()",message="rto must be at least failover.leaseDuration + failover.failureThreshold × failover.probeInterval (the time to detect a failure and let the lease expire); raise rto or shorten the failover settings"
-// +kubebuilder:validation:XValidation:rule="self.failback != 'Automatic' || duration(self.failbackStabilizationWindow) >= duration(self.failover.leaseDuration)",message="failbackStabilizationWindow must be at least failover.leaseDuration when failback is Automatic"
+// +kubebuilder:validation:XValidation:rule="duration(self.rto).getMilliseconds() >= duration(self.failover.leaseDuration).getMilliseconds() + self.failover.failureThreshold * duration(self.failover.probeInterval).getMilliseconds()",message="rto must be at least failover.leaseDuration + failover.failureThreshold × failover.probeInterval (the time to detect a failure and let the lease expire); raise rto or shorten the failover settings",fieldPath=".rto"
+// +kubebuilder:validation:XValidation:rule="self.failback != 'Automatic' || duration(self.failbackStabilizationWindow) >= duration(self.failover.leaseDuration)",message="failbackStabilizationWindow must be at least failover.leaseDuration when failback is Automatic",fieldPath=".failbackStabilizationWindow"
 type RecoveryObjectiveSpec struct {
 	// rpo (recovery point objective) is the most data a failover may lose, as an age: the
 	// standby's copy of a service may never be older than this. Between 1s and 24h.
@@ -142,8 +142,8 @@ type RecoveryObjectiveSpec struct {
 
 	// failover says when and how the standby takes over.
 	// +optional
-	// +kubebuilder:default={}
-	Failover FailoverPolicy `json:"failover,omitempty"`
+	// +kubebuilder:default={mode: "Automatic", failureThreshold: 3, probeInterval: "10s", leaseDuration: "30s"}
+	Failover FailoverPolicy `json:"failover,omitzero"`
 
 	// standby is how much of each workload runs at the standby site: Cold (0 replicas), Warm
 	// (1 replica) or Hot (as many as at the active site). Defaults to Cold.
@@ -167,7 +167,7 @@ type RecoveryObjectiveSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="failbackStabilizationWindow must be between 1m and 24h"
-	FailbackStabilizationWindow metav1.Duration `json:"failbackStabilizationWindow,omitempty"`
+	FailbackStabilizationWindow metav1.Duration `json:"failbackStabilizationWindow,omitzero"`
 }
 
 // RecoveryObjectiveStatus reports whether the objective can be met and who uses it.
@@ -229,8 +229,4 @@ type RecoveryObjectiveList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RecoveryObjective `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&RecoveryObjective{}, &RecoveryObjectiveList{})
 }

@@ -12,31 +12,31 @@ const (
 
 // ReplicationPeer condition reasons. Each is a CamelCase word an alert or a runbook can match.
 const (
-	// PeerReasonHeartbeatSucceeded: the last heartbeat reached the peer's API server.
+	// PeerReasonHeartbeatSucceeded means the last heartbeat reached the peer's API server.
 	PeerReasonHeartbeatSucceeded = "HeartbeatSucceeded"
-	// PeerReasonHeartbeatFailed: the last heartbeat did not reach the peer's API server.
+	// PeerReasonHeartbeatFailed means the last heartbeat did not reach the peer's API server.
 	PeerReasonHeartbeatFailed = "HeartbeatFailed"
-	// PeerReasonUnauthorized: the peer's API server refused the credentials (401/403).
+	// PeerReasonUnauthorized means the peer's API server refused the credentials (401/403).
 	PeerReasonUnauthorized = "Unauthorized"
-	// PeerReasonSecretNotFound: the Secret named by kubeconfigSecretRef does not exist.
+	// PeerReasonSecretNotFound means the Secret named by kubeconfigSecretRef does not exist.
 	PeerReasonSecretNotFound = "SecretNotFound"
-	// PeerReasonSecretKeyNotFound: the Secret exists but has no data under the given key.
+	// PeerReasonSecretKeyNotFound means the Secret exists but has no data under the given key.
 	PeerReasonSecretKeyNotFound = "SecretKeyNotFound"
-	// PeerReasonSecretNamespaceNotAllowed: the Secret lives outside the manager's namespace,
+	// PeerReasonSecretNamespaceNotAllowed means the Secret lives outside the manager's namespace,
 	// where the manager is not allowed to read credentials.
 	PeerReasonSecretNamespaceNotAllowed = "SecretNamespaceNotAllowed"
-	// PeerReasonCredentialsRefused: the kubeconfig asks for something the manager refuses for
+	// PeerReasonCredentialsRefused means the kubeconfig asks for something the manager refuses for
 	// safety (exec or auth-provider plugins, skipped TLS verification, file references, …).
 	// The condition message says which.
 	PeerReasonCredentialsRefused = "CredentialsRefused"
-	// PeerReasonAPINotInstalled: the peer answers but does not serve resilience.deich.io, so
+	// PeerReasonAPINotInstalled means the peer answers but does not serve resilience.deich.io, so
 	// nothing can be mirrored to it until Deich's CRDs are installed there.
 	PeerReasonAPINotInstalled = "DeichAPINotInstalled"
-	// PeerReasonConnected: the peer is reachable and serves Deich's API.
+	// PeerReasonConnected means the peer is reachable and serves Deich's API.
 	PeerReasonConnected = "Connected"
-	// PeerReasonDuplicateSite: another ReplicationPeer already connects to the same site.
+	// PeerReasonDuplicateSite means another ReplicationPeer already connects to the same site.
 	PeerReasonDuplicateSite = "DuplicateSite"
-	// PeerReasonSiteIsLocal: spec.site names the manager's own site; a site cannot be its own peer.
+	// PeerReasonSiteIsLocal means spec.site names the manager's own site; a site cannot be its own peer.
 	PeerReasonSiteIsLocal = "SiteIsLocal"
 )
 
@@ -109,7 +109,7 @@ type ReplicationPeerSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
-	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitempty"`
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitzero"`
 }
 
 // ReplicationPeerStatus is what the manager last observed of the peer.
@@ -178,8 +178,4 @@ type ReplicationPeerList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ReplicationPeer `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ReplicationPeer{}, &ReplicationPeerList{})
 }

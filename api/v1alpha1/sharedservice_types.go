@@ -21,22 +21,22 @@ const (
 type Phase string
 
 const (
-	// PhasePending: the service has not been mirrored yet.
+	// PhasePending means the service has not been mirrored yet.
 	PhasePending Phase = "Pending"
-	// PhaseProtected: the active site serves, the standby holds a copy within the RPO, the peer
+	// PhaseProtected means the active site serves, the standby holds a copy within the RPO, the peer
 	// is reachable and the lease is held.
 	PhaseProtected Phase = "Protected"
-	// PhaseDegraded: the service runs but is not fully protected (peer unreachable, copy older
+	// PhaseDegraded means the service runs but is not fully protected (peer unreachable, copy older
 	// than the RPO, a health check failing).
 	PhaseDegraded Phase = "Degraded"
-	// PhaseFailingOver: the standby is being promoted.
+	// PhaseFailingOver means the standby is being promoted.
 	PhaseFailingOver Phase = "FailingOver"
-	// PhaseFailedOver: the service serves from its standby site after a failover.
+	// PhaseFailedOver means the service serves from its standby site after a failover.
 	PhaseFailedOver Phase = "FailedOver"
-	// PhaseFenced: this site stopped serving the service (it lost the lease, or came back after
+	// PhaseFenced means this site stopped serving the service (it lost the lease, or came back after
 	// a failover) and waits as standby.
 	PhaseFenced Phase = "Fenced"
-	// PhaseError: the service cannot be handled as specified; the conditions say why.
+	// PhaseError means the service cannot be handled as specified; the conditions say why.
 	PhaseError Phase = "Error"
 )
 
@@ -75,8 +75,8 @@ type ObjectiveReference struct {
 // ResourceKind names a kind of object by API group and kind, without version: the version
 // the API server prefers is used.
 //
-// +kubebuilder:validation:XValidation:rule="!(self.group in ['rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'admissionregistration.k8s.io', 'apiregistration.k8s.io', 'certificates.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io', 'coordination.k8s.io', 'resilience.deich.io'])",message="objects of this API group are cluster-local or security-sensitive and are never mirrored"
-// +kubebuilder:validation:XValidation:rule="!(self.group == '' && self.kind in ['Pod', 'Event', 'Node', 'Namespace', 'PersistentVolume', 'Endpoints', 'ComponentStatus', 'Binding'])",message="this core kind is cluster-local and is never mirrored; mirror the workload that creates it instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || !(self.group in ['rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'admissionregistration.k8s.io', 'apiregistration.k8s.io', 'certificates.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io', 'coordination.k8s.io', 'resilience.deich.io'])",message="objects of this API group are cluster-local or security-sensitive and are never mirrored"
+// +kubebuilder:validation:XValidation:rule="!((!has(self.group) || size(self.group) == 0) && self.kind in ['Pod', 'Event', 'Node', 'Namespace', 'PersistentVolume', 'Endpoints', 'ComponentStatus', 'Binding'])",message="this core kind is cluster-local and is never mirrored; mirror the workload that creates it instead"
 type ResourceKind struct {
 	// group is the API group, empty for the core group (ConfigMap, Secret, Service, …).
 	// Examples: "apps", "networking.k8s.io", "postgresql.cnpg.io".
@@ -117,7 +117,7 @@ type HTTPCheck struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="timeout must be between 100ms and 1m"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout metav1.Duration `json:"timeout,omitzero"`
 
 	// caSecretRef names a Secret in the service's namespace whose key holds PEM CA
 	// certificates to verify the server with, in addition to the system roots.
@@ -156,7 +156,7 @@ type TCPCheck struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="timeout must be between 100ms and 1m"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout metav1.Duration `json:"timeout,omitzero"`
 }
 
 // WorkloadKind is a kind of workload whose ready replicas a WorkloadCheck counts.
@@ -252,6 +252,8 @@ type PatchTarget struct {
 
 // Patch is a kustomize patch: a strategic-merge patch (a partial object, YAML or JSON) or a
 // JSON 6902 patch (a list of operations, which needs a target).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.target) || !(self.patch.startsWith('[') || self.patch.startsWith('-'))",message="a JSON 6902 patch (a list of operations) needs target"
 type Patch struct {
 	// patch is the patch document.
 	// +required
@@ -291,7 +293,7 @@ type Override struct {
 
 // SharedServiceSpec declares one service shared between two sites.
 //
-// +kubebuilder:validation:XValidation:rule="self.primarySite != self.standbySite",message="primarySite and standbySite must be different sites"
+// +kubebuilder:validation:XValidation:rule="self.primarySite != self.standbySite",message="primarySite and standbySite must be different sites",fieldPath=".standbySite"
 // +kubebuilder:validation:XValidation:rule="!has(self.healthChecks) || self.healthChecks.all(h, !has(h.site) || h.site == self.primarySite || h.site == self.standbySite)",message="a health check's site must be primarySite or standbySite"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.site) || o.site == self.primarySite || o.site == self.standbySite)",message="an override's site must be primarySite or standbySite"
 type SharedServiceSpec struct {
@@ -526,8 +528,4 @@ type SharedServiceList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []SharedService `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&SharedService{}, &SharedServiceList{})
 }

@@ -9,14 +9,14 @@ import (
 type SwitchoverPhase string
 
 const (
-	// SwitchoverPending: accepted, not started.
+	// SwitchoverPending means accepted, not started.
 	SwitchoverPending SwitchoverPhase = "Pending"
-	// SwitchoverRunning: the move (or the drill) is in progress.
+	// SwitchoverRunning means the move (or the drill) is in progress.
 	SwitchoverRunning SwitchoverPhase = "Running"
-	// SwitchoverSucceeded: the service serves from the target site (or the drill proved it
+	// SwitchoverSucceeded means the service serves from the target site (or the drill proved it
 	// could).
 	SwitchoverSucceeded SwitchoverPhase = "Succeeded"
-	// SwitchoverFailed: the move was refused or did not complete; status.message says why.
+	// SwitchoverFailed means the move was refused or did not complete; status.message says why.
 	SwitchoverFailed SwitchoverPhase = "Failed"
 )
 
@@ -128,8 +128,4 @@ type SwitchoverList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Switchover `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Switchover{}, &SwitchoverList{})
 }

@@ -113,9 +113,9 @@ func refuse(reason, format string, args ...any) *CredentialError {
 //
 // Allowed as harmless: tls-server-name, certificate-authority-data (without
 // it the system trust store is used, so TLS is still verified),
-// disable-compression, impersonation (act-as*), a namespace in the context,
-// and proxy-url with scheme http, https or socks5 (the schemes client-go
-// supports). A proxy only relays the connection: TLS to the peer is still
+// disable-compression, impersonation (act-as*), a namespace in the context
+// (ignored), and proxy-url with scheme http, https or socks5 (the schemes
+// client-go supports). A proxy only relays the connection: TLS to the peer is still
 // end-to-end and verified, so the credentials never travel in clear, even
 // through an http:// proxy.
 func RESTConfigFromKubeconfig(data []byte) (*rest.Config, error) {

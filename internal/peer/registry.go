@@ -21,7 +21,7 @@ import (
 // sets explicit limits.
 const (
 	DefaultQPS   float32 = 50
-	DefaultBurst         = 100
+	DefaultBurst int     = 100
 )
 
 // ErrSiteTaken is returned when two ReplicationPeers name the same site.
@@ -246,4 +246,3 @@ func (r *Registry) Start(ctx context.Context) error {
 // NeedLeaderElection reports false: every replica keeps its peers' connections warm, so a new
 // leader can act at once.
 func (r *Registry) NeedLeaderElection() bool { return false }
-

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,9 @@ const (
 	// defaultStopTimeout bounds the graceful stop of each control-plane
 	// process before it is killed.
 	defaultStopTimeout = 20 * time.Second
+	// apiServerKillAfter is how long a stopping kube-apiserver may shut down gracefully
+	// before it is killed.
+	apiServerKillAfter = 3 * time.Second
 	// readyPollInterval is how often /readyz is polled after a start.
 	readyPollInterval = 100 * time.Millisecond
 )
@@ -176,11 +181,31 @@ func (s *Site) StopAPIServer() error {
 	if s.apiStopped {
 		return nil
 	}
-	if err := s.env.ControlPlane.GetAPIServer().Stop(); err != nil {
+	if err := s.env.ControlPlane.GetAPIServer().Stop(); err != nil && !strings.Contains(err.Error(), "timeout waiting for process") {
+		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
+	}
+	// After a kill the process may take a moment to release its port.
+	if err := waitPortClosed(strings.TrimPrefix(s.url, "https://"), 10*time.Second); err != nil {
 		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
 	}
 	s.apiStopped = true
 	return nil
+}
+
+// waitPortClosed waits until nothing accepts connections on addr.
+func waitPortClosed(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return nil
+		}
+		_ = conn.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still accepts connections after %s", addr, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // StartAPIServer starts the site's kube-apiserver again after
@@ -325,6 +350,9 @@ func startSite(opts Options, name string) (*Site, error) {
 	}
 	api := te.ControlPlane.GetAPIServer()
 	api.CertDir = certDir
+	// A stopped site goes dark quickly: kube-apiserver's graceful shutdown waits for open
+	// watches, so after apiServerKillAfter it is killed.
+	api.StopTimeout = apiServerKillAfter
 	// Explicit paths so that KUBEBUILDER_ASSETS / TEST_ASSET_* from the
 	// environment cannot redirect us to other binaries.
 	api.Path = filepath.Join(opts.BinaryAssetsDirectory, "kube-apiserver")

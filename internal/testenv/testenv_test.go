@@ -30,6 +30,11 @@ const (
 	pollInterval = 50 * time.Millisecond
 	// requestTimeout bounds single API requests of test clients.
 	requestTimeout = 5 * time.Second
+	// failTimeout bounds requests that are expected to fail. client-go
+	// retries GETs that hit EOF or "connection reset" (as through a cut
+	// Proxy) up to 10 times, 1s apart; a short deadline keeps the tests
+	// from waiting for that.
+	failTimeout = time.Second
 )
 
 var widgetGVK = schema.GroupVersionKind{Group: "testenv.deich.io", Version: "v1", Kind: "WidgetList"}
@@ -93,11 +98,19 @@ func TestMain(m *testing.M) {
 // eventually polls cond until it returns nil or pollTimeout elapses.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(pollTimeout)
+	start := time.Now()
+	deadline := start.Add(pollTimeout)
+	var firstErr error
 	for {
 		err := cond()
 		if err == nil {
+			if firstErr != nil {
+				t.Logf("%s: ok after %s (first attempt: %v)", what, time.Since(start).Round(time.Millisecond), firstErr)
+			}
 			return
+		}
+		if firstErr == nil {
+			firstErr = err
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: still failing after %s: %v", what, pollTimeout, err)
@@ -124,7 +137,12 @@ func clientFromKubeconfig(t *testing.T, kubeconfig []byte) client.Client {
 
 // listNamespaces lists namespaces and checks that "default" is among them.
 func listNamespaces(c client.Client) error {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	return listNamespacesWithin(c, requestTimeout)
+}
+
+// listNamespacesWithin is listNamespaces with a deadline of timeout.
+func listNamespacesWithin(c client.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var list corev1.NamespaceList
 	if err := c.List(ctx, &list); err != nil {
@@ -138,10 +156,10 @@ func listNamespaces(c client.Client) error {
 	return errors.New("namespace default not listed")
 }
 
-// mustFail turns "request succeeded" into an error, for polling until a
-// request fails.
-func mustFail(err error) error {
-	if err == nil {
+// listMustFail lists namespaces with a short deadline and turns "request
+// succeeded" into an error, for polling until requests fail.
+func listMustFail(c client.Client) error {
+	if err := listNamespacesWithin(c, failTimeout); err == nil {
 		return errors.New("request unexpectedly succeeded")
 	}
 	return nil
@@ -292,7 +310,7 @@ func TestProxyInFrontOfAPIServer(t *testing.T) {
 	}
 
 	p.Cut()
-	eventually(t, "requests fail while link is cut", func() error { return mustFail(listNamespaces(c)) })
+	eventually(t, "requests fail while link is cut", func() error { return listMustFail(c) })
 	// The site itself is unaffected.
 	if err := listNamespaces(a.Client); err != nil {
 		t.Fatalf("direct client while proxy cut: %v", err)
@@ -374,6 +392,11 @@ func TestStopStartAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := clientFromKubeconfig(t, pkc)
+	// Warm up pc: its lazy REST mapper runs discovery on first use, and
+	// discovery requests honour only the client's Timeout, not our context.
+	if err := listNamespaces(pc); err != nil {
+		t.Fatalf("list namespaces through proxy: %v", err)
+	}
 
 	urlBefore := a.URL()
 	start := time.Now()
@@ -385,11 +408,11 @@ func TestStopStartAPIServer(t *testing.T) {
 		t.Fatalf("second StopAPIServer: %v", err)
 	}
 
-	eventually(t, "requests fail while API server is stopped", func() error { return mustFail(listNamespaces(c)) })
-	if err := mustFail(listNamespaces(a.Client)); err != nil {
+	eventually(t, "requests fail while API server is stopped", func() error { return listMustFail(c) })
+	if err := listMustFail(a.Client); err != nil {
 		t.Errorf("site client: %v", err)
 	}
-	if err := mustFail(listNamespaces(pc)); err != nil {
+	if err := listMustFail(pc); err != nil {
 		t.Errorf("proxied client: %v", err)
 	}
 	if err := listNamespaces(b.Client); err != nil {

@@ -1,0 +1,3 @@
+// Package controllers holds Deich's reconcilers, one per kind. They orchestrate; the work they
+// share (peer connections, rendering, the failover decision) lives in internal packages.
+package controllers
