@@ -179,6 +179,7 @@ func TestPeerTurnsUnreachableWhenItsAPIServerStopsAndRecoversWhenItStarts(t *tes
 }
 
 func TestPeerWithDangerousCredentialsIsRefused(t *testing.T) {
+	requireSites(t)
 	ctx := context.Background()
 
 	exec := mutatedKubeconfig(t, schwerin, func(cfg *clientcmdapi.Config) {
