@@ -71,7 +71,7 @@ func TestProxyCutRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if !strings.HasPrefix(p.Addr(), "127.0.0.1:") || p.URL() != "https://"+p.Addr() {
 		t.Fatalf("Addr() = %q, URL() = %q", p.Addr(), p.URL())
 	}
@@ -122,7 +122,7 @@ func TestProxyUnreachableTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if err := dialRoundTrip(p.Addr(), "nobody home"); err == nil {
 		t.Fatal("round trip to unreachable target succeeded")
 	}

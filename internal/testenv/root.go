@@ -24,7 +24,7 @@ func RepoRoot() (string, error) {
 		return "", fmt.Errorf("find repo root: get working directory: %w", err)
 	}
 	for dir := wd; ; {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod")) //nolint:gosec // G304: reads go.mod files while walking up to the repository root.
 		switch {
 		case err == nil:
 			if modulePath(data) == ModulePath {

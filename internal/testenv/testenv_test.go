@@ -386,7 +386,7 @@ func TestStopStartAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	pkc, err := a.KubeconfigFor(p.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -64,7 +64,9 @@ func (w *ReplicationPeerWrapper) Obj() *deichv1alpha1.ReplicationPeer {
 }
 
 // RecoveryObjectiveWrapper builds a RecoveryObjective.
-type RecoveryObjectiveWrapper struct{ deichv1alpha1.RecoveryObjective }
+type RecoveryObjectiveWrapper struct {
+	deichv1alpha1.RecoveryObjective
+}
 
 // MakeRecoveryObjective returns an objective with RPO 30s and RTO 2m, automatic failover
 // after 3 failed probes 5s apart, a 15s lease and a cold standby.
