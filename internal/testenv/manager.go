@@ -120,6 +120,11 @@ func (m *Manager) Kill() error {
 	if err := m.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("testenv: kill manager of site %s: %w", m.Site.Name, err)
 	}
-	_ = <-m.done // a killed process exits with an error by design
+	// A killed process exits with an error by design; anything else is news.
+	err := <-m.done
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		return fmt.Errorf("testenv: wait for killed manager of site %s: %w", m.Site.Name, err)
+	}
 	return nil
 }
