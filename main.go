@@ -35,6 +35,7 @@ func run() error {
 	fs.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID, "Name of the leader election Lease.")
 	fs.Float64Var(&peerQPS, "peer-qps", float64(peer.DefaultQPS), "Queries per second allowed to each peer's API server.")
 	fs.IntVar(&opts.PeerBurst, "peer-burst", peer.DefaultBurst, "Burst of queries allowed to each peer's API server.")
+	fs.IntVar(&opts.ApplyParallelism, "apply-parallelism", 16, "How many copies are applied to a peer at once.")
 	config.RegisterFlags(fs) // --kubeconfig
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)

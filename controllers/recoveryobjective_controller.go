@@ -25,9 +25,6 @@ import (
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 )
 
-// objectiveRefIndex indexes SharedServices by the name of their RecoveryObjective.
-const objectiveRefIndex = "spec.recoveryObjectiveRef.name"
-
 // RecoveryObjectiveReconciler reports, for each RecoveryObjective, whether its settings can be
 // met together (including the manager's --max-clock-skew, which the API server's validation
 // cannot know) and how many SharedServices use it.
@@ -49,12 +46,8 @@ func NewRecoveryObjectiveReconciler(c client.Client, recorder events.EventRecord
 
 // SetupWithManager registers the reconciler with mgr: it watches RecoveryObjectives and the
 // SharedServices that refer to them.
-func (r *RecoveryObjectiveReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &deichv1alpha1.SharedService{}, objectiveRefIndex, func(o client.Object) []string {
-		return []string{o.(*deichv1alpha1.SharedService).Spec.RecoveryObjectiveRef.Name}
-	}); err != nil {
-		return fmt.Errorf("index SharedServices by RecoveryObjective: %w", err)
-	}
+// Call SetupIndexes first.
+func (r *RecoveryObjectiveReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.RecoveryObjective{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&deichv1alpha1.SharedService{}, objectiveRefHandler{}).

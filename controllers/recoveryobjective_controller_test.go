@@ -44,7 +44,8 @@ func TestObjectiveCountsTheSharedServicesThatUseIt(t *testing.T) {
 	var created []*deichv1alpha1.SharedService
 	for _, ns := range []string{"counted-a", "counted-b"} {
 		g.Expect(kiel.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-		svc := testobjects.MakeSharedService("svc", ns).Objective(obj.Name).Obj()
+		// Retain: no standby is connected in this test, so there are no copies to clean up.
+		svc := testobjects.MakeSharedService("svc", ns).Objective(obj.Name).DeletionPolicy(deichv1alpha1.DeletionPolicyRetain).Obj()
 		g.Expect(kiel.Client.Create(ctx, svc)).To(Succeed())
 		cleanup(t, kiel, svc)
 		created = append(created, svc)

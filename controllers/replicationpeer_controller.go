@@ -27,10 +27,6 @@ import (
 	"github.com/deich-io/deich/internal/peer"
 )
 
-// peerSecretIndex indexes ReplicationPeers by the "<namespace>/<name>" of their kubeconfig
-// Secret, so a Secret change finds its peers without a scan.
-const peerSecretIndex = "spec.kubeconfigSecretRef" //nolint:gosec // G101: a field index name, not a credential.
-
 // ReplicationPeerReconciler connects to each peer site and keeps its status true: it reads the
 // kubeconfig Secret, refuses dangerous credentials, keeps the shared connection in the
 // peer.Registry current, and sends a heartbeat every spec.heartbeatInterval.
@@ -75,13 +71,8 @@ func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, reco
 
 // SetupWithManager registers the reconciler with mgr: it watches ReplicationPeers and the
 // Secrets they reference.
-func (r *ReplicationPeerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &deichv1alpha1.ReplicationPeer{}, peerSecretIndex, func(o client.Object) []string {
-		ref := o.(*deichv1alpha1.ReplicationPeer).Spec.KubeconfigSecretRef
-		return []string{ref.Namespace + "/" + ref.Name}
-	}); err != nil {
-		return fmt.Errorf("index ReplicationPeers by Secret: %w", err)
-	}
+// Call SetupIndexes first.
+func (r *ReplicationPeerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.ReplicationPeer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.peersForSecret)).

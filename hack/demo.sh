@@ -102,6 +102,21 @@ wait_gone() {
 	done
 }
 
+# stop_pids sends SIGTERM to the given PIDs, waits up to $1 seconds for all of them to exit,
+# then kills what is left.
+stop_pids() {
+	local timeout=$1 pid
+	shift
+	kill -TERM "$@" 2>/dev/null || true
+	local deadline=$((SECONDS + timeout))
+	for pid in "$@"; do
+		wait_gone "$pid" $((deadline > SECONDS ? deadline - SECONDS : 0)) && continue
+		say "Killing pid $pid, which did not stop within ${timeout}s"
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_gone "$pid" 5 || true
+	done
+}
+
 # stop_all stops the sites program (which stops its managers and control planes), then any
 # process of this demo that is still left, for example after the sites program was killed.
 stop_all() {
@@ -110,7 +125,8 @@ stop_all() {
 		say "Stopping the sites program (pid $pid): managers first, then both control planes"
 		kill -TERM "$pid" 2>/dev/null || true
 		if wait_gone "$pid" 30; then
-			say "Sites program stopped"
+			say "Sites program stopped:"
+			sed -n '/signal received/,$p' "$LOGS/sites.log" 2>/dev/null | format_log | indent || true
 		else
 			say "Sites program did not stop within 30s; killing it"
 			kill -KILL "$pid" 2>/dev/null || true
@@ -119,9 +135,11 @@ stop_all() {
 		stopped=1
 	fi
 
-	# Leftovers: the child PIDs the sites program recorded, and anything else naming DEMO_DIR.
+	# Leftovers, for example after the sites program was killed: the child PIDs it recorded,
+	# and any other process naming DEMO_DIR. Stopped in dependency order, like the sites
+	# program does: managers, then API servers, then etcd.
 	local -A seen=()
-	local candidates=()
+	local candidates=() group entry
 	if [ -f "$DEMO_DIR/processes" ]; then
 		while read -r pid name; do
 			[[ "$pid" =~ ^[0-9]+$ ]] && is_demo_process "$pid" && candidates+=("$pid $name")
@@ -130,19 +148,26 @@ stop_all() {
 	while read -r pid name; do
 		[ -n "$pid" ] && candidates+=("$pid $name")
 	done < <(demo_processes)
-	for entry in ${candidates[@]+"${candidates[@]}"}; do
-		read -r pid name <<<"$entry"
-		[ -z "${seen[$pid]:-}" ] || continue
-		seen[$pid]=1
-		kill -0 "$pid" 2>/dev/null || continue
-		say "Stopping leftover $name (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_gone "$pid" 10; then
-			say "Killing $name (pid $pid)"
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_gone "$pid" 5 || true
-		fi
+	for group in managers kube-apiserver etcd; do
+		local pids=()
+		for entry in ${candidates[@]+"${candidates[@]}"}; do
+			read -r pid name <<<"$entry"
+			case "$group:$name" in
+				managers:etcd | managers:kube-apiserver) continue ;;
+				managers:*) ;;
+				"$group:$group") ;;
+				*) continue ;;
+			esac
+			[ -z "${seen[$pid]:-}" ] || continue
+			seen[$pid]=1
+			kill -0 "$pid" 2>/dev/null || continue
+			say "Stopping leftover $name (pid $pid)"
+			pids+=("$pid")
+		done
+		((${#pids[@]} > 0)) || continue
 		stopped=1
+		# kube-apiserver's graceful shutdown waits for open watches; don't wait long for it.
+		stop_pids "$([ "$group" = kube-apiserver ] && echo 5 || echo 15)" "${pids[@]}"
 	done
 	[ "$stopped" = 1 ] || say "No demo processes were running"
 }
@@ -198,14 +223,19 @@ print_status() {
 	echo "'$down_cmd' (or hack/demo.sh down) stops everything and removes $DEMO_DIR."
 }
 
+# format_log shortens the sites program's log lines for the terminal:
+#   time=15:04:05.000 level=INFO msg="site started" site=sh-kiel  ->  site started: site=sh-kiel
+format_log() {
+	sed -E 's/^time=[^ ]+ level=INFO //; s/^time=[^ ]+ level=//; s/msg="([^"]*)"/\1:/; s/msg=([^ ]*)/\1:/; s/:$//'
+}
+
 # show_progress prints the sites program's log lines that are new since the last call.
 SITES_LOG_SEEN=0
 show_progress() {
 	local total
-	total="$(wc -l <"$LOGS/sites.log" 2>/dev/null || echo 0)"
+	total="$({ wc -l <"$LOGS/sites.log"; } 2>/dev/null || echo 0)"
 	if ((total > SITES_LOG_SEEN)); then
-		sed -n "$((SITES_LOG_SEEN + 1)),${total}p" "$LOGS/sites.log" |
-			sed -E 's/^time=[^ ]+ level=INFO //; s/^time=[^ ]+ level=//; s/msg="([^"]*)"/\1:/; s/msg=([^ ]*)/\1:/' |
+		sed -n "$((SITES_LOG_SEEN + 1)),${total}p" "$LOGS/sites.log" | format_log |
 			while IFS= read -r line; do say "  sites: $line"; done
 		SITES_LOG_SEEN=$total
 		return 0
@@ -227,6 +257,48 @@ diagnose() {
 	done
 }
 
+# show_failure_logs prints the end of the log that most likely explains a failed start: the
+# control planes' if the sites never came up, else the managers'.
+show_failure_logs() {
+	local f
+	if ! grep -q 'msg="sites started"' "$LOGS/sites.log" 2>/dev/null; then
+		[ -s "$LOGS/control-plane.log" ] || return 0
+		echo "--- last lines of $LOGS/control-plane.log"
+		tail -n 15 "$LOGS/control-plane.log" | indent
+		return 0
+	fi
+	for f in "$LOGS"/manager-*.log; do
+		[ -s "$f" ] || continue
+		echo "--- last lines of $f"
+		tail -n 10 "$f" | indent
+	done
+}
+
+# wait_ready waits for the sites program to write $READY, relaying its log as progress.
+wait_ready() {
+	local pid=$1 deadline=$((SECONDS + DEMO_TIMEOUT)) quiet_since=$SECONDS
+	while [ ! -e "$READY" ]; do
+		if show_progress; then quiet_since=$SECONDS; fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			show_progress || true
+			say "The sites program exited before it was ready (its log: $LOGS/sites.log)"
+			show_failure_logs
+			exit 1
+		fi
+		if ((SECONDS >= deadline)); then
+			say "Sites not ready after ${DEMO_TIMEOUT}s (DEMO_TIMEOUT; log: $LOGS/sites.log)"
+			show_failure_logs
+			exit 1
+		fi
+		if ((SECONDS - quiet_since >= 15)); then
+			say "  still starting ($((SECONDS - deadline + DEMO_TIMEOUT))s) ..."
+			quiet_since=$SECONDS
+		fi
+		sleep 0.5
+	done
+	show_progress || true
+}
+
 # STARTED is 1 once this run has started the sites program; UP_DONE once `up` succeeded.
 STARTED=0
 UP_DONE=0
@@ -238,9 +310,14 @@ on_exit() {
 	if [ "$STARTED" = 1 ] && [ "$UP_DONE" != 1 ]; then
 		trap '' INT TERM # let the cleanup finish; it is bounded by stop_all's timeouts
 		echo
-		say "Start did not complete; stopping everything this run started"
+		if ((rc == 130 || rc == 143)); then
+			say "Interrupted; stopping everything this run started"
+		else
+			say "Start failed; stopping everything this run started"
+		fi
 		stop_all
-		rm -rf "$DEMO_DIR/tmp" "$DEMO_DIR/ready" "$PIDFILE"
+		# Keep only the logs: nothing else is valid without the sites program.
+		find "$DEMO_DIR" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
 		say "Logs kept in $LOGS/; 'hack/demo.sh down' removes them"
 		((rc != 0)) || rc=1
 	fi
@@ -248,11 +325,16 @@ on_exit() {
 }
 
 up() {
-	local begin=$SECONDS pid site peer
+	local begin=$SECONDS pid site peer f
 
 	if pid="$(sites_pid)"; then
 		say "A demo is already running in $DEMO_DIR (sites program pid $pid)"
-		wait_ready "$pid"
+		[ -e "$READY" ] || wait_ready "$pid"
+		# Problems the sites program noticed since (a manager that exited, say).
+		if grep -q 'level=ERROR' "$LOGS/sites.log" 2>/dev/null; then
+			say "The sites program reported problems (from $LOGS/sites.log):"
+			grep 'level=ERROR' "$LOGS/sites.log" | indent
+		fi
 		print_status
 		return
 	fi
@@ -285,7 +367,8 @@ up() {
 	(cd "$REPO_ROOT" && "$GO" build -o "$SITES_BIN" ./hack/demo)
 
 	trap on_exit EXIT
-	trap 'exit 130' INT TERM
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	say "Starting sites sh-kiel and mv-schwerin (etcd + kube-apiserver each) and a Deich manager per site"
 	# setsid + nohup: the sites keep running after this script and its terminal are gone, and
 	# a Ctrl-C in the terminal does not reach them (the trap above stops them instead).
@@ -336,35 +419,6 @@ up() {
 	say "Peers connected: each site reaches the other, in $((SECONDS - begin))s overall"
 	UP_DONE=1
 	print_status
-}
-
-# wait_ready waits for the sites program to write $READY, relaying its log as progress.
-wait_ready() {
-	local pid=$1 deadline=$((SECONDS + DEMO_TIMEOUT)) quiet_since=$SECONDS
-	while [ ! -e "$READY" ]; do
-		if show_progress; then quiet_since=$SECONDS; fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			show_progress || true
-			say "The sites program exited before it was ready. Last lines of $LOGS/sites.log:"
-			tail -n 30 "$LOGS/sites.log" 2>/dev/null | indent || true
-			if [ -s "$LOGS/control-plane.log" ]; then
-				echo "--- last lines of $LOGS/control-plane.log"
-				tail -n 15 "$LOGS/control-plane.log" | indent
-			fi
-			exit 1
-		fi
-		if ((SECONDS >= deadline)); then
-			say "Sites not ready after ${DEMO_TIMEOUT}s. Last lines of $LOGS/sites.log:"
-			tail -n 30 "$LOGS/sites.log" 2>/dev/null | indent || true
-			exit 1
-		fi
-		if ((SECONDS - quiet_since >= 15)); then
-			say "  still starting ($((SECONDS - deadline + DEMO_TIMEOUT))s) ..."
-			quiet_since=$SECONDS
-		fi
-		sleep 0.5
-	done
-	show_progress || true
 }
 
 down() {

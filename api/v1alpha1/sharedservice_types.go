@@ -16,6 +16,68 @@ const (
 	ServiceConditionObjectivesMet = "ObjectivesMet"
 )
 
+// SharedService condition reasons.
+const (
+	// ServiceReasonSynced means every selected object is mirrored and current at the standby.
+	ServiceReasonSynced = "Synced"
+	// ServiceReasonWaitingForCaches means the manager is still listing the selected objects.
+	ServiceReasonWaitingForCaches = "WaitingForCaches"
+	// ServiceReasonObjectiveNotFound means the referenced RecoveryObjective does not exist.
+	ServiceReasonObjectiveNotFound = "ObjectiveNotFound"
+	// ServiceReasonResourceNotMirrorable means spec.resources names a kind that may not leave
+	// a site, that this cluster does not serve, or that is not namespaced.
+	ServiceReasonResourceNotMirrorable = "ResourceNotMirrorable"
+	// ServiceReasonPeerNotConnected means there is no connection to the standby site: no
+	// ReplicationPeer for it, or one that is not Ready.
+	ServiceReasonPeerNotConnected = "PeerNotConnected"
+	// ServiceReasonKindMissingAtPeer means the standby does not serve a mirrored kind (its CRD
+	// is not installed there).
+	ServiceReasonKindMissingAtPeer = "KindMissingAtPeer"
+	// ServiceReasonRenderFailed means an override could not be applied; nothing was changed at
+	// the standby.
+	ServiceReasonRenderFailed = "RenderFailed"
+	// ServiceReasonApplyFailed means the standby's API server rejected a copy or could not be
+	// reached; the last good copies stay in place.
+	ServiceReasonApplyFailed = "ApplyFailed"
+	// ServiceReasonMirroredFromActive means this site is the standby and holds copies pushed by
+	// the active site.
+	ServiceReasonMirroredFromActive = "MirroredFromActive"
+	// ServiceReasonCopyTooOld means the standby's copy is older than the RPO.
+	ServiceReasonCopyTooOld = "CopyOlderThanRPO"
+	// ServiceReasonWithinRPO means the standby's copy is younger than the RPO.
+	ServiceReasonWithinRPO = "WithinRPO"
+	// ServiceReasonNotParticipating means this site is neither the primary nor the standby
+	// site of the service; the manager leaves it alone.
+	ServiceReasonNotParticipating = "NotParticipating"
+	// ServiceReasonNoHealthChecks means the service declares no health checks.
+	ServiceReasonNoHealthChecks = "NoHealthChecks"
+)
+
+// SharedService event reasons.
+const (
+	// ServiceEventSyncFailed is recorded when mirroring starts failing.
+	ServiceEventSyncFailed = "SyncFailed"
+	// ServiceEventSynced is recorded when mirroring succeeds again, or for the first time.
+	ServiceEventSynced = "Synced"
+	// ServiceEventObjectivesMissed is recorded when the standby's copy grows older than the RPO.
+	ServiceEventObjectivesMissed = "RPOBreached"
+	// ServiceEventObjectivesMet is recorded when the copy is within the RPO again.
+	ServiceEventObjectivesMet = "RPOMet"
+	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
+	// the standby.
+	ServiceEventCopiesDeleted = "CopiesDeleted"
+)
+
+// Labels and annotations Deich puts on the SharedService it mirrors to the standby.
+const (
+	// AnnotationLastSyncTime on the standby's SharedService says when the active site last
+	// confirmed the standby's copy complete and current (RFC 3339).
+	AnnotationLastSyncTime = "resilience.deich.io/last-sync-time"
+	// SharedServiceFinalizer lets the active site remove the copies from the standby before the
+	// SharedService goes away.
+	SharedServiceFinalizer = "resilience.deich.io/mirror-cleanup"
+)
+
 // Phase is where a SharedService stands, as one word for `kubectl get`.
 // +kubebuilder:validation:Enum=Pending;Protected;Degraded;FailingOver;FailedOver;Fenced;Error
 type Phase string
@@ -499,6 +561,7 @@ type SharedServiceStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=shsvc,categories=deich
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a SharedService name must be at most 63 characters: it labels the service's copies"
 // +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.activeSite`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`

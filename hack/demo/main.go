@@ -63,10 +63,15 @@ func main() {
 		},
 	})))
 	if err := run(); err != nil {
-		slog.Error("demo sites failed", "err", err)
+		if !errors.Is(err, errLogged) {
+			slog.Error("demo sites failed", "err", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errLogged is returned by run for an error it has already logged.
+var errLogged = errors.New("failed")
 
 // config holds the command-line flags.
 type config struct {
@@ -138,11 +143,11 @@ func run() error {
 
 	d := &demo{cfg: cfg, ctx: ctx}
 	defer func() {
-		if err := d.shutdown(); err != nil {
-			slog.Error("stop", "err", err)
-		}
 		if err := os.Remove(readyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			slog.Error("remove ready file", "err", err)
+		}
+		if err := d.shutdown(); err != nil {
+			slog.Error("stop", "err", err)
 		}
 		slog.Info("stopped")
 	}()
@@ -152,7 +157,9 @@ func run() error {
 			slog.Info("signal received while starting; stopping")
 			return nil
 		}
-		return err
+		// Log before the deferred shutdown, so the cause comes first in the log.
+		slog.Error("start failed; stopping", "err", err)
+		return errLogged
 	}
 	if err := os.WriteFile(readyFile, []byte(time.Now().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 		return err
@@ -191,7 +198,7 @@ func (d *demo) start() error {
 	if err != nil {
 		return err
 	}
-	defer cpLog.Close() // the child processes hold their own descriptors
+	defer func() { _ = cpLog.Close() }() // the child processes hold their own descriptors
 
 	slog.Info("starting sites", "sites", strings.Join(testenv.DefaultSiteNames(), ","), "bin", d.cfg.bin, "crds", d.cfg.crds)
 	began := time.Now()
@@ -265,6 +272,10 @@ func (d *demo) startManager(name string) error {
 		metrics: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		health:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 	}
+	before, err := childProcesses(os.Getpid())
+	if err != nil {
+		return err
+	}
 	mp.m, err = testenv.StartManagerBinary(d.env.Site(name), d.cfg.manager, d.cfg.dir, mp.log,
 		"--metrics-bind-address="+mp.metrics,
 		"--health-probe-bind-address="+mp.health,
@@ -273,7 +284,12 @@ func (d *demo) startManager(name string) error {
 		return err
 	}
 	d.managers = append(d.managers, mp)
-	mp.pid = findManagerPID(d.cfg.manager, name)
+	// The manager is our only new child. cmd.Start returned after the exec succeeded, so a
+	// manager that is not among our live children has already exited.
+	if mp.pid = newChild(before); mp.pid == 0 {
+		mp.exited = true
+		return fmt.Errorf("manager of site %s exited at once (%s); see %s", name, exitStatus(mp.m.Stop()), mp.log)
+	}
 	slog.Info("manager started", "site", name, "pid", mp.pid, "metrics", mp.metrics, "health", mp.health, "log", mp.log)
 	return nil
 }
@@ -335,13 +351,17 @@ func (d *demo) checkExited(mp *managerProc) bool {
 	}
 	mp.exited = true
 	// The process is gone; Stop only collects its exit status.
-	err := mp.m.Stop()
-	status := "exit status 0 or killed by a signal"
-	if err != nil {
-		status = err.Error()
-	}
-	slog.Error("manager exited", "site", mp.site, "pid", mp.pid, "status", status, "log", mp.log)
+	slog.Error("manager exited", "site", mp.site, "pid", mp.pid, "status", exitStatus(mp.m.Stop()), "log", mp.log)
 	return true
+}
+
+// exitStatus describes the result of Manager.Stop for a manager that has exited by itself.
+func exitStatus(err error) string {
+	if err == nil {
+		// Manager.Stop reports an exit by a signal like a clean exit.
+		return "exit status 0 or killed by a signal"
+	}
+	return err.Error()
 }
 
 // shutdown stops the managers, then the sites.
@@ -433,8 +453,7 @@ func freePorts(n int) ([]int, error) {
 // proc is a process found in /proc.
 type proc struct {
 	pid  int
-	name string   // base name of argv[0]
-	args []string // command line
+	name string // base name of argv[0]
 }
 
 // childProcesses lists the direct children of ppid from /proc (Linux).
@@ -462,34 +481,34 @@ func childProcesses(ppid int) ([]proc, error) {
 		if len(fields) < 2 || fields[1] != strconv.Itoa(ppid) || fields[0] == "Z" {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(cmdline) == 0 {
-			continue
+		// The command name in stat is cut to 15 bytes; argv[0] is better, but it is empty
+		// for a moment during an exec.
+		name := string(stat[strings.IndexByte(string(stat), '(')+1 : i])
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"); args[0] != "" {
+			name = filepath.Base(args[0])
 		}
-		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		out = append(out, proc{pid: pid, name: filepath.Base(args[0]), args: args})
+		out = append(out, proc{pid: pid, name: name})
 	}
 	return out, nil
 }
 
-// findManagerPID returns the PID of our child running binary for site, or 0.
-func findManagerPID(binary, site string) int {
+// newChild returns the PID of our one live child process that is not in before, or 0.
+func newChild(before []proc) int {
 	children, err := childProcesses(os.Getpid())
 	if err != nil {
 		slog.Warn("list child processes", "err", err)
 		return 0
 	}
+	old := make(map[int]bool, len(before))
+	for _, c := range before {
+		old[c.pid] = true
+	}
 	for _, c := range children {
-		if c.args[0] != binary {
-			continue
-		}
-		for _, a := range c.args[1:] {
-			if a == "--site="+site {
-				return c.pid
-			}
+		if !old[c.pid] {
+			return c.pid
 		}
 	}
-	slog.Warn("manager process not found; its exit will not be noticed", "site", site)
 	return 0
 }
 

@@ -37,13 +37,45 @@ var (
 	}, []string{"peer", "site"})
 )
 
+var (
+	// ReplicationLag is the age of the standby's copy of a service: how long ago it was last
+	// confirmed complete and current. Compare it with the service's RPO.
+	ReplicationLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_replication_lag_seconds",
+		Help: "Age of the standby's copy of a SharedService (time since it was last confirmed complete and current).",
+	}, []string{"namespace", "service", "site"})
+
+	// MirroredObjects is how many objects of a service are mirrored to its standby.
+	MirroredObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_mirrored_objects",
+		Help: "Objects of a SharedService mirrored to (or, at the standby, held for) the standby site.",
+	}, []string{"namespace", "service", "site"})
+
+	// SyncErrors counts failed synchronisations of a service, by reason.
+	SyncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_sync_errors_total",
+		Help: "Synchronisations of a SharedService to its standby that failed, by reason.",
+	}, []string{"namespace", "service", "reason"})
+)
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
 		PeerReachable,
 		PeerReady,
 		PeerHeartbeatLatency,
 		PeerHeartbeatFailures,
+		ReplicationLag,
+		MirroredObjects,
+		SyncErrors,
 	)
+}
+
+// ForgetService removes the series of a deleted SharedService.
+func ForgetService(namespace, service string) {
+	labels := prometheus.Labels{"namespace": namespace, "service": service}
+	ReplicationLag.DeletePartialMatch(labels)
+	MirroredObjects.DeletePartialMatch(labels)
+	SyncErrors.DeletePartialMatch(labels)
 }
 
 // ForgetPeer removes the series of a deleted peer, so dashboards do not show stale values.

@@ -14,6 +14,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,10 +22,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/controllers"
+	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/peer"
 )
 
@@ -56,6 +59,8 @@ type Options struct {
 	// peer.DefaultBurst.
 	PeerQPS   float32
 	PeerBurst int
+	// ApplyParallelism is how many copies are applied to a peer at once (--apply-parallelism).
+	ApplyParallelism int
 	// Clock is read by the controllers; defaults to the real clock. Tests inject a fake.
 	Clock clock.PassiveClock
 	// SkipControllerNameValidation allows several managers in one process (tests run one per
@@ -139,24 +144,50 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("create manager for site %s: %w", opts.Site, err)
 	}
 
+	serviceEvents := controllers.NewServiceEvents()
 	registry := peer.NewRegistry(scheme,
 		peer.WithRateLimit(opts.PeerQPS, opts.PeerBurst),
 		peer.WithLogger(mgr.GetLogger().WithName("peer")),
+		peer.WithCopyHandler(serviceEvents.Notify),
 	)
 	if err := mgr.Add(registry); err != nil {
 		return nil, fmt.Errorf("add peer registry: %w", err)
+	}
+	localDynamic, err := dynamic.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("create dynamic client: %w", err)
+	}
+	sources := informers.New(localDynamic, serviceEvents.Notify)
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		sources.Stop()
+		return nil
+	})); err != nil {
+		return nil, fmt.Errorf("add source watches: %w", err)
+	}
+
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		return nil, err
 	}
 
 	if err := controllers.NewReplicationPeerReconciler(
 		mgr.GetClient(), registry, mgr.GetEventRecorder("deich-peer"), opts.Site, opts.Namespace,
 		controllers.WithPeerClock(opts.Clock),
-	).SetupWithManager(ctx, mgr); err != nil {
+	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationPeer controller: %w", err)
 	}
 	if err := controllers.NewRecoveryObjectiveReconciler(
 		mgr.GetClient(), mgr.GetEventRecorder("deich-objective"), opts.MaxClockSkew,
-	).SetupWithManager(ctx, mgr); err != nil {
+	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
+	}
+	if err := controllers.NewSharedServiceReconciler(
+		mgr.GetClient(), mgr.GetAPIReader(), mgr.GetRESTMapper(), sources, registry,
+		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site,
+		controllers.WithServiceClock(opts.Clock),
+		controllers.WithApplyParallelism(opts.ApplyParallelism),
+	).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up SharedService controller: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

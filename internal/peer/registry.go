@@ -11,9 +11,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+
+	"github.com/deich-io/deich/internal/informers"
 )
 
 // Default client rate limits for connections to a peer. controller-runtime no longer
@@ -42,6 +46,11 @@ type Connection struct {
 	// HeartbeatClient is an HTTP client for short requests that must not hang: it shares the
 	// connection's credentials and has a timeout.
 	HeartbeatClient rest.Interface
+	// Dynamic is a dynamic client for the peer, used to apply and delete mirrored copies.
+	Dynamic dynamic.Interface
+	// Copies watches the mirrored copies at the peer, so that edits made there (drift) are
+	// noticed at once. It is stopped with the connection.
+	Copies *informers.Set
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -50,6 +59,7 @@ type Connection struct {
 // close stops the connection's cache and waits for it to finish.
 func (c *Connection) close() {
 	c.cancel()
+	c.Copies.Stop()
 	<-c.done
 }
 
@@ -62,6 +72,7 @@ type Registry struct {
 	burst            int
 	heartbeatTimeout time.Duration
 	log              logr.Logger
+	copyHandler      informers.Handler
 
 	mu    sync.Mutex
 	conns map[string]*Connection // by ReplicationPeer name
@@ -83,6 +94,11 @@ func WithHeartbeatTimeout(d time.Duration) RegistryOption {
 	return func(r *Registry) { r.heartbeatTimeout = d }
 }
 
+// WithCopyHandler sets who is told when a mirrored copy at a peer changed.
+func WithCopyHandler(h informers.Handler) RegistryOption {
+	return func(r *Registry) { r.copyHandler = h }
+}
+
 // WithLogger sets the logger of the peers' caches.
 func WithLogger(log logr.Logger) RegistryOption {
 	return func(r *Registry) { r.log = log }
@@ -96,6 +112,7 @@ func NewRegistry(scheme *runtime.Scheme, opts ...RegistryOption) *Registry {
 		burst:            DefaultBurst,
 		heartbeatTimeout: 10 * time.Second,
 		log:              logr.Discard(),
+		copyHandler:      func(types.NamespacedName) {},
 		conns:            map[string]*Connection{},
 	}
 	for _, o := range opts {
@@ -174,6 +191,10 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 	if err != nil {
 		return nil, fmt.Errorf("build heartbeat client for peer %s: %w", site, err)
 	}
+	dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("build dynamic client for peer %s: %w", site, err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	conn := &Connection{
@@ -182,6 +203,8 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 		Fingerprint:     fingerprint,
 		Cluster:         cl,
 		HeartbeatClient: hb,
+		Dynamic:         dyn,
+		Copies:          informers.New(dyn, r.copyHandler),
 		cancel:          cancel,
 		done:            make(chan struct{}),
 	}

@@ -175,6 +175,12 @@ func (w *SharedServiceWrapper) Resources(kinds ...deichv1alpha1.ResourceKind) *S
 	return w
 }
 
+// DeletionPolicy sets spec.deletionPolicy.
+func (w *SharedServiceWrapper) DeletionPolicy(p deichv1alpha1.DeletionPolicy) *SharedServiceWrapper {
+	w.Spec.DeletionPolicy = p
+	return w
+}
+
 // HealthCheck appends a health check.
 func (w *SharedServiceWrapper) HealthCheck(hc deichv1alpha1.HealthCheck) *SharedServiceWrapper {
 	w.Spec.HealthChecks = append(w.Spec.HealthChecks, hc)

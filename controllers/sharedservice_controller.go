@@ -1,0 +1,945 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/informers"
+	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/peer"
+	"github.com/deich-io/deich/internal/render"
+)
+
+// FieldManager is the server-side apply field manager Deich writes copies with.
+const FieldManager = "deich"
+
+// Limits of the status' object list and of the resync period.
+const (
+	maxListedResources = 256
+	minResync          = time.Second
+	maxResync          = 5 * time.Minute
+)
+
+// ServiceEvents carries "something this SharedService selects changed" from the informers to
+// the SharedService controller.
+type ServiceEvents chan event.GenericEvent
+
+// NewServiceEvents returns a buffered channel of service events.
+func NewServiceEvents() ServiceEvents { return make(ServiceEvents, 4096) }
+
+// Notify queues a reconcile of owner. It is an informers.Handler.
+func (e ServiceEvents) Notify(owner types.NamespacedName) {
+	e <- event.GenericEvent{Object: &deichv1alpha1.SharedService{ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: owner.Name}}}
+}
+
+// SharedServiceReconciler keeps each SharedService mirrored: at the active site it renders the
+// selected objects for the standby and applies them there with server-side apply, prunes
+// copies that are no longer selected and reverts edits made to copies; at the standby it
+// reports what it holds.
+type SharedServiceReconciler struct {
+	client      client.Client
+	apiReader   client.Reader
+	mapper      meta.RESTMapper
+	sources     *informers.Set
+	registry    *peer.Registry
+	recorder    events.EventRecorder
+	events      ServiceEvents
+	clock       clock.PassiveClock
+	site        string
+	parallelism int
+}
+
+// SharedServiceOption configures a SharedServiceReconciler.
+type SharedServiceOption func(*SharedServiceReconciler)
+
+// WithServiceClock sets the clock the reconciler measures replication lag with.
+func WithServiceClock(c clock.PassiveClock) SharedServiceOption {
+	return func(r *SharedServiceReconciler) { r.clock = c }
+}
+
+// WithApplyParallelism sets how many copies are applied to a peer at once.
+func WithApplyParallelism(n int) SharedServiceOption {
+	return func(r *SharedServiceReconciler) {
+		if n > 0 {
+			r.parallelism = n
+		}
+	}
+}
+
+// NewSharedServiceReconciler returns a reconciler for the manager of site. sources watches the
+// selected objects at this site and must notify evts, as must the registry's copy watches.
+func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site string, opts ...SharedServiceOption) *SharedServiceReconciler {
+	r := &SharedServiceReconciler{
+		client:      c,
+		apiReader:   apiReader,
+		mapper:      mapper,
+		sources:     sources,
+		registry:    registry,
+		recorder:    recorder,
+		events:      evts,
+		clock:       clock.RealClock{},
+		site:        site,
+		parallelism: 16,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/finalizers,verbs=update
+// The kinds a SharedService mirrors by default are readable at this site. Secrets and custom
+// resources must be granted explicitly (see docs/operations.md).
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch
+
+// SetupWithManager registers the reconciler with mgr. Call SetupIndexes first.
+func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&deichv1alpha1.SharedService{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Watches(&deichv1alpha1.RecoveryObjective{}, handler.EnqueueRequestsFromMapFunc(r.servicesForObjective),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
+			builder.WithPredicates(readyChanged{})).
+		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		Named("sharedservice").
+		Complete(r)
+}
+
+func (r *SharedServiceReconciler) servicesForObjective(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.listServices(ctx, client.MatchingFields{objectiveRefIndex: o.GetName()})
+}
+
+func (r *SharedServiceReconciler) servicesForPeer(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.listServices(ctx, client.MatchingFields{serviceSiteIndex: o.(*deichv1alpha1.ReplicationPeer).Spec.Site})
+}
+
+func (r *SharedServiceReconciler) listServices(ctx context.Context, sel client.MatchingFields) []reconcile.Request {
+	var list deichv1alpha1.SharedServiceList
+	if err := r.client.List(ctx, &list, sel); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List SharedServices to requeue")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, s := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+	}
+	return reqs
+}
+
+// readyChanged passes ReplicationPeer updates that change its Ready condition, so services
+// react to a peer coming and going but not to every heartbeat.
+type readyChanged struct{ predicate.Funcs }
+
+func (readyChanged) Update(e event.UpdateEvent) bool {
+	oldP, ok1 := e.ObjectOld.(*deichv1alpha1.ReplicationPeer)
+	newP, ok2 := e.ObjectNew.(*deichv1alpha1.ReplicationPeer)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return meta.IsStatusConditionTrue(oldP.Status.Conditions, deichv1alpha1.ConditionReady) !=
+		meta.IsStatusConditionTrue(newP.Status.Conditions, deichv1alpha1.ConditionReady)
+}
+
+// mirroredKind is one entry of spec.resources, resolved.
+type mirroredKind struct {
+	gk       schema.GroupKind
+	resource schema.GroupVersionResource // at this site
+	version  string
+}
+
+// desiredCopy is one rendered copy for the peer.
+type desiredCopy struct {
+	kind *mirroredKind
+	obj  *unstructured.Unstructured
+	hash string
+}
+
+// serviceScope is what one reconcile of a SharedService knows; it lives for one call.
+type serviceScope struct {
+	svc       *deichv1alpha1.SharedService
+	before    *deichv1alpha1.SharedService
+	owner     types.NamespacedName
+	now       time.Time
+	objective *deichv1alpha1.RecoveryObjective
+	kinds     []*mirroredKind
+	conn      *peer.Connection
+	desired   []desiredCopy
+
+	// synced is the Synced condition this reconcile arrived at.
+	synced metav1.Condition
+	// terminal marks a Synced=False the user must fix; the phase becomes Error.
+	terminal bool
+}
+
+func (s *serviceScope) setSynced(status metav1.ConditionStatus, reason, msg string) {
+	s.synced = metav1.Condition{Type: deichv1alpha1.ServiceConditionSynced, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.svc.Generation}
+}
+
+func (s *serviceScope) fail(reason, msg string, terminal bool) {
+	s.setSynced(metav1.ConditionFalse, reason, msg)
+	s.terminal = terminal
+}
+
+// Reconcile mirrors one SharedService.
+func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	svc := &deichv1alpha1.SharedService{}
+	if err := r.client.Get(ctx, req.NamespacedName, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get SharedService %s: %w", req, err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("site", r.site)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	s := &serviceScope{svc: svc, before: svc.DeepCopy(), owner: req.NamespacedName, now: r.clock.Now()}
+
+	if !svc.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+
+	defer func() {
+		if err := r.report(ctx, s); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	switch r.roleOf(svc) {
+	case deichv1alpha1.RoleActive:
+		return r.reconcileActive(ctx, s)
+	case deichv1alpha1.RoleStandby:
+		return r.reconcileStandby(ctx, s)
+	default:
+		s.fail(deichv1alpha1.ServiceReasonNotParticipating, fmt.Sprintf("site %s is neither primarySite nor standbySite of this service", r.site), true)
+		r.forget(s.owner)
+		return ctrl.Result{}, nil
+	}
+}
+
+// activeSite is the site that serves svc now.
+func activeSite(svc *deichv1alpha1.SharedService) string {
+	if svc.Status.ActiveSite != "" {
+		return svc.Status.ActiveSite
+	}
+	return svc.Spec.PrimarySite
+}
+
+// peerSite is the partner of site for svc.
+func peerSite(svc *deichv1alpha1.SharedService, site string) string {
+	if site == svc.Spec.PrimarySite {
+		return svc.Spec.StandbySite
+	}
+	return svc.Spec.PrimarySite
+}
+
+// roleOf is the role of this manager's site for svc, or "" when it takes no part.
+func (r *SharedServiceReconciler) roleOf(svc *deichv1alpha1.SharedService) deichv1alpha1.Role {
+	switch {
+	case r.site != svc.Spec.PrimarySite && r.site != svc.Spec.StandbySite:
+		return ""
+	case r.site == activeSite(svc):
+		return deichv1alpha1.RoleActive
+	default:
+		return deichv1alpha1.RoleStandby
+	}
+}
+
+// reconcileActive pushes the service's objects to the standby.
+func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	if !s.loadObjective(ctx, r.client) {
+		return ctrl.Result{}, nil
+	}
+	if controllerutil.AddFinalizer(s.svc, deichv1alpha1.SharedServiceFinalizer) {
+		patch := client.MergeFrom(s.before)
+		if err := r.client.Patch(ctx, s.svc, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+		s.before = s.svc.DeepCopy()
+	}
+	if !r.resolveKinds(s) {
+		return ctrl.Result{}, nil
+	}
+	resync := resyncPeriod(s.objective)
+
+	sources, ready := r.collectSources(s)
+	if !ready {
+		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches, "listing the selected objects")
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+
+	standby := peerSite(s.svc, r.site)
+	conn, ok := r.registry.Get(standby)
+	if !ok || !r.peerReady(ctx, standby) {
+		s.fail(deichv1alpha1.ServiceReasonPeerNotConnected, fmt.Sprintf("no Ready ReplicationPeer for site %s; the copies there are left as they are", standby), false)
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+	s.conn = conn
+
+	if !r.render(s, sources, standby) {
+		return ctrl.Result{}, nil
+	}
+	copies, copiesKnown, err := r.peerCopies(s, standby)
+	if err != nil {
+		s.fail(deichv1alpha1.ServiceReasonKindMissingAtPeer, err.Error(), false)
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+	if err := r.apply(ctx, s, copies); err != nil {
+		return ctrl.Result{RequeueAfter: resync}, nil //nolint:nilerr // reported in the Synced condition; retried at the next resync.
+	}
+	if copiesKnown {
+		if err := r.prune(ctx, s, copies); err != nil {
+			return ctrl.Result{RequeueAfter: resync}, nil //nolint:nilerr // reported in the Synced condition; retried at the next resync.
+		}
+	}
+	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
+	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
+	if err := r.mirrorService(ctx, s); err != nil {
+		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("apply SharedService to %s: %v", standby, err), false)
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+}
+
+// loadObjective reads the RecoveryObjective and notes its targets in status.
+func (s *serviceScope) loadObjective(ctx context.Context, c client.Reader) bool {
+	obj := &deichv1alpha1.RecoveryObjective{}
+	if err := c.Get(ctx, client.ObjectKey{Name: s.svc.Spec.RecoveryObjectiveRef.Name}, obj); err != nil {
+		s.fail(deichv1alpha1.ServiceReasonObjectiveNotFound, fmt.Sprintf("RecoveryObjective %s: %v", s.svc.Spec.RecoveryObjectiveRef.Name, err), apierrors.IsNotFound(err))
+		return false
+	}
+	s.objective = obj
+	s.svc.Status.Objective = &deichv1alpha1.ObjectiveSummary{RPO: &obj.Spec.RPO, RTO: &obj.Spec.RTO}
+	return true
+}
+
+// resolveKinds checks spec.resources and finds each kind's resource at this site.
+func (r *SharedServiceReconciler) resolveKinds(s *serviceScope) bool {
+	for _, res := range s.svc.Spec.Resources {
+		gk := schema.GroupKind{Group: res.Group, Kind: res.Kind}
+		if err := render.Mirrorable(gk); err != nil {
+			s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, err.Error(), true)
+			return false
+		}
+		mapping, err := r.mapper.RESTMapping(gk)
+		if err != nil {
+			s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("kind %s is not served at site %s: %v", gk, r.site, err), true)
+			return false
+		}
+		if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+			s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("kind %s is cluster-scoped; a SharedService mirrors objects of its own namespace only", gk), true)
+			return false
+		}
+		s.kinds = append(s.kinds, &mirroredKind{gk: gk, resource: mapping.Resource, version: mapping.GroupVersionKind.Version})
+	}
+	return true
+}
+
+// collectSources returns the selected objects of every kind, from watches started on demand.
+func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*unstructured.Unstructured, bool) {
+	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
+	if err != nil {
+		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
+		return nil, false
+	}
+	out := make(map[*mirroredKind][]*unstructured.Unstructured, len(s.kinds))
+	keys := make([]informers.Key, 0, len(s.kinds))
+	ready := true
+	for _, k := range s.kinds {
+		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel.String()}
+		keys = append(keys, key)
+		objs, synced := r.sources.Ensure(key, s.owner)
+		ready = ready && synced
+		out[k] = objs
+	}
+	r.sources.Retain(s.owner, keys...)
+	return out, ready
+}
+
+// peerReady reports whether the ReplicationPeer for site is Ready.
+func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bool {
+	p, ok := r.findPeer(ctx, site)
+	return ok && meta.IsStatusConditionTrue(p.Status.Conditions, deichv1alpha1.ConditionReady)
+}
+
+// render builds every copy for the standby. Any failure stops the whole round: nothing is
+// applied, so the standby keeps its last good copies.
+func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*unstructured.Unstructured, standby string) bool {
+	target := render.Target{
+		SourceSite: r.site,
+		Site:       standby,
+		Role:       deichv1alpha1.RoleStandby,
+		Standby:    s.objective.Spec.Standby,
+		Service:    s.svc.Name,
+		Overrides:  s.svc.Spec.Overrides,
+	}
+	for _, k := range s.kinds {
+		for _, src := range sources[k] {
+			if isOwnedCopy(src) {
+				continue // a copy this site holds as standby of another service is not a source
+			}
+			cp, err := render.Render(src, target)
+			if err != nil {
+				var nm *render.NotMirrorableError
+				if errors.As(err, &nm) {
+					continue // e.g. a service-account token Secret among the selected Secrets
+				}
+				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
+				return false
+			}
+			hash := cp.GetAnnotations()[render.AnnotationContentHash]
+			s.desired = append(s.desired, desiredCopy{kind: k, obj: cp, hash: hash})
+		}
+	}
+	return true
+}
+
+// isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.
+func isOwnedCopy(obj *unstructured.Unstructured) bool {
+	return obj.GetLabels()[render.LabelManagedBy] == render.ManagedByDeich
+}
+
+// copySelector selects the copies of one service mirrored from one site.
+func copySelector(service, sourceSite string) string {
+	return labels.SelectorFromSet(labels.Set{
+		render.LabelSharedService: service,
+		render.LabelSourceSite:    sourceSite,
+		render.LabelManagedBy:     render.ManagedByDeich,
+	}).String()
+}
+
+type copyRef struct {
+	resource schema.GroupVersionResource
+	name     string
+}
+
+// peerCopies returns the copies at the peer, watched so that edits there are reverted at once.
+// known is false while the watches are still listing; pruning must then wait.
+func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (map[copyRef]*unstructured.Unstructured, bool, error) {
+	mapper := s.conn.Cluster.GetRESTMapper()
+	copies := map[copyRef]*unstructured.Unstructured{}
+	keys := make([]informers.Key, 0, len(s.kinds))
+	known := true
+	for _, k := range s.kinds {
+		mapping, err := mapper.RESTMapping(k.gk, k.version)
+		if err != nil {
+			return nil, false, fmt.Errorf("kind %s is not served at %s (install its CRD there): %w", k.gk, standby, err)
+		}
+		if mapping.Resource != k.resource {
+			return nil, false, fmt.Errorf("kind %s is served as %s at %s but as %s here", k.gk, mapping.Resource, standby, k.resource)
+		}
+		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: copySelector(s.svc.Name, r.site)}
+		keys = append(keys, key)
+		objs, synced := s.conn.Copies.Ensure(key, s.owner)
+		known = known && synced
+		for _, o := range objs {
+			copies[copyRef{k.resource, o.GetName()}] = o
+		}
+	}
+	s.conn.Copies.Retain(s.owner, keys...)
+	return copies, known, nil
+}
+
+// apply brings every copy at the peer up to date, in parallel. A copy is applied when it is
+// missing there or differs from what was rendered (changed at the source, or edited at the
+// peer). A rejected copy leaves the peer's last good copy in place.
+func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
+	var todo []desiredCopy
+	for _, d := range s.desired {
+		if cur, ok := copies[copyRef{d.kind.resource, d.obj.GetName()}]; ok && contains(cur.Object, d.obj.Object) {
+			continue
+		}
+		todo = append(todo, d)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := r.ensurePeerNamespace(ctx, s); err != nil {
+		s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.parallelism)
+	var mu sync.Mutex
+	var failures []string
+	for _, d := range todo {
+		g.Go(func() error {
+			_, err := s.conn.Dynamic.Resource(d.kind.resource).Namespace(d.obj.GetNamespace()).
+				Apply(gctx, d.obj.GetName(), d.obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%s %s: %v", d.kind.gk.Kind, d.obj.GetName(), err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report through failures
+	if len(failures) > 0 {
+		sort.Strings(failures)
+		msg := fmt.Sprintf("%d of %d copies not applied to %s (the last good copies stay): %s", len(failures), len(todo), s.conn.Site, failures[0])
+		if len(failures) > 1 {
+			msg += fmt.Sprintf("; and %d more", len(failures)-1)
+		}
+		s.fail(deichv1alpha1.ServiceReasonApplyFailed, msg, false)
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// ensurePeerNamespace creates the service's namespace at the peer when it is missing.
+func (r *SharedServiceReconciler) ensurePeerNamespace(ctx context.Context, s *serviceScope) error {
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(s.svc.Namespace)
+	ns.SetLabels(map[string]string{render.LabelManagedBy: render.ManagedByDeich})
+	nsRes := corev1.SchemeGroupVersion.WithResource("namespaces")
+	if _, err := s.conn.Dynamic.Resource(nsRes).Get(ctx, s.svc.Namespace, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get namespace %s at %s: %w", s.svc.Namespace, s.conn.Site, err)
+	}
+	if _, err := s.conn.Dynamic.Resource(nsRes).Apply(ctx, s.svc.Namespace, ns, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		return fmt.Errorf("create namespace %s at %s: %w", s.svc.Namespace, s.conn.Site, err)
+	}
+	return nil
+}
+
+// prune deletes copies at the peer whose source is gone or no longer selected.
+func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
+	want := make(map[copyRef]struct{}, len(s.desired))
+	for _, d := range s.desired {
+		want[copyRef{d.kind.resource, d.obj.GetName()}] = struct{}{}
+	}
+	for ref, cp := range copies {
+		if _, ok := want[ref]; ok {
+			continue
+		}
+		uid := cp.GetUID()
+		err := s.conn.Dynamic.Resource(ref.resource).Namespace(s.svc.Namespace).Delete(ctx, ref.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
+			return err
+		}
+		ctrl.LoggerFrom(ctx).V(1).Info("Pruned copy", "resource", ref.resource.String(), "name", ref.name, "peer", s.conn.Site)
+	}
+	return nil
+}
+
+// mirrorService applies the SharedService itself to the standby, so its manager knows the
+// service, its role and objective, and stamps it with the time of this sync.
+func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceScope) error {
+	spec, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.svc.Spec)
+	if err != nil {
+		return fmt.Errorf("convert spec: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetAPIVersion(deichv1alpha1.GroupVersion.String())
+	u.SetKind("SharedService")
+	u.SetName(s.svc.Name)
+	u.SetNamespace(s.svc.Namespace)
+	u.SetLabels(map[string]string{render.LabelSourceSite: r.site})
+	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: s.now.UTC().Format(time.RFC3339Nano)})
+	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
+	_, err = s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Apply(ctx, s.svc.Name, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
+
+// reconcileStandby reports what this site holds for a service another site serves.
+func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	r.sources.Retain(s.owner)
+	if !s.loadObjective(ctx, r.client) {
+		return ctrl.Result{}, nil
+	}
+	if !r.resolveKinds(s) {
+		return ctrl.Result{}, nil
+	}
+	resync := resyncPeriod(s.objective)
+
+	var held []deichv1alpha1.MirroredResource
+	for _, k := range s.kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
+		if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
+			render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
+		}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("list %s copies: %w", k.gk, err)
+		}
+		for _, o := range list.Items {
+			held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
+		}
+	}
+	setMirrored(s.svc, held)
+
+	active := activeSite(s.svc)
+	if stamp, ok := s.svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
+			s.svc.Status.LastSyncTime = &metav1.Time{Time: t}
+		}
+	}
+	if s.svc.Status.LastSyncTime == nil {
+		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonMirroredFromActive, fmt.Sprintf("waiting for the first copy from %s", active))
+	} else {
+		s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonMirroredFromActive,
+			fmt.Sprintf("holding %d object(s) mirrored from %s, last synced %s", len(held), active, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
+	}
+	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+}
+
+// reconcileDelete removes the copies from the standby before the SharedService goes, unless
+// deletionPolicy is Retain.
+func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(s.svc, deichv1alpha1.SharedServiceFinalizer) {
+		r.forget(s.owner)
+		return ctrl.Result{}, nil
+	}
+	standby := peerSite(s.svc, r.site)
+	if s.svc.Spec.DeletionPolicy != deichv1alpha1.DeletionPolicyRetain {
+		conn, ok := r.registry.Get(standby)
+		if !ok && !r.peerExists(ctx, standby) {
+			// Without a ReplicationPeer nothing can ever have been mirrored there.
+			r.forget(s.owner)
+			return r.removeFinalizer(ctx, s)
+		}
+		if !ok {
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventSyncFailed, "Delete",
+				"Cannot remove the copies at %s: no connection to it; the SharedService stays until it is reachable", standby)
+			return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		}
+		deleted, err := r.deleteCopies(ctx, s, conn)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesDeleted, "Delete",
+			"Removed %d copies and the SharedService from %s", deleted, standby)
+	}
+	r.forget(s.owner)
+	if conn, ok := r.registry.Get(standby); ok {
+		conn.Copies.Retain(s.owner)
+	}
+	return r.removeFinalizer(ctx, s)
+}
+
+// removeFinalizer lets the SharedService go.
+func (r *SharedServiceReconciler) removeFinalizer(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	base := s.svc.DeepCopy()
+	controllerutil.RemoveFinalizer(s.svc, deichv1alpha1.SharedServiceFinalizer)
+	if err := r.client.Patch(ctx, s.svc, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// peerExists reports whether a ReplicationPeer names site.
+func (r *SharedServiceReconciler) peerExists(ctx context.Context, site string) bool {
+	_, found := r.findPeer(ctx, site)
+	return found
+}
+
+// findPeer returns the ReplicationPeer for site.
+func (r *SharedServiceReconciler) findPeer(ctx context.Context, site string) (*deichv1alpha1.ReplicationPeer, bool) {
+	var peers deichv1alpha1.ReplicationPeerList
+	if err := r.client.List(ctx, &peers); err != nil {
+		return nil, false
+	}
+	for i := range peers.Items {
+		if peers.Items[i].Spec.Site == site {
+			return &peers.Items[i], true
+		}
+	}
+	return nil, false
+}
+
+// deleteCopies deletes every copy of the service at the peer, and the mirrored SharedService.
+func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceScope, conn *peer.Connection) (int, error) {
+	deleted := 0
+	sel := copySelector(s.svc.Name, r.site)
+	for _, res := range s.svc.Spec.Resources {
+		gk := schema.GroupKind{Group: res.Group, Kind: res.Kind}
+		mapping, err := conn.Cluster.GetRESTMapper().RESTMapping(gk)
+		if meta.IsNoMatchError(err) {
+			continue // nothing of this kind can exist there
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("map %s at %s: %w", gk, conn.Site, err)
+		}
+		ri := conn.Dynamic.Resource(mapping.Resource).Namespace(s.svc.Namespace)
+		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return deleted, fmt.Errorf("list %s copies at %s: %w", gk, conn.Site, err)
+		}
+		for _, it := range list.Items {
+			if err := ri.Delete(ctx, it.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return deleted, fmt.Errorf("delete %s %s at %s: %w", gk.Kind, it.GetName(), conn.Site, err)
+			}
+			deleted++
+		}
+	}
+	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
+	ri := conn.Dynamic.Resource(res).Namespace(s.svc.Namespace)
+	if cp, err := ri.Get(ctx, s.svc.Name, metav1.GetOptions{}); err == nil && cp.GetLabels()[render.LabelSourceSite] == r.site {
+		if err := ri.Delete(ctx, s.svc.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return deleted, fmt.Errorf("delete SharedService at %s: %w", conn.Site, err)
+		}
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		return deleted, fmt.Errorf("get SharedService at %s: %w", conn.Site, err)
+	}
+	return deleted, nil
+}
+
+// forget stops the watches and metrics of a service this site no longer handles.
+func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
+	r.sources.Retain(owner)
+	metrics.ForgetService(owner.Namespace, owner.Name)
+}
+
+// report computes the status from what this reconcile found and writes it in one patch.
+func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) error {
+	svc := s.svc
+	st := &svc.Status
+	st.ObservedGeneration = svc.Generation
+	st.Role = r.roleOf(svc)
+	st.ActiveSite = activeSite(svc)
+	if st.Role == deichv1alpha1.RoleActive && s.synced.Status == metav1.ConditionTrue {
+		mirrored := make([]deichv1alpha1.MirroredResource, 0, len(s.desired))
+		for _, d := range s.desired {
+			mirrored = append(mirrored, deichv1alpha1.MirroredResource{Group: d.kind.gk.Group, Kind: d.kind.gk.Kind, Name: d.obj.GetName(), Hash: d.hash})
+		}
+		setMirrored(svc, mirrored)
+	}
+	if s.synced.Type != "" {
+		meta.SetStatusCondition(&st.Conditions, s.synced)
+	}
+
+	// The copy's age: how long ago it was last confirmed complete and current.
+	var lag time.Duration
+	if st.LastSyncTime != nil {
+		lag = max(s.now.Sub(st.LastSyncTime.Time), 0)
+	} else {
+		lag = max(s.now.Sub(svc.CreationTimestamp.Time), 0)
+	}
+	st.ReplicationLag = &metav1.Duration{Duration: lag.Round(time.Millisecond)}
+
+	objectives := metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, ObservedGeneration: svc.Generation}
+	switch {
+	case s.objective == nil:
+		objectives.Status, objectives.Reason, objectives.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
+	case st.LastSyncTime != nil && lag <= s.objective.Spec.RPO.Duration:
+		objectives.Status, objectives.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
+		objectives.Message = fmt.Sprintf("the standby's copy is %s old, within the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
+	default:
+		objectives.Status, objectives.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		objectives.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
+	}
+	meta.SetStatusCondition(&st.Conditions, objectives)
+
+	synced := meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced)
+	isSynced := synced != nil && synced.Status == metav1.ConditionTrue
+	switch {
+	case s.terminal:
+		st.Phase = deichv1alpha1.PhaseError
+	case st.LastSyncTime == nil:
+		st.Phase = deichv1alpha1.PhasePending
+	case isSynced && objectives.Status == metav1.ConditionTrue:
+		st.Phase = deichv1alpha1.PhaseProtected
+	default:
+		st.Phase = deichv1alpha1.PhaseDegraded
+	}
+	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: svc.Generation, Status: metav1.ConditionFalse, Reason: string(st.Phase)}
+	switch {
+	case st.Phase == deichv1alpha1.PhaseProtected:
+		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", st.ActiveSite, peerSite(svc, st.ActiveSite))
+	case synced != nil && synced.Status != metav1.ConditionTrue:
+		ready.Message = synced.Message
+	default:
+		ready.Message = objectives.Message
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	r.recordTransitions(s)
+	site := r.site
+	metrics.ReplicationLag.WithLabelValues(svc.Namespace, svc.Name, site).Set(lag.Seconds())
+	if st.MirroredResources != nil {
+		metrics.MirroredObjects.WithLabelValues(svc.Namespace, svc.Name, site).Set(float64(st.MirroredResources.Count))
+	}
+	if s.synced.Status == metav1.ConditionFalse {
+		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
+	}
+
+	if equality.Semantic.DeepEqual(s.before.Status, svc.Status) {
+		return nil
+	}
+	if err := r.client.Status().Patch(ctx, svc, client.MergeFrom(s.before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status of SharedService %s: %w", klog.KObj(svc), err)
+	}
+	return nil
+}
+
+// recordTransitions emits one event per change of Synced or ObjectivesMet.
+func (r *SharedServiceReconciler) recordTransitions(s *serviceScope) {
+	for _, t := range []string{deichv1alpha1.ServiceConditionSynced, deichv1alpha1.ServiceConditionObjectivesMet} {
+		oldC := meta.FindStatusCondition(s.before.Status.Conditions, t)
+		newC := meta.FindStatusCondition(s.svc.Status.Conditions, t)
+		if newC == nil || (oldC != nil && oldC.Status == newC.Status && oldC.Reason == newC.Reason) {
+			continue
+		}
+		switch {
+		case t == deichv1alpha1.ServiceConditionSynced && newC.Status == metav1.ConditionTrue:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventSynced, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionSynced && newC.Status == metav1.ConditionFalse:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventSyncFailed, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionObjectivesMet && newC.Status == metav1.ConditionFalse && oldC != nil:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventObjectivesMissed, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionObjectivesMet && newC.Status == metav1.ConditionTrue && oldC != nil:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventObjectivesMet, "Mirror", "%s", newC.Message)
+		}
+	}
+}
+
+// setMirrored records the mirrored objects, sorted, listing at most maxListedResources.
+func setMirrored(svc *deichv1alpha1.SharedService, items []deichv1alpha1.MirroredResource) {
+	sort.Slice(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Name < b.Name
+	})
+	mr := &deichv1alpha1.MirroredResources{Count: int32(len(items))} //nolint:gosec // G115: object counts fit in int32.
+	if len(items) > maxListedResources {
+		items = items[:maxListedResources]
+		mr.Truncated = true
+	}
+	mr.Items = items
+	svc.Status.MirroredResources = mr
+}
+
+// resyncPeriod is how often a service is mirrored in full even without events: a third of
+// the RPO, so that a missed event can never age the copy past it.
+func resyncPeriod(obj *deichv1alpha1.RecoveryObjective) time.Duration {
+	return min(max(obj.Spec.RPO.Duration/3, minResync), maxResync)
+}
+
+// jitter spreads resyncs of many services over up to a tenth of the period, earlier rather
+// than later so the RPO bound holds.
+func jitter(d time.Duration) time.Duration {
+	return d - time.Duration(rand.Int64N(int64(d/10)+1)) //nolint:gosec // G404: jitter needs no cryptographic randomness.
+}
+
+// contains reports whether every field set in want has the same value in have: the copy at
+// the peer carries everything that was rendered, whatever its API server added (defaults,
+// status, metadata). Lists must match element by element.
+func contains(have, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, wv := range w {
+			hv, ok := h[k]
+			if !ok {
+				if isEmpty(wv) {
+					continue // API servers drop nulls and empty values
+				}
+				return false
+			}
+			if !contains(hv, wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !contains(h[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	case int64, float64, int, int32:
+		return numEqual(have, want)
+	default:
+		return reflect.DeepEqual(have, want)
+	}
+}
+
+// isEmpty reports whether v is null, an empty object or an empty list.
+func isEmpty(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	}
+	return false
+}
+
+// numEqual compares JSON numbers whatever Go type decoding gave them.
+func numEqual(a, b any) bool {
+	f := func(v any) (float64, bool) {
+		switch n := v.(type) {
+		case int64:
+			return float64(n), true
+		case int:
+			return float64(n), true
+		case int32:
+			return float64(n), true
+		case float64:
+			return n, true
+		}
+		return 0, false
+	}
+	x, ok1 := f(a)
+	y, ok2 := f(b)
+	return ok1 && ok2 && x == y
+}

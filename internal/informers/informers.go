@@ -1,0 +1,177 @@
+// Package informers runs the watches that mirroring needs, and only those: one informer per
+// (resource, namespace, label selector) that some SharedService selects, started when the first
+// service asks for it and stopped when the last one lets go. Each informer lists and watches
+// with the selector at the API server, so a SharedService that mirrors three ConfigMaps never
+// caches the cluster's other ConfigMaps, and Secrets are watched only where a service lists
+// them.
+package informers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Key identifies one informer.
+type Key struct {
+	// Resource is the watched resource, e.g. apps/v1 deployments.
+	Resource schema.GroupVersionResource
+	// Namespace the informer is limited to.
+	Namespace string
+	// Selector is the label selector in its canonical string form.
+	Selector string
+}
+
+// String returns the key for logs.
+func (k Key) String() string {
+	return fmt.Sprintf("%s/%s in %s [%s]", k.Resource.GroupResource(), k.Resource.Version, k.Namespace, k.Selector)
+}
+
+// Handler is told which owner's objects changed. It must not block.
+type Handler func(owner types.NamespacedName)
+
+// Set holds the running informers. It is safe for concurrent use.
+type Set struct {
+	client dynamic.Interface
+	notify Handler
+	resync time.Duration
+
+	mu      sync.Mutex
+	entries map[Key]*entry
+}
+
+type entry struct {
+	informer cache.SharedIndexInformer
+	owners   map[types.NamespacedName]struct{}
+	cancel   context.CancelFunc
+}
+
+// New returns an empty Set that lists and watches with client and calls notify for every
+// owner of an informer whose objects changed.
+func New(client dynamic.Interface, notify Handler) *Set {
+	return &Set{client: client, notify: notify, entries: map[Key]*entry{}}
+}
+
+// Ensure makes sure an informer for key runs and that owner is among its users, and returns
+// the informer's current objects. synced is false until the informer's first list completed;
+// the objects are then incomplete and must not be used to decide what to prune.
+func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.Unstructured, synced bool) {
+	s.mu.Lock()
+	e, ok := s.entries[key]
+	if !ok {
+		e = s.start(key)
+		s.entries[key] = e
+	}
+	if _, known := e.owners[owner]; !known {
+		e.owners[owner] = struct{}{}
+	}
+	s.mu.Unlock()
+
+	if !e.informer.HasSynced() {
+		return nil, false
+	}
+	items := e.informer.GetStore().List()
+	objs = make([]*unstructured.Unstructured, 0, len(items))
+	for _, it := range items {
+		if u, ok := it.(*unstructured.Unstructured); ok {
+			objs = append(objs, u)
+		}
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].GetName() < objs[j].GetName() })
+	return objs, true
+}
+
+// Retain drops owner from every informer whose key is not in keep, and stops informers that
+// no owner uses any more. Call it after Ensure with the keys an owner still needs; call it with
+// no keys when the owner is gone.
+func (s *Set) Retain(owner types.NamespacedName, keep ...Key) {
+	wanted := make(map[Key]struct{}, len(keep))
+	for _, k := range keep {
+		wanted[k] = struct{}{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.entries {
+		if _, ok := wanted[k]; ok {
+			continue
+		}
+		delete(e.owners, owner)
+		if len(e.owners) == 0 {
+			e.cancel()
+			delete(s.entries, k)
+		}
+	}
+}
+
+// Len reports how many informers run.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+// Stop stops every informer.
+func (s *Set) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.entries {
+		e.cancel()
+		delete(s.entries, k)
+	}
+}
+
+// start builds and runs the informer for key. Called with s.mu held.
+func (s *Set) start(key Key) *entry {
+	ri := s.client.Resource(key.Resource).Namespace(key.Namespace)
+	tweak := func(o *metav1.ListOptions) { o.LabelSelector = key.Selector }
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			return ri.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			return ri.Watch(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, s.resync, cache.Indexers{})
+	e := &entry{informer: inf, owners: map[types.NamespacedName]struct{}{}}
+	notify := func() {
+		s.mu.Lock()
+		owners := make([]types.NamespacedName, 0, len(e.owners))
+		for o := range e.owners {
+			owners = append(owners, o)
+		}
+		s.mu.Unlock()
+		for _, o := range owners {
+			s.notify(o)
+		}
+	}
+	// Registration cannot fail on an informer that has not started.
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go inf.RunWithContext(ctx)
+	// Tell the owners once the first list is complete, so they can prune with confidence.
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			notify()
+		}
+	}()
+	return e
+}
