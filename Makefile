@@ -145,5 +145,5 @@ $(LOCALBIN)/kube-apiserver: $(TOOLS_MOD) | $(LOCALBIN)
 	mv $@.tmp $@
 
 .PHONY: clean
-clean: ## Remove bin/ and the demo's files.
-	rm -rf $(LOCALBIN) $(DEMO_DIR)
+clean: demo-down ## Stop the demo and remove bin/.
+	rm -rf $(LOCALBIN)

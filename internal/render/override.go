@@ -300,7 +300,11 @@ func selects(t *deichv1alpha1.PatchTarget, obj map[string]any, id identity) (boo
 // As in kustomize, a strategic-merge patch never changes the identity of what it patches: its
 // apiVersion, kind, name and namespace select, they are not applied.
 func applySMP(obj map[string]any, id identity, doc map[string]any) (map[string]any, error) {
-	dest, err := toYNode(obj)
+	// kyaml's walker visits every field of the object, which costs about a millisecond for a
+	// Deployment; only the fields the patch mentions can change, so only those are merged.
+	touched, untouched := splitForPatch(obj, doc)
+	touched["apiVersion"], touched["kind"] = id.apiVersion, id.gk.Kind // kyaml finds the schema by them
+	dest, err := toYNode(touched)
 	if err != nil {
 		return nil, err
 	}
@@ -323,6 +327,7 @@ func applySMP(obj map[string]any, id identity, doc map[string]any) (map[string]a
 	if !ok {
 		return nil, errors.New("the patched object is not an object")
 	}
+	untouched.graft(m)
 	m["apiVersion"], m["kind"] = id.apiVersion, id.gk.Kind
 	meta, ok := m["metadata"].(map[string]any)
 	if !ok {
@@ -336,6 +341,79 @@ func applySMP(obj map[string]any, id identity, doc map[string]any) (map[string]a
 		delete(meta, "namespace")
 	}
 	return m, checkIdentity(m, id)
+}
+
+// untouched holds the fields of an object that a strategic-merge patch does not mention, by
+// object: fields holds them at this level, nested the levels below that the patch mentions.
+type untouched struct {
+	fields map[string]any
+	nested map[string]*untouched
+}
+
+// splitForPatch splits obj into the fields a strategic-merge patch mentions and the rest. The
+// walker of merge2 keeps fields the patch does not mention as they are, so merging only the
+// mentioned ones and grafting the rest back gives its result. Where the patch has a directive
+// ($patch, $retainKeys, …) the whole object at that level is merged, since a directive
+// concerns fields the patch does not name.
+func splitForPatch(obj, patch map[string]any) (map[string]any, *untouched) {
+	for k := range patch {
+		if strings.HasPrefix(k, "$") {
+			touched := make(map[string]any, len(obj))
+			for k, v := range obj {
+				touched[k] = v
+			}
+			return touched, nil
+		}
+	}
+	touched := make(map[string]any, len(patch))
+	var rest *untouched
+	for k, v := range obj {
+		p, mentioned := patch[k]
+		if !mentioned {
+			if rest == nil {
+				rest = &untouched{}
+			}
+			if rest.fields == nil {
+				rest.fields = map[string]any{}
+			}
+			rest.fields[k] = v
+			continue
+		}
+		objChild, objIsMap := v.(map[string]any)
+		patchChild, patchIsMap := p.(map[string]any)
+		if !objIsMap || !patchIsMap {
+			touched[k] = v
+			continue
+		}
+		t, r := splitForPatch(objChild, patchChild)
+		touched[k] = t
+		if r != nil {
+			if rest == nil {
+				rest = &untouched{}
+			}
+			if rest.nested == nil {
+				rest.nested = map[string]*untouched{}
+			}
+			rest.nested[k] = r
+		}
+	}
+	return touched, rest
+}
+
+// graft puts the untouched fields back into the merged object m.
+func (u *untouched) graft(m map[string]any) {
+	if u == nil {
+		return
+	}
+	for k, v := range u.fields {
+		m[k] = v
+	}
+	for k, r := range u.nested {
+		// When the merge removed or replaced the object at k, its untouched fields go with it.
+		if child, ok := m[k].(map[string]any); ok {
+			r.graft(child)
+		}
+	}
 }
 
 // applyJSON6902 applies JSON 6902 operations with the library kustomize's patchjson6902 filter
