@@ -77,6 +77,7 @@ type SharedServiceReconciler struct {
 	events      ServiceEvents
 	clock       clock.PassiveClock
 	site        string
+	namespace   string
 	parallelism int
 }
 
@@ -97,9 +98,10 @@ func WithApplyParallelism(n int) SharedServiceOption {
 	}
 }
 
-// NewSharedServiceReconciler returns a reconciler for the manager of site. sources watches the
-// selected objects at this site and must notify evts, as must the registry's copy watches.
-func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site string, opts ...SharedServiceOption) *SharedServiceReconciler {
+// NewSharedServiceReconciler returns a reconciler for the manager of site, running in
+// namespace. sources watches the selected objects at this site and must notify evts, as must
+// the registry's copy watches.
+func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site, namespace string, opts ...SharedServiceOption) *SharedServiceReconciler {
 	r := &SharedServiceReconciler{
 		client:      c,
 		apiReader:   apiReader,
@@ -110,6 +112,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper
 		events:      evts,
 		clock:       clock.RealClock{},
 		site:        site,
+		namespace:   namespace,
 		parallelism: 16,
 	}
 	for _, o := range opts {
@@ -283,6 +286,10 @@ func (r *SharedServiceReconciler) roleOf(svc *deichv1alpha1.SharedService) deich
 
 // reconcileActive pushes the service's objects to the standby.
 func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	if reason := r.namespaceRefused(s.svc.Namespace); reason != "" {
+		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, reason, true)
+		return ctrl.Result{}, nil
+	}
 	if !s.loadObjective(ctx, r.client) {
 		return ctrl.Result{}, nil
 	}
@@ -335,6 +342,17 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+}
+
+// namespaceRefused says why objects of namespace may never leave this site, or "".
+func (r *SharedServiceReconciler) namespaceRefused(namespace string) string {
+	switch namespace {
+	case metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease:
+		return fmt.Sprintf("namespace %s belongs to the cluster itself; its objects are never mirrored", namespace)
+	case r.namespace:
+		return fmt.Sprintf("namespace %s is the Deich manager's own (it holds peer credentials); its objects are never mirrored", namespace)
+	}
+	return ""
 }
 
 // loadObjective reads the RecoveryObjective and notes its targets in status.

@@ -183,7 +183,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	if err := controllers.NewSharedServiceReconciler(
 		mgr.GetClient(), mgr.GetAPIReader(), mgr.GetRESTMapper(), sources, registry,
-		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site,
+		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site, opts.Namespace,
 		controllers.WithServiceClock(opts.Clock),
 		controllers.WithApplyParallelism(opts.ApplyParallelism),
 	).SetupWithManager(mgr); err != nil {

@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -71,8 +72,6 @@ var refusedNamespaces = map[string]string{
 	"kube-node-lease": "kube-node-lease holds the heartbeats of the cluster's nodes",
 }
 
-const secretTypeServiceAccountToken = "kubernetes.io/service-account-token"
-
 // Mirrorable returns a *NotMirrorableError when objects of kind gk must never be copied to
 // another cluster, and nil otherwise. The controller can check spec.resources with it before
 // it lists anything; Render refuses such objects too, together with object-level reasons
@@ -108,7 +107,7 @@ func refuse(obj map[string]any, id identity) error {
 	if reason, ok := refusedNamespaces[id.namespace]; ok {
 		return refused(reason)
 	}
-	if id.gk.Group == "" && id.gk.Kind == "Secret" && obj["type"] == secretTypeServiceAccountToken {
+	if id.gk.Group == "" && id.gk.Kind == "Secret" && obj["type"] == string(corev1.SecretTypeServiceAccountToken) {
 		return refused("service-account tokens are signed by one cluster and bound to its service accounts; the peer issues its own")
 	}
 	if owner, ok := controllerOf(obj); ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	"k8s.io/apimachinery/pkg/labels"
@@ -82,6 +83,46 @@ type patch struct {
 	ops      jsonpatch.Patch
 	// copies says whether ops has a copy operation, which can double the object.
 	copies bool
+}
+
+// patchCache remembers parsed patches, since the controller renders every object of a
+// service with the same overrides. A parsed patch is never modified after parsing, so it is
+// shared between concurrent renders. The cache is bounded: when it would hold more than
+// patchCacheBytes of patch text, it starts over.
+type patchCache struct {
+	mu     sync.RWMutex
+	bytes  int
+	byText map[string]parseResult
+}
+
+type parseResult struct {
+	patch patch
+	err   error
+}
+
+const patchCacheBytes = 4 << 20
+
+var parsedPatches = &patchCache{byText: map[string]parseResult{}}
+
+func (c *patchCache) get(text string) (patch, error) {
+	c.mu.RLock()
+	r, ok := c.byText[text]
+	c.mu.RUnlock()
+	if ok {
+		return r.patch, r.err
+	}
+	p, err := parsePatch(text)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bytes+len(text) > patchCacheBytes {
+		clear(c.byText)
+		c.bytes = 0
+	}
+	if _, ok := c.byText[text]; !ok {
+		c.byText[text] = parseResult{patch: p, err: err}
+		c.bytes += len(text)
+	}
+	return p, err
 }
 
 // parsePatch tells the two kinds of kustomize patch apart by shape, as kustomize does: a
@@ -179,11 +220,11 @@ func parseOps(list []any) (patch, error) {
 	return p, nil
 }
 
-// applyPatch applies one patch of an override to obj, if it selects obj. The result is a new
-// object when the patch applied; obj itself may have been changed in place either way, so
-// callers only use the result.
+// applyPatch applies one patch of an override to obj, if it selects obj, and returns the
+// result: obj when the patch does not apply, otherwise a new object that may share values
+// with obj. obj itself is not changed.
 func applyPatch(obj map[string]any, id identity, p deichv1alpha1.Patch) (map[string]any, error) {
-	parsed, err := parsePatch(p.Patch)
+	parsed, err := parsedPatches.get(p.Patch)
 	if err != nil {
 		return nil, err
 	}

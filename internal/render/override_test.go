@@ -202,6 +202,15 @@ spec:
 			wantMore: []fieldWant{{[]string{"metadata", "namespace"}, "buergerkonto"}, {[]string{"spec", "minReadySeconds"}, int64(7)}},
 		},
 		{
+			name: "a strategic-merge patch replaces an Ingress's rules, which have no merge key: the paths must be repeated",
+			src:  ingress,
+			target: standbyFor(deichv1alpha1.StandbyCold, override(schwerin, "", targeted(
+				deichv1alpha1.PatchTarget{Group: "networking.k8s.io", Kind: "Ingress", Name: "buergerkonto"},
+				"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: buergerkonto}\nspec:\n  rules:\n  - host: buergerkonto.mv.example.de\n"))),
+			path: []string{"spec", "rules"},
+			want: []any{map[string]any{"host": "buergerkonto.mv.example.de"}},
+		},
+		{
 			name: "a site override may pin a Service's node port at the peer",
 			src:  fromFile(t, filepath.Join("testdata", "strip", "service-nodeport.yaml")),
 			target: standbyFor(deichv1alpha1.StandbyCold, override(schwerin, "", targeted(
@@ -369,6 +378,11 @@ func TestOverrideErrors(t *testing.T) {
 			wantMessage: "grows the object beyond",
 		},
 		{
+			name:        "a patch whose YAML aliases expand to billions of nodes fails fast",
+			overrides:   []deichv1alpha1.Override{override("", standby, targeted(deployment, aliasBomb(12)))},
+			wantMessage: "excessive aliasing",
+		},
+		{
 			name:        "a strategic-merge patch that deletes the object fails",
 			overrides:   []deichv1alpha1.Override{override("", standby, targeted(deployment, "$patch: delete\n"))},
 			wantMessage: "the patch deletes the object",
@@ -468,4 +482,21 @@ func doublingPatch(n int) string {
 		ops[i] = fmt.Sprintf(`{"op": "copy", "from": "/spec", "path": "/spec/x%d"}`, i)
 	}
 	return "[" + strings.Join(ops, ",") + "]"
+}
+
+// aliasBomb is YAML whose aliases expand to 9^levels strings.
+func aliasBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [lol]\n")
+	for i := 1; i < levels; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [", i, i)
+		for j := range 9 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	return b.String()
 }

@@ -165,9 +165,10 @@ func identify(obj map[string]any) (identity, error) {
 // Render never modifies src, and it is deterministic: the same src and t give the same copy,
 // byte for byte when serialized with encoding/json. It is safe for concurrent use.
 //
-// Errors: a *NotMirrorableError when src must never be mirrored; a *PatchError when an
-// override's patch fails; other errors for an invalid t or a malformed src. Errors do not
-// name src; wrap them with it. No partial copy is ever returned.
+// Errors: a *NotMirrorableError when src must never be mirrored (lasting: skip the object and
+// report it); a *PatchError when an override's patch fails (the user must fix the
+// SharedService); other errors for an invalid t or a malformed src. Only a
+// *NotMirrorableError names src; wrap the others with it. No partial copy is ever returned.
 func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructured, error) {
 	if src == nil || src.Object == nil {
 		return nil, errors.New("no source object")
@@ -200,16 +201,19 @@ func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructure
 	if obj, err = applyOverrides(obj, id, t); err != nil {
 		return nil, err
 	}
-	if err := refuse(obj, id); err != nil {
-		// Only an override can get here, by setting a Secret's type or an owner.
-		return nil, err
-	}
 
 	// Whatever the overrides did, the guarantees hold: nothing cluster-local in metadata,
 	// no status, and Deich's keys are Deich's.
 	delete(obj, "status")
-	meta := obj["metadata"].(map[string]any) // identify and applyOverrides checked it is an object
+	meta, ok := obj["metadata"].(map[string]any)
+	if !ok {
+		return nil, errors.New("the copy has no metadata") // identify and checkIdentity rule this out
+	}
 	stripMetadata(meta)
+	if err := refuse(obj, id); err != nil {
+		// Only an override can get here, by turning a Secret into a token Secret.
+		return nil, err
+	}
 	labels := ensureStringMap(meta, "labels")
 	labels[LabelSourceSite] = t.SourceSite
 	labels[LabelSharedService] = t.Service

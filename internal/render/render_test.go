@@ -353,3 +353,40 @@ func TestRenderAcceptsHandBuiltObjects(t *testing.T) {
 		t.Errorf("SourceReplicas() = %d, %v, want 3, true", n, ok)
 	}
 }
+
+func TestRenderConcurrently(t *testing.T) {
+	// Render shares kyaml's schema and its cache of parsed patches between goroutines; run
+	// with -race to check them.
+	src := fromFile(t, filepath.Join("testdata", "strip", "deployment.yaml"))
+	target := standbyFor(deichv1alpha1.StandbyWarm, deichv1alpha1.Override{Role: deichv1alpha1.RoleStandby, Patches: []deichv1alpha1.Patch{
+		{Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"}, Patch: "spec: {minReadySeconds: 5}\n"},
+		{Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"}, Patch: `[{"op": "replace", "path": "/spec/replicas", "value": 2}]`},
+	}})
+	want := mustJSON(t, mustRender(t, src, target))
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				got, err := Render(src, target)
+				if err == nil && !bytes.Equal(jsonOf(got), want) {
+					err = errors.New("a concurrent render differs")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func jsonOf(obj *unstructured.Unstructured) []byte {
+	b, _ := json.Marshal(obj.Object)
+	return b
+}
