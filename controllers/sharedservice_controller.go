@@ -305,10 +305,14 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	}
 	resync := resyncPeriod(s.objective)
 
-	sources, ready := r.collectSources(s)
+	sources, ready, listErr := r.collectSources(s)
 	if !ready {
-		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches, "listing the selected objects")
-		return ctrl.Result{RequeueAfter: resync}, nil
+		msg := "listing the selected objects"
+		if listErr != nil {
+			msg = fmt.Sprintf("cannot list the selected objects at %s: %v", r.site, listErr)
+		}
+		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches, msg)
+		return ctrl.Result{RequeueAfter: min(resync, 5*time.Second)}, nil
 	}
 
 	standby := peerSite(s.svc, r.site)
@@ -390,24 +394,28 @@ func (r *SharedServiceReconciler) resolveKinds(s *serviceScope) bool {
 }
 
 // collectSources returns the selected objects of every kind, from watches started on demand.
-func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*unstructured.Unstructured, bool) {
+func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*unstructured.Unstructured, bool, error) {
 	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
 	if err != nil {
 		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
-		return nil, false
+		return nil, false, nil
 	}
+	var firstErr error
 	out := make(map[*mirroredKind][]*unstructured.Unstructured, len(s.kinds))
 	keys := make([]informers.Key, 0, len(s.kinds))
 	ready := true
 	for _, k := range s.kinds {
 		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel.String()}
 		keys = append(keys, key)
-		objs, synced := r.sources.Ensure(key, s.owner)
+		objs, synced, err := r.sources.Ensure(key, s.owner)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", k.gk, err)
+		}
 		ready = ready && synced
 		out[k] = objs
 	}
 	r.sources.Retain(s.owner, keys...)
-	return out, ready
+	return out, ready, firstErr
 }
 
 // peerReady reports whether the ReplicationPeer for site is Ready.
@@ -484,7 +492,7 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 		}
 		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: copySelector(s.svc.Name, r.site)}
 		keys = append(keys, key)
-		objs, synced := s.conn.Copies.Ensure(key, s.owner)
+		objs, synced, _ := s.conn.Copies.Ensure(key, s.owner) // an unreachable peer fails the apply, which says why
 		known = known && synced
 		for _, o := range objs {
 			copies[copyRef{k.resource, o.GetName()}] = o

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,8 @@ type entry struct {
 	informer cache.SharedIndexInformer
 	owners   map[types.NamespacedName]struct{}
 	cancel   context.CancelFunc
+	// lastErr is the last list or watch error, cleared when the informer syncs.
+	lastErr atomic.Pointer[error]
 }
 
 // New returns an empty Set that lists and watches with client and calls notify for every
@@ -65,8 +68,9 @@ func New(client dynamic.Interface, notify Handler) *Set {
 
 // Ensure makes sure an informer for key runs and that owner is among its users, and returns
 // the informer's current objects. synced is false until the informer's first list completed;
-// the objects are then incomplete and must not be used to decide what to prune.
-func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.Unstructured, synced bool) {
+// the objects are then incomplete and must not be used to decide what to prune. While it is
+// not synced, err is the last error listing or watching met (for example "forbidden"), if any.
+func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.Unstructured, synced bool, err error) {
 	s.mu.Lock()
 	e, ok := s.entries[key]
 	if !ok {
@@ -79,7 +83,10 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.
 	s.mu.Unlock()
 
 	if !e.informer.HasSynced() {
-		return nil, false
+		if p := e.lastErr.Load(); p != nil {
+			return nil, false, *p
+		}
+		return nil, false, nil
 	}
 	items := e.informer.GetStore().List()
 	objs = make([]*unstructured.Unstructured, 0, len(items))
@@ -89,7 +96,7 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.
 		}
 	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].GetName() < objs[j].GetName() })
-	return objs, true
+	return objs, true, nil
 }
 
 // Retain drops owner from every informer whose key is not in keep, and stops informers that
@@ -145,7 +152,8 @@ func (s *Set) start(key Key) *entry {
 			return ri.Watch(ctx, o)
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, s.resync, cache.Indexers{})
+	// Streaming lists are used where the client supports them (real API servers do).
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &unstructured.Unstructured{}, s.resync, cache.Indexers{})
 	e := &entry{informer: inf, owners: map[types.NamespacedName]struct{}{}}
 	notify := func() {
 		s.mu.Lock()
@@ -163,6 +171,10 @@ func (s *Set) start(key Key) *entry {
 		AddFunc:    func(any) { notify() },
 		UpdateFunc: func(any, any) { notify() },
 		DeleteFunc: func(any) { notify() },
+	})
+	// Remember why listing fails, so the owner can say so instead of waiting silently.
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		e.lastErr.Store(&err)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel

@@ -1,0 +1,114 @@
+package informers
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+func configMap(ns, name string, labels map[string]string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	u.SetNamespace(ns)
+	u.SetName(name)
+	u.SetLabels(labels)
+	return u
+}
+
+// waitSynced polls Ensure until the informer has listed.
+func waitSynced(t *testing.T, s *Set, key Key, owner types.NamespacedName) []*unstructured.Unstructured {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		objs, synced, err := s.Ensure(key, owner)
+		if err != nil {
+			t.Fatalf("Ensure() error = %v", err)
+		}
+		if synced {
+			return objs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("informer %s did not sync", key)
+	return nil
+}
+
+func TestSetWatchesOnlyWhatIsSelectedAndStopsUnusedInformers(t *testing.T) {
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"},
+		configMap("a", "selected", map[string]string{"app": "x"}),
+		configMap("a", "other-label", map[string]string{"app": "y"}),
+		configMap("b", "other-namespace", map[string]string{"app": "x"}),
+	)
+	notified := make(chan types.NamespacedName, 100)
+	s := New(client, func(o types.NamespacedName) { notified <- o })
+	t.Cleanup(s.Stop)
+	owner := types.NamespacedName{Namespace: "a", Name: "svc"}
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+
+	objs := waitSynced(t, s, key, owner)
+	if len(objs) != 1 || objs[0].GetName() != "selected" {
+		t.Fatalf("Ensure() = %v, want only the selected ConfigMap in namespace a", objs)
+	}
+	select {
+	case got := <-notified:
+		if got != owner {
+			t.Fatalf("notified %v, want %v", got, owner)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the owner was not told that its informer synced")
+	}
+
+	t.Run("shares an informer between owners", func(t *testing.T) {
+		waitSynced(t, s, key, types.NamespacedName{Namespace: "a", Name: "other"})
+		if s.Len() != 1 {
+			t.Fatalf("Len() = %d, want 1", s.Len())
+		}
+	})
+	t.Run("keeps an informer while one owner still needs it", func(t *testing.T) {
+		s.Retain(owner)
+		if s.Len() != 1 {
+			t.Fatalf("Len() = %d, want 1", s.Len())
+		}
+	})
+	t.Run("stops an informer no owner needs", func(t *testing.T) {
+		s.Retain(types.NamespacedName{Namespace: "a", Name: "other"})
+		if s.Len() != 0 {
+			t.Fatalf("Len() = %d, want 0", s.Len())
+		}
+	})
+}
+
+func TestSetReportsWhyListingFails(t *testing.T) {
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"})
+	client.PrependReactor("list", "configmaps", func(_ k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New(`configmaps is forbidden: User "deich" cannot list resource "configmaps"`)
+	})
+	s := New(client, func(types.NamespacedName) {})
+	t.Cleanup(s.Stop)
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, synced, err := s.Ensure(key, types.NamespacedName{Namespace: "a", Name: "svc"})
+		if synced {
+			t.Fatal("an informer that cannot list reports synced")
+		}
+		if err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("Ensure() never reported the list error")
+}
