@@ -1,0 +1,146 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/metrics"
+)
+
+// report computes the status from what this reconcile found and writes it in one patch.
+func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) error {
+	svc := s.svc
+	st := &svc.Status
+	st.ObservedGeneration = svc.Generation
+	st.Role = r.roleOf(svc)
+	st.ActiveSite = activeSite(svc)
+	if st.Role == deichv1alpha1.RoleActive && s.synced.Status == metav1.ConditionTrue {
+		mirrored := make([]deichv1alpha1.MirroredResource, 0, len(s.desired))
+		for _, d := range s.desired {
+			mirrored = append(mirrored, deichv1alpha1.MirroredResource{Group: d.kind.gk.Group, Kind: d.kind.gk.Kind, Name: d.obj.GetName(), Hash: d.hash})
+		}
+		setMirrored(svc, mirrored)
+	}
+	if s.synced.Type != "" {
+		meta.SetStatusCondition(&st.Conditions, s.synced)
+	}
+
+	// The copy's age: how long ago it was last confirmed complete and current.
+	var lag time.Duration
+	if st.LastSyncTime != nil {
+		lag = max(s.now.Sub(st.LastSyncTime.Time), 0)
+	} else {
+		lag = max(s.now.Sub(svc.CreationTimestamp.Time), 0)
+	}
+	st.ReplicationLag = &metav1.Duration{Duration: lag.Round(time.Millisecond)}
+
+	objectives := metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, ObservedGeneration: svc.Generation}
+	switch {
+	case s.objective == nil:
+		objectives.Status, objectives.Reason, objectives.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
+	case st.LastSyncTime != nil && lag <= s.objective.Spec.RPO.Duration:
+		objectives.Status, objectives.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
+		objectives.Message = fmt.Sprintf("the standby's copy is %s old, within the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
+	default:
+		objectives.Status, objectives.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		objectives.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
+	}
+	meta.SetStatusCondition(&st.Conditions, objectives)
+
+	synced := meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced)
+	isSynced := synced != nil && synced.Status == metav1.ConditionTrue
+	switch {
+	case s.terminal:
+		st.Phase = deichv1alpha1.PhaseError
+	case st.LastSyncTime == nil:
+		st.Phase = deichv1alpha1.PhasePending
+	case isSynced && objectives.Status == metav1.ConditionTrue:
+		st.Phase = deichv1alpha1.PhaseProtected
+	default:
+		st.Phase = deichv1alpha1.PhaseDegraded
+	}
+	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: svc.Generation, Status: metav1.ConditionFalse, Reason: string(st.Phase)}
+	switch {
+	case st.Phase == deichv1alpha1.PhaseProtected:
+		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", st.ActiveSite, peerSite(svc, st.ActiveSite))
+	case synced != nil && synced.Status != metav1.ConditionTrue:
+		ready.Message = synced.Message
+	default:
+		ready.Message = objectives.Message
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	r.recordTransitions(s)
+	site := r.site
+	metrics.ReplicationLag.WithLabelValues(svc.Namespace, svc.Name, site).Set(lag.Seconds())
+	if st.MirroredResources != nil {
+		metrics.MirroredObjects.WithLabelValues(svc.Namespace, svc.Name, site).Set(float64(st.MirroredResources.Count))
+	}
+	if s.synced.Status == metav1.ConditionFalse {
+		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
+	}
+
+	if equality.Semantic.DeepEqual(s.before.Status, svc.Status) {
+		return nil
+	}
+	if err := r.client.Status().Patch(ctx, svc, client.MergeFrom(s.before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status of SharedService %s: %w", klog.KObj(svc), err)
+	}
+	return nil
+}
+
+// recordTransitions emits one event per change of Synced or ObjectivesMet.
+func (r *SharedServiceReconciler) recordTransitions(s *serviceScope) {
+	for _, t := range []string{deichv1alpha1.ServiceConditionSynced, deichv1alpha1.ServiceConditionObjectivesMet} {
+		oldC := meta.FindStatusCondition(s.before.Status.Conditions, t)
+		newC := meta.FindStatusCondition(s.svc.Status.Conditions, t)
+		if newC == nil || (oldC != nil && oldC.Status == newC.Status && oldC.Reason == newC.Reason) {
+			continue
+		}
+		switch {
+		case t == deichv1alpha1.ServiceConditionSynced && newC.Status == metav1.ConditionTrue:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventSynced, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionSynced && newC.Status == metav1.ConditionFalse:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventSyncFailed, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionObjectivesMet && newC.Status == metav1.ConditionFalse && oldC != nil:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventObjectivesMissed, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionObjectivesMet && newC.Status == metav1.ConditionTrue && oldC != nil:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventObjectivesMet, "Mirror", "%s", newC.Message)
+		}
+	}
+}
+
+// setMirrored records the mirrored objects, sorted, listing at most maxListedResources.
+func setMirrored(svc *deichv1alpha1.SharedService, items []deichv1alpha1.MirroredResource) {
+	sort.Slice(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Name < b.Name
+	})
+	mr := &deichv1alpha1.MirroredResources{Count: int32(len(items))} //nolint:gosec // G115: object counts fit in int32.
+	if len(items) > maxListedResources {
+		items = items[:maxListedResources]
+		mr.Truncated = true
+	}
+	mr.Items = items
+	svc.Status.MirroredResources = mr
+}
