@@ -2,7 +2,8 @@
 # hack/demo.sh — the local two-site Deich demo behind `make demo` and `make demo-down`.
 #
 #   hack/demo.sh up     start two sites (sh-kiel, mv-schwerin), each with its own Deich
-#                       manager, connect them as peers and show them Ready
+#                       manager, connect them as peers, share the citizen service account
+#                       buergerkonto from sh-kiel and show its copies at mv-schwerin
 #   hack/demo.sh down   stop everything `up` started and remove $DEMO_DIR
 #
 # How it works: `up` builds hack/demo (the "sites" program) and starts it in the background.
@@ -210,6 +211,7 @@ print_status() {
 	done
 	echo
 	echo "  kubectl get replicationpeers,recoveryobjectives"
+	echo "  kubectl -n buergerkonto get sharedservices,deployments,configmaps"
 	echo
 	echo "Managers (metrics, health probes):"
 	for site in "${SITES[@]}"; do
@@ -417,8 +419,51 @@ up() {
 			say "RecoveryObjective buergerdienste at $site is not Valid yet"
 	done
 	say "Peers connected: each site reaches the other, in $((SECONDS - begin))s overall"
+
+	share_service
 	UP_DONE=1
 	print_status
+}
+
+# share_service applies the citizen service account at sh-kiel, declares it shared with
+# mv-schwerin, and shows the mirrored copies and an edit travelling to them.
+share_service() {
+	local start elapsed value
+	say "At sh-kiel: the citizen service account buergerkonto (Deployment, Service, ConfigMap, Secret, Ingress)"
+	kc sh-kiel apply -f "$REPO_ROOT/hack/demo/buergerkonto.yaml" | indent
+	say "At sh-kiel: SharedService buergerkonto (primary sh-kiel, standby mv-schwerin, objective buergerdienste)"
+	kc sh-kiel apply -f "$REPO_ROOT/config/samples/resilience_v1alpha1_sharedservice.yaml" | indent
+	if ! kc sh-kiel -n buergerkonto wait --for=condition=Synced sharedservice/buergerkonto --timeout=60s | indent; then
+		say "SharedService buergerkonto did not sync within 60s"
+		kc sh-kiel -n buergerkonto describe sharedservice buergerkonto | indent
+		exit 1
+	fi
+	say "At mv-schwerin: the mirrored copies (a Cold standby runs 0 replicas)"
+	kc mv-schwerin -n buergerkonto get deployments,services,configmaps,secrets,ingresses \
+		-l resilience.deich.io/shared-service=buergerkonto | indent
+	say "At mv-schwerin: the copy's own hostname and read-only flag, from the SharedService's overrides"
+	kc mv-schwerin -n buergerkonto get ingress buergerkonto -o jsonpath='{.spec.rules[0].host}{"\n"}' | indent
+	kc mv-schwerin -n buergerkonto get configmap buergerkonto-config -o jsonpath='READ_ONLY={.data.READ_ONLY}{"\n"}' | indent
+
+	say "At sh-kiel: an edit (GREETING=Moin moin) ..."
+	start=$(date +%s%N)
+	kc sh-kiel -n buergerkonto patch configmap buergerkonto-config --type=merge -p '{"data":{"GREETING":"Moin moin"}}' | indent
+	value=""
+	for _ in $(seq 1 200); do
+		value="$(kc mv-schwerin -n buergerkonto get configmap buergerkonto-config -o jsonpath='{.data.GREETING}')"
+		[ "$value" = "Moin moin" ] && break
+		sleep 0.05
+	done
+	elapsed=$((($(date +%s%N) - start) / 1000000))
+	if [ "$value" = "Moin moin" ]; then
+		say "... reached the copy at mv-schwerin within ${elapsed}ms (including kubectl's own start-up)"
+	else
+		say "... did not reach mv-schwerin within ${elapsed}ms"
+	fi
+	for site in "${SITES[@]}"; do
+		say "At $site: kubectl get sharedservices -n buergerkonto -o wide"
+		kc "$site" -n buergerkonto get sharedservices -o wide | indent
+	done
 }
 
 down() {
