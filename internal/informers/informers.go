@@ -172,6 +172,9 @@ func (s *Set) start(key Key) *entry {
 		UpdateFunc: func(any, any) { notify() },
 		DeleteFunc: func(any) { notify() },
 	})
+	// managedFields can be a third of an object and nothing downstream reads them; dropping
+	// them before the object enters the store keeps the manager's memory in proportion.
+	_ = inf.SetTransform(dropManagedFields)
 	// Remember why listing fails, so the owner can say so instead of waiting silently.
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		e.lastErr.Store(&err)
@@ -186,4 +189,12 @@ func (s *Set) start(key Key) *entry {
 		}
 	}()
 	return e
+}
+
+// dropManagedFields removes metadata.managedFields from objects entering an informer's store.
+func dropManagedFields(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+	}
+	return obj, nil
 }
