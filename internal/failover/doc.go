@@ -1,0 +1,173 @@
+// Package failover decides, for one SharedService at one site, whether the site may serve
+// and what it must write to the service's lease. It is Deich's safety-critical core. It
+// keeps no state, does no I/O and reads no clock: the controller observes (reads the lease,
+// runs the health checks), calls DecideActive or DecideStandby with what it saw and the time
+// now, and acts (fences, unfences, writes the lease). Tests can therefore replay any
+// interleaving; modelcheck_test.go checks the invariant below over random interleavings of
+// two sites with drifting clocks, a lossy network, partitions and crashes.
+//
+// # The invariant
+//
+// For any SharedService, at no instant do two sites both serve it.
+//
+// A site serves from the moment it acts on a decision that MayServe — which needs a lease
+// write of its own that succeeded — until a fence it decided has taken effect (its copy is
+// in standby form).
+//
+// # The lease
+//
+// Each service has one coordination.k8s.io/v1 Lease, deich-<service> (LeaseName) in the
+// service's namespace, stored in the cluster of the service's spec.standbySite (ArbiterSite). While
+// the primary site is active that is the standby's cluster, so a primary cut off from its
+// standby cannot renew and fences itself. After a failover it is the new active's own
+// cluster: the new active keeps serving while the lost primary stays dead, and the primary
+// can serve again only by acquiring the lease there. The Lease's spec (LeaseRecord) says who
+// holds it (holderIdentity: a site name, empty once released), leaseDurationSeconds,
+// acquireTime, renewTime and leaseTransitions.
+//
+// Every write is a compare-and-swap: an update carries the resourceVersion of the record it
+// was decided on (ApplyRecord), and a missing lease is created, which fails if it exists.
+// The arbiter's API server (its etcd) puts all writes in one order, and each succeeds only
+// on top of the record it was decided on; so at most one site holds the lease at a time.
+//
+// # Clocks
+//
+// A site never compares its clock with another site's, nor with a time read back from the
+// API: acquireTime and renewTime are for people. Each site measures intervals on its own
+// clock, as client-go's leader election does:
+//   - Renewal.SentAt is the site's clock just before it sent a lease write that then
+//     succeeded.
+//   - Observation.ObservedAt is the site's clock when it first saw the lease's current
+//     record (holder, renewTime, resourceVersion; see Observe). A manager that starts has no
+//     history and takes the record it finds as observed now.
+//
+// Both live only in the memory of the manager process, as its clock returned them; Go's
+// monotonic clock reading then keeps a step of the wall clock from moving a deadline.
+//
+// # The rules
+//
+// D is a lease duration, skew is the manager's --max-clock-skew (Policy.MaxClockSkew).
+//
+// When the lease names this site (DecideActive):
+//  1. The site may serve until FenceDeadline = Renewal.SentAt + D − skew, with D the shorter
+//     of the policy's leaseDuration and every duration this process wrote since that
+//     renewal (Renewal.Sending). It renews every D/3 (Renew); from the deadline on, the
+//     decision is Fence.
+//  2. Without a Renewal — the manager has just started, or is handing over — the site is
+//     fenced (Fence) until a renewal succeeds, and keeps trying.
+//  3. HandOver (in Automatic mode when this site's own checks failed failureThreshold
+//     times in a row, or when a Switchover moves the service away): fence, forget the
+//     Renewal, abandon any write in flight, and only once the fence has taken effect write
+//     ReleasedRecord.
+//
+// When the lease names another site or nobody, or does not exist (DecideStandby):
+//  4. The site does not serve: the controller fences it.
+//  5. It writes AcquiredRecord (Promote) only on a free lease: released; or unchanged by its
+//     own clock for longer than D + skew since ObservedAt (PromoteAfter), with D the longer
+//     of the policy's leaseDuration and the record's leaseDurationSeconds. A missing lease
+//     counts as held by an unknown site, and only the service's primary site creates it:
+//     that is also how the lease comes to exist.
+//  6. It wants to promote when failover mode is Automatic and its checks of the active site
+//     failed failureThreshold times in a row (a probe that could not run because the peer
+//     is unreachable counts as failed), when a Switchover moves the service here, or, at the
+//     primary site, to create a missing lease. In Manual mode failed checks give Recommend,
+//     never Promote.
+//
+// Rule 6 and the health checks of rule 3 only choose when a site takes over or hands over;
+// safety rests on rules 1–5 alone, which is why the model check feeds the decisions
+// arbitrary health-check results.
+//
+// The controller's part, without which the argument below fails:
+//   - A write counts only when it succeeded: set the Renewal to RenewalOf(written, sentAt)
+//     then, and lower it with Renewal.Sending before every write is sent. A write that
+//     failed, timed out or was abandoned never counts, even if success is reported later;
+//     keep at most one write in flight.
+//   - Forget the Renewal when handing over, and fence and forget it whenever the lease
+//     names another site or nobody, is missing, or has not been read since the start.
+//   - Write a promotion on top of the observed record, whose resourceVersion is the
+//     precondition — never on a record read after the wait. Call Observe only with what was
+//     read; when the lease cannot be read, keep the old Observation.
+//   - Fence before releasing; act on Fence at once; decide again no later than NextCheck
+//     (the fence deadline is a timer, not a hope).
+//
+// # Why no two sites serve
+//
+// The writes are in one order, so the holders follow one another, and it is enough to look
+// at one change of holder: the write with which site B took the lease from site A (or from
+// nobody). B decided that write on a record R, and it succeeded, so R was still the latest
+// record when it committed.
+//
+// R was released. A wrote R only after its fence had taken effect and it had forgotten its
+// Renewal. A serves again only after a write of its own, sent after R, succeeds; that write
+// is a compare-and-swap like B's, so either it commits first and B's fails, or it fails.
+//
+// R names A, or says the lease is missing. Let W be the write that gave A the Renewal it
+// serves on, and t_r the real time A read its clock for Renewal.SentAt. W committed before
+// B's write, hence no later than R, and R committed before B first read it, at real time
+// t_o (B's ObservedAt):
+//
+//	t_r ≤ commit(W) ≤ commit(R) ≤ t_o
+//
+// Every record A wrote since W carries at least the duration D_A its deadline uses
+// (Renewal.Sending), and B waits at least R's duration: D_B ≥ D_A. (A missing record has
+// no duration; there D_B ≥ D_A needs the objectives to agree, see below.)
+//   - A has stopped serving by real time t_r + D_A. Its clock must advance D_A − skew_A
+//     past SentAt, which takes at most D_A − skew_A + e_A of real time, where e_A is how
+//     much A's clock loses over that interval; then its fence takes effect within F_A,
+//     which includes any delay in deciding (a late timer, a manager paused or restarting at
+//     the deadline). This holds while e_A + F_A ≤ skew_A.
+//   - B starts serving after real time t_o + D_B. It sends its write only once its clock
+//     has advanced more than D_B + skew_B past ObservedAt, which takes more than
+//     D_B + skew_B − e_B of real time, where e_B is how much B's clock gains over that
+//     interval. This holds while e_B ≤ skew_B.
+//
+// So A stops by t_r + D_A ≤ t_o + D_B, before B starts: nominally a gap of
+// skew_A + skew_B in which nobody serves, of which each site may spend its own skew. The offset between the sites'
+// clocks does not appear at all — each site only measures intervals on its own clock — so
+// --max-clock-skew is a budget for clock rate errors and, above all, fence latency: clocks
+// that differ by hours are fine, a quartz clock's 100 ppm costs 3ms over 30s.
+//
+// What breaks the guarantee:
+//   - A clock that loses (active) or gains (standby) more than skew over one lease
+//     duration, as the monotonic clock of a suspended VM does.
+//   - A fence that takes effect more than skew (minus the clock's error) after the
+//     deadline: pods that keep serving through a long terminationGracePeriodSeconds, a
+//     manager that is down, paused or stuck in a slow queue at the deadline. What "taken
+//     effect" means is the controller's to define and keep within the budget — which is
+//     also why it fences before it releases the lease, and why a manager that starts
+//     fences first.
+//   - Anything that serves without the manager's consent: a site back from a total outage
+//     starts its workloads in the form they had before its manager runs (the manager then
+//     fences them at once, rules 2 and 4); a person scaling up a fenced copy.
+//   - Writes that are not compare-and-swap: editing or replacing the lease by hand.
+//   - Deleting the lease by hand while the two sites' objectives disagree about
+//     leaseDuration. A missing lease counts as held, but the deleted record's duration is
+//     gone, so the primary site times it by its own leaseDuration; that is safe only if
+//     the last holder's is no longer.
+//   - Carrying times across processes: a Renewal or ObservedAt restored from the API or
+//     from an earlier process.
+//
+// # What this costs in availability
+//
+// With two sites and no witness, safety wins every tie:
+//   - The primary site cannot tell a dead standby site or a cut link from its own
+//     isolation, so when it cannot write the lease for D − skew it fences: a dead standby
+//     site or a cut link stops a healthy primary. The standby site then promotes only if it
+//     is alive, can write the lease on its own cluster and (Automatic) sees its checks of
+//     the primary fail — so a cut link moves the service to the standby site, and a dead
+//     standby site leaves nobody serving.
+//   - After a failover to the standby site the lease lives on the new active's cluster: it
+//     serves on while the primary site stays dead or cut off, but a later loss of that site
+//     leaves nobody serving until it returns or an operator intervenes, because nobody else
+//     can write the lease.
+//   - In Manual mode nobody promotes without a Switchover, and the primary still fences
+//     when it cannot renew.
+//   - A manager that restarts fences the services its site serves until its first renewal
+//     succeeds, because it cannot know when its predecessor last renewed. Trusting the
+//     renewTime an earlier process wrote would make the guarantee depend on the clocks of
+//     two processes, possibly on different nodes, and on the wall clock never stepping.
+//   - The primary site creates a missing lease only D + skew after it first saw it
+//     missing, so a service newly put under Deich's protection is fenced for that long.
+//   - Recovery takes max(failureThreshold × probeInterval, D + skew) after the active fails,
+//     plus the workloads' start-up; a handover skips the lease wait.
+package failover
