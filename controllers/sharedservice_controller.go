@@ -24,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/health"
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/peer"
@@ -76,6 +78,7 @@ type SharedServiceReconciler struct {
 	site        string
 	namespace   string
 	parallelism int
+	prober      *health.Prober
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -84,6 +87,11 @@ type SharedServiceOption func(*SharedServiceReconciler)
 // WithServiceClock sets the clock the reconciler measures replication lag with.
 func WithServiceClock(c clock.PassiveClock) SharedServiceOption {
 	return func(r *SharedServiceReconciler) { r.clock = c }
+}
+
+// WithProber sets the health prober (tests use one with a fake clock or dialer).
+func WithProber(p *health.Prober) SharedServiceOption {
+	return func(r *SharedServiceReconciler) { r.prober = p }
 }
 
 // WithApplyParallelism sets how many copies are applied to a peer at once.
@@ -111,6 +119,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper
 		site:        site,
 		namespace:   namespace,
 		parallelism: 16,
+		prober:      health.NewProber(),
 	}
 	for _, o := range opts {
 		o(r)
@@ -137,6 +146,9 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
 			builder.WithPredicates(readyChanged{})).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		// Health probes wait for answers; a few workers keep one slow service from holding up
+		// the others.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("sharedservice").
 		Complete(r)
 }
@@ -243,14 +255,28 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	switch r.roleOf(svc) {
 	case deichv1alpha1.RoleActive:
-		return r.reconcileActive(ctx, s)
+		return r.withHealthChecks(ctx, s, r.reconcileActive)
 	case deichv1alpha1.RoleStandby:
-		return r.reconcileStandby(ctx, s)
+		return r.withHealthChecks(ctx, s, r.reconcileStandby)
 	default:
 		s.fail(deichv1alpha1.ServiceReasonNotParticipating, fmt.Sprintf("site %s is neither primarySite nor standbySite of this service", r.site), true)
 		r.forget(s.owner)
 		return ctrl.Result{}, nil
 	}
+}
+
+// withHealthChecks runs a role's reconcile, then the health checks that judge the active site
+// (each site runs them), and requeues for whichever is due first.
+func (r *SharedServiceReconciler) withHealthChecks(ctx context.Context, s *serviceScope, reconcileRole func(context.Context, *serviceScope) (ctrl.Result, error)) (ctrl.Result, error) {
+	result, err := reconcileRole(ctx, s)
+	if err != nil || s.objective == nil {
+		return result, err
+	}
+	if next := r.checkHealth(ctx, s); next > 0 && (result.RequeueAfter == 0 || next < result.RequeueAfter) {
+		result.RequeueAfter = next
+	}
+	setHealthCondition(s)
+	return result, nil
 }
 
 // activeSite is the site that serves svc now.

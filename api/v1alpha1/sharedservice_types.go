@@ -51,6 +51,12 @@ const (
 	ServiceReasonNotParticipating = "NotParticipating"
 	// ServiceReasonNoHealthChecks means the service declares no health checks.
 	ServiceReasonNoHealthChecks = "NoHealthChecks"
+	// ServiceReasonChecksPassing means every check that judges the active site passes.
+	ServiceReasonChecksPassing = "ChecksPassing"
+	// ServiceReasonChecksFailing means a check that judges the active site fails.
+	ServiceReasonChecksFailing = "ChecksFailing"
+	// ServiceReasonChecksUnknown means a check could not be evaluated and none failed.
+	ServiceReasonChecksUnknown = "ChecksUnknown"
 )
 
 // SharedService event reasons.
@@ -63,6 +69,10 @@ const (
 	ServiceEventObjectivesMissed = "RPOBreached"
 	// ServiceEventObjectivesMet is recorded when the copy is within the RPO again.
 	ServiceEventObjectivesMet = "RPOMet"
+	// ServiceEventHealthCheckFailing is recorded when a health check stops passing.
+	ServiceEventHealthCheckFailing = "HealthCheckFailing"
+	// ServiceEventHealthCheckPassing is recorded when a failing health check passes again.
+	ServiceEventHealthCheckPassing = "HealthCheckPassing"
 	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
 	// the standby.
 	ServiceEventCopiesDeleted = "CopiesDeleted"
@@ -499,6 +509,54 @@ type ObjectiveSummary struct {
 	RTO *metav1.Duration `json:"rto,omitempty"`
 }
 
+// HealthStatus is the outcome of a health check.
+// +kubebuilder:validation:Enum=Healthy;Unhealthy;Unknown
+type HealthStatus string
+
+const (
+	// HealthHealthy means the check passed.
+	HealthHealthy HealthStatus = "Healthy"
+	// HealthUnhealthy means the check ran and failed.
+	HealthUnhealthy HealthStatus = "Unhealthy"
+	// HealthUnknown means the check could not run (for example the checked site's API server
+	// is unreachable). It never counts as healthy.
+	HealthUnknown HealthStatus = "Unknown"
+)
+
+// HealthCheckStatus is the running record of one health check at this site.
+type HealthCheckStatus struct {
+	// name of the check in spec.healthChecks.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// status of the last probe: Healthy, Unhealthy or Unknown.
+	// +required
+	Status HealthStatus `json:"status"`
+
+	// consecutiveFailures counts the probes that were not Healthy since the last Healthy one.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// lastProbeTime is when the check last ran.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+
+	// lastTransitionTime is when status last changed.
+	// +optional
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+
+	// latency of the last probe.
+	// +optional
+	Latency *metav1.Duration `json:"latency,omitempty"`
+
+	// message says what the last probe found, for example "GET https://…/healthz: status 500,
+	// want 200".
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
 // SharedServiceStatus is what this site's manager knows of the service.
 type SharedServiceStatus struct {
 	// observedGeneration is the metadata.generation this status was computed for.
@@ -541,6 +599,14 @@ type SharedServiceStatus struct {
 	// mirroredResources counts and lists the objects mirrored to the standby.
 	// +optional
 	MirroredResources *MirroredResources `json:"mirroredResources,omitempty"`
+
+	// healthChecks records the checks that judge the active site, as this site runs them
+	// every probeInterval.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	HealthChecks []HealthCheckStatus `json:"healthChecks,omitempty"`
 
 	// lastFailover describes the most recent move between sites.
 	// +optional

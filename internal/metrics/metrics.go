@@ -58,6 +58,13 @@ var (
 	}, []string{"namespace", "service", "reason"})
 )
 
+// HealthCheckUp is 1 while a health check passes at the checking site, 0 while it fails or
+// cannot be evaluated.
+var HealthCheckUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "deich_health_check_up",
+	Help: "Whether a SharedService's health check passed (1) or failed or could not be evaluated (0) at the checking site.",
+}, []string{"namespace", "service", "check", "site"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
 		PeerReachable,
@@ -67,6 +74,7 @@ func init() {
 		ReplicationLag,
 		MirroredObjects,
 		SyncErrors,
+		HealthCheckUp,
 	)
 }
 
@@ -76,6 +84,7 @@ func ForgetService(namespace, service string) {
 	ReplicationLag.DeletePartialMatch(labels)
 	MirroredObjects.DeletePartialMatch(labels)
 	SyncErrors.DeletePartialMatch(labels)
+	HealthCheckUp.DeletePartialMatch(labels)
 }
 
 // ForgetPeer removes the series of a deleted peer, so dashboards do not show stale values.
