@@ -110,9 +110,12 @@ demo-down: ## Stop everything `make demo` started and remove its files.
 
 ##@ Benchmarks
 
+BENCH_TIMEOUT ?= 30m
+
 .PHONY: bench
-bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables.
-	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchmem ./...
+bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables (see docs/benchmarks.md).
+	$(GO) test -run='^$$' -bench=. -benchmem $$($(GO) list ./... | grep -v /test/bench)
+	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./test/bench/
 
 ##@ Tools
 

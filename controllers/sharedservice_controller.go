@@ -364,6 +364,9 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	}
 	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
 	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
+	if !r.stampDue(ctx, s, resync) {
+		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+	}
 	if err := r.mirrorService(ctx, s); err != nil {
 		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("apply SharedService to %s: %v", standby, err), false)
 		return ctrl.Result{RequeueAfter: resync}, nil
@@ -611,6 +614,26 @@ func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, co
 		ctrl.LoggerFrom(ctx).V(1).Info("Pruned copy", "resource", ref.resource.String(), "name", ref.name, "peer", s.conn.Site)
 	}
 	return nil
+}
+
+// stampDue reports whether the SharedService at the standby needs writing: when it is missing
+// or its spec may differ, and otherwise at most twice per resync period. That keeps the
+// standby's view of the copy's age well inside the RPO without waking the standby's manager on
+// every event.
+func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope, resync time.Duration) bool {
+	if s.before.Status.ObservedGeneration != s.svc.Generation {
+		return true
+	}
+	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
+	cur, err := s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Get(ctx, s.svc.Name, metav1.GetOptions{})
+	if err != nil {
+		return true
+	}
+	stamped, err := time.Parse(time.RFC3339Nano, cur.GetAnnotations()[deichv1alpha1.AnnotationLastSyncTime])
+	if err != nil {
+		return true
+	}
+	return s.now.Sub(stamped) >= resync/2
 }
 
 // mirrorService applies the SharedService itself to the standby, so its manager knows the

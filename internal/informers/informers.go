@@ -9,7 +9,6 @@ package informers
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +66,7 @@ func New(client dynamic.Interface, notify Handler) *Set {
 }
 
 // Ensure makes sure an informer for key runs and that owner is among its users, and returns
-// the informer's current objects. synced is false until the informer's first list completed;
+// the informer's current objects, in no particular order. synced is false until the informer's first list completed;
 // the objects are then incomplete and must not be used to decide what to prune. While it is
 // not synced, err is the last error listing or watching met (for example "forbidden"), if any.
 func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.Unstructured, synced bool, err error) {
@@ -95,7 +94,6 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.
 			objs = append(objs, u)
 		}
 	}
-	sort.Slice(objs, func(i, j int) bool { return objs[i].GetName() < objs[j].GetName() })
 	return objs, true, nil
 }
 
