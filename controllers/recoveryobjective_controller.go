@@ -7,8 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -92,7 +90,7 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	before := obj.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, before, obj); err != nil {
+		if err := patchStatus(ctx, r.client, "RecoveryObjective", before, obj, before.Status, obj.Status); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
@@ -153,18 +151,4 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 func MinimumRTO(spec deichv1alpha1.RecoveryObjectiveSpec, maxClockSkew time.Duration) time.Duration {
 	f := spec.Failover
 	return f.LeaseDuration.Duration + time.Duration(f.FailureThreshold)*f.ProbeInterval.Duration + maxClockSkew
-}
-
-// patchStatus writes the status when it changed, as one merge patch.
-func (r *RecoveryObjectiveReconciler) patchStatus(ctx context.Context, before, obj *deichv1alpha1.RecoveryObjective) error {
-	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
-		return nil
-	}
-	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patch status of RecoveryObjective %s: %w", obj.Name, err)
-	}
-	return nil
 }

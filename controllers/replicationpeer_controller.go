@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,7 +124,7 @@ func (r *ReplicationPeerReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	before := obj.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, before, obj); err != nil {
+		if err := patchStatus(ctx, r.client, "ReplicationPeer", before, obj, before.Status, obj.Status); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
@@ -303,28 +302,6 @@ func (r *ReplicationPeerReconciler) recordTransitions(obj, before *deichv1alpha1
 			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.PeerEventNotReady, "Connect", "%s", newReady.Message)
 		}
 	}
-}
-
-// changed reports whether a condition moved to another status or reason.
-func changed(old, cur *metav1.Condition) bool {
-	if cur == nil {
-		return false
-	}
-	return old == nil || old.Status != cur.Status || old.Reason != cur.Reason
-}
-
-// patchStatus writes the status when it changed, as one merge patch.
-func (r *ReplicationPeerReconciler) patchStatus(ctx context.Context, before, obj *deichv1alpha1.ReplicationPeer) error {
-	if equality.Semantic.DeepEqual(before.Status, obj.Status) {
-		return nil
-	}
-	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patch status of ReplicationPeer %s: %w", obj.Name, err)
-	}
-	return nil
 }
 
 // forget drops the connection and metrics of a deleted peer.

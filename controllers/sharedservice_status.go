@@ -7,12 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/metrics"
@@ -91,16 +87,7 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
 	}
 
-	if equality.Semantic.DeepEqual(s.before.Status, svc.Status) {
-		return nil
-	}
-	if err := r.client.Status().Patch(ctx, svc, client.MergeFrom(s.before)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patch status of SharedService %s: %w", klog.KObj(svc), err)
-	}
-	return nil
+	return patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status)
 }
 
 // recordTransitions emits one event per change of Synced or ObjectivesMet.
@@ -108,7 +95,7 @@ func (r *SharedServiceReconciler) recordTransitions(s *serviceScope) {
 	for _, t := range []string{deichv1alpha1.ServiceConditionSynced, deichv1alpha1.ServiceConditionObjectivesMet} {
 		oldC := meta.FindStatusCondition(s.before.Status.Conditions, t)
 		newC := meta.FindStatusCondition(s.svc.Status.Conditions, t)
-		if newC == nil || (oldC != nil && oldC.Status == newC.Status && oldC.Reason == newC.Reason) {
+		if !changed(oldC, newC) {
 			continue
 		}
 		switch {
