@@ -19,6 +19,8 @@ const (
 	objectiveRefIndex = "spec.recoveryObjectiveRef.name"
 	// serviceSiteIndex indexes SharedServices by both of their sites.
 	serviceSiteIndex = "spec.sites"
+	// switchoverServiceIndex indexes Switchovers by the SharedService they move.
+	switchoverServiceIndex = "spec.sharedServiceName"
 )
 
 // SetupIndexes registers the field indexes the controllers list by. Call it once per manager,
@@ -41,6 +43,11 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		return []string{s.PrimarySite, s.StandbySite}
 	}); err != nil {
 		return fmt.Errorf("index SharedServices by site: %w", err)
+	}
+	if err := idx.IndexField(ctx, &deichv1alpha1.Switchover{}, switchoverServiceIndex, func(o client.Object) []string {
+		return []string{o.(*deichv1alpha1.Switchover).Spec.SharedServiceName}
+	}); err != nil {
+		return fmt.Errorf("index Switchovers by SharedService: %w", err)
 	}
 	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/health"
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/metrics"
@@ -79,6 +83,9 @@ type SharedServiceReconciler struct {
 	namespace   string
 	parallelism int
 	prober      *health.Prober
+	local       dynamic.Interface
+	maxSkew     time.Duration
+	leases      *leaseKeeper
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -94,6 +101,11 @@ func WithProber(p *health.Prober) SharedServiceOption {
 	return func(r *SharedServiceReconciler) { r.prober = p }
 }
 
+// WithMaxClockSkew sets the manager's --max-clock-skew, which the failover decisions use.
+func WithMaxClockSkew(d time.Duration) SharedServiceOption {
+	return func(r *SharedServiceReconciler) { r.maxSkew = d }
+}
+
 // WithApplyParallelism sets how many copies are applied to a peer at once.
 func WithApplyParallelism(n int) SharedServiceOption {
 	return func(r *SharedServiceReconciler) {
@@ -105,11 +117,13 @@ func WithApplyParallelism(n int) SharedServiceOption {
 
 // NewSharedServiceReconciler returns a reconciler for the manager of site, running in
 // namespace. sources watches the selected objects at this site and must notify evts, as must
-// the registry's copy watches.
-func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site, namespace string, opts ...SharedServiceOption) *SharedServiceReconciler {
+// the registry's copy watches; local writes objects at this site.
+func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local dynamic.Interface, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site, namespace string, opts ...SharedServiceOption) *SharedServiceReconciler {
 	r := &SharedServiceReconciler{
 		client:      c,
 		apiReader:   apiReader,
+		local:       local,
+		maxSkew:     2 * time.Second,
 		mapper:      mapper,
 		sources:     sources,
 		registry:    registry,
@@ -124,20 +138,28 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, mapper
 	for _, o := range opts {
 		o(r)
 	}
+	r.leases = newLeaseKeeper(r)
 	return r
 }
 
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/finalizers,verbs=update
-// The kinds a SharedService mirrors by default are readable at this site. Secrets and custom
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=switchovers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
+// The kinds a SharedService mirrors by default are readable at this site, and patchable:
+// fencing and promotion switch them between active and standby form. Secrets and custom
 // resources must be granted explicitly (see docs/operations.md).
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;patch
 
 // SetupWithManager registers the reconciler with mgr. Call SetupIndexes first.
 func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(r.leases); err != nil {
+		return fmt.Errorf("add lease keeper: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.SharedService{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
@@ -145,6 +167,8 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
 			builder.WithPredicates(readyChanged{})).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(serviceForLease)).
+		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		// Health probes wait for answers; a few workers keep one slow service from holding up
 		// the others.
@@ -172,6 +196,25 @@ func (r *SharedServiceReconciler) listServices(ctx context.Context, sel client.M
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 	}
 	return reqs
+}
+
+// serviceForLease maps a service's lease at this site to the service: a release or a
+// takeover written here is acted on at once.
+func serviceForLease(_ context.Context, o client.Object) []reconcile.Request {
+	name, ok := strings.CutPrefix(o.GetName(), failover.LeaseNamePrefix)
+	if !ok || o.GetLabels()[render.LabelManagedBy] != render.ManagedByDeich {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// serviceForSwitchover maps a Switchover to the service it moves.
+func serviceForSwitchover(_ context.Context, o client.Object) []reconcile.Request {
+	sw, ok := o.(*deichv1alpha1.Switchover)
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: sw.Namespace, Name: sw.Spec.SharedServiceName}}}
 }
 
 // readyChanged passes ReplicationPeer updates that change its Ready condition, so services
@@ -212,6 +255,8 @@ type serviceScope struct {
 	kinds     []*mirroredKind
 	conn      *peer.Connection
 	desired   []desiredCopy
+	// lease is the lease keeper's snapshot this reconcile acted on.
+	lease *leaseSnapshot
 
 	// synced is the Synced condition this reconcile arrived at.
 	synced metav1.Condition
@@ -253,30 +298,49 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}()
 
-	switch r.roleOf(svc) {
-	case deichv1alpha1.RoleActive:
-		return r.withHealthChecks(ctx, s, r.reconcileActive)
-	case deichv1alpha1.RoleStandby:
-		return r.withHealthChecks(ctx, s, r.reconcileStandby)
-	default:
+	if r.roleOf(svc) == "" {
 		s.fail(deichv1alpha1.ServiceReasonNotParticipating, fmt.Sprintf("site %s is neither primarySite nor standbySite of this service", r.site), true)
 		r.forget(s.owner)
 		return ctrl.Result{}, nil
 	}
-}
+	if reason := r.namespaceRefused(svc.Namespace); reason != "" {
+		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, reason, true)
+		r.forget(s.owner)
+		return ctrl.Result{}, nil
+	}
+	if !s.loadObjective(ctx, r.client) || !r.resolveKinds(s) {
+		return ctrl.Result{}, nil
+	}
 
-// withHealthChecks runs a role's reconcile, then the health checks that judge the active site
-// (each site runs them), and requeues for whichever is due first.
-func (r *SharedServiceReconciler) withHealthChecks(ctx context.Context, s *serviceScope, reconcileRole func(context.Context, *serviceScope) (ctrl.Result, error)) (ctrl.Result, error) {
-	result, err := reconcileRole(ctx, s)
-	if err != nil || s.objective == nil {
-		return result, err
-	}
-	if next := r.checkHealth(ctx, s); next > 0 && (result.RequeueAfter == 0 || next < result.RequeueAfter) {
-		result.RequeueAfter = next
-	}
+	// The health checks judge the site the lease names; the lease keeper decides from them.
+	r.adoptLeaseView(s)
+	nextProbe := r.checkHealth(ctx, s)
 	setHealthCondition(s)
-	return result, nil
+	snap, ok := r.keepLease(ctx, s)
+	if !ok {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	s.lease = &snap
+	r.applyLeaseView(ctx, s)
+
+	var err error
+	switch {
+	case !snap.read:
+		// Until the lease has been read this site cannot tell its role; the keeper calls
+		// for a reconcile when it has.
+		result = ctrl.Result{RequeueAfter: time.Second}
+	case snap.serving || snap.handingOver:
+		result, err = r.reconcileActive(ctx, s)
+		if err == nil && s.synced.Status == metav1.ConditionTrue {
+			r.leases.synced(s.owner, s.now)
+		}
+	default:
+		result, err = r.reconcileStandby(ctx, s)
+	}
+	if nextProbe > 0 && (result.RequeueAfter == 0 || nextProbe < result.RequeueAfter) {
+		result.RequeueAfter = nextProbe
+	}
+	return result, err
 }
 
 // activeSite is the site that serves svc now.
@@ -309,22 +373,12 @@ func (r *SharedServiceReconciler) roleOf(svc *deichv1alpha1.SharedService) deich
 
 // reconcileActive pushes the service's objects to the standby.
 func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
-	if reason := r.namespaceRefused(s.svc.Namespace); reason != "" {
-		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, reason, true)
-		return ctrl.Result{}, nil
-	}
-	if !s.loadObjective(ctx, r.client) {
-		return ctrl.Result{}, nil
-	}
 	if controllerutil.AddFinalizer(s.svc, deichv1alpha1.SharedServiceFinalizer) {
 		patch := client.MergeFrom(s.before)
 		if err := r.client.Patch(ctx, s.svc, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 		s.before = s.svc.DeepCopy()
-	}
-	if !r.resolveKinds(s) {
-		return ctrl.Result{}, nil
 	}
 	resync := resyncPeriod(s.objective)
 
@@ -463,8 +517,8 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 	}
 	for _, k := range s.kinds {
 		for _, src := range sources[k] {
-			if isOwnedCopy(src) {
-				continue // a copy this site holds as standby of another service is not a source
+			if isOwnedCopy(src) && src.GetLabels()[render.LabelSharedService] != s.svc.Name {
+				continue // a copy this site holds for another service is not a source
 			}
 			cp, err := render.Render(src, target)
 			if err != nil {
@@ -658,13 +712,11 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 // reconcileStandby reports what this site holds for a service another site serves.
 func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
 	r.sources.Retain(s.owner)
-	if !s.loadObjective(ctx, r.client) {
-		return ctrl.Result{}, nil
-	}
-	if !r.resolveKinds(s) {
-		return ctrl.Result{}, nil
-	}
 	resync := resyncPeriod(s.objective)
+	if s.lease != nil && s.lease.record.HeldBy(r.site) {
+		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonFenced, s.lease.message)
+		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+	}
 
 	var held []deichv1alpha1.MirroredResource
 	for _, k := range s.kinds {
@@ -797,8 +849,10 @@ func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceSc
 	return deleted, nil
 }
 
-// forget stops the watches and metrics of a service this site no longer handles.
+// forget stops the watches, lease keeper and metrics of a service this site no longer
+// handles. Its objects stay in the form they have.
 func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
+	r.leases.stop(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }

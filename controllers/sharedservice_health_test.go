@@ -37,7 +37,9 @@ func TestHealthChecksJudgeTheActiveSiteFromBothSites(t *testing.T) {
 
 	// Fast probes, so the test sees several of them.
 	for _, site := range []*testenv.Site{kiel, schwerin} {
-		obj := testobjects.MakeRecoveryObjective("fast-probes").Failover(2, time.Second, 6*time.Second).RTO(time.Minute).Obj()
+		// Manual mode: this test watches the checks, not the failover they would cause.
+		obj := testobjects.MakeRecoveryObjective("fast-probes").Failover(2, time.Second, 6*time.Second).RTO(time.Minute).
+			Mode(deichv1alpha1.FailoverManual).Obj()
 		g.Expect(site.Client.Create(ctx, obj)).To(Succeed())
 		cleanup(t, site, obj)
 	}

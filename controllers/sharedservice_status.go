@@ -56,13 +56,26 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 
 	synced := meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced)
 	isSynced := synced != nil && synced.Status == metav1.ConditionTrue
+	lease := s.lease
+	if lease == nil {
+		lease = &leaseSnapshot{}
+	}
+	leaseHeld := lease.read && lease.record.Holder != ""
 	switch {
 	case s.terminal:
 		st.Phase = deichv1alpha1.PhaseError
+	case lease.promoting:
+		st.Phase = deichv1alpha1.PhaseFailingOver
+	case lease.fenced || lease.handingOver || lease.returned && !isCopyFrom(svc, lease.record.Holder):
+		st.Phase = deichv1alpha1.PhaseFenced
+	case lease.recommend:
+		st.Phase = deichv1alpha1.PhaseDegraded
 	case st.LastSyncTime == nil:
 		st.Phase = deichv1alpha1.PhasePending
-	case isSynced && objectives.Status == metav1.ConditionTrue:
+	case isSynced && objectives.Status == metav1.ConditionTrue && leaseHeld:
 		st.Phase = deichv1alpha1.PhaseProtected
+	case lease.serving && st.LastFailover != nil && st.LastFailover.To == r.site && st.LastFailover.CompletedAt != nil:
+		st.Phase = deichv1alpha1.PhaseFailedOver
 	default:
 		st.Phase = deichv1alpha1.PhaseDegraded
 	}
@@ -70,11 +83,21 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	switch {
 	case st.Phase == deichv1alpha1.PhaseProtected:
 		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", st.ActiveSite, peerSite(svc, st.ActiveSite))
+	case lease.recommend:
+		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonFailoverRecommended, lease.message
+	case st.Phase == deichv1alpha1.PhaseFenced || st.Phase == deichv1alpha1.PhaseFailingOver:
+		ready.Message = lease.message
 	case synced != nil && synced.Status != metav1.ConditionTrue:
 		ready.Message = synced.Message
+	case !leaseHeld && lease.read:
+		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonLeaseUnknown, lease.message
 	default:
 		ready.Message = objectives.Message
 	}
+	if lease.formErr != "" {
+		ready.Message = truncate("cannot switch this site's objects to the form the lease allows: "+lease.formErr, 1024)
+	}
+	ready.Message = truncate(ready.Message, 32768)
 	meta.SetStatusCondition(&st.Conditions, ready)
 
 	r.recordTransitions(s)

@@ -57,6 +57,16 @@ const (
 	ServiceReasonChecksFailing = "ChecksFailing"
 	// ServiceReasonChecksUnknown means a check could not be evaluated and none failed.
 	ServiceReasonChecksUnknown = "ChecksUnknown"
+	// ServiceReasonFailoverRecommended means the active site's checks failed failureThreshold
+	// times in a row and the failover mode is Manual: a Switchover should move the service.
+	ServiceReasonFailoverRecommended = "FailoverRecommended"
+	// ServiceReasonFenced means this site holds the lease but could not renew it in time, so
+	// it stopped serving.
+	ServiceReasonFenced = "Fenced"
+	// ServiceReasonFailingOver means a promotion is in progress.
+	ServiceReasonFailingOver = "FailingOver"
+	// ServiceReasonLeaseUnknown means this site could not read the service's lease yet.
+	ServiceReasonLeaseUnknown = "LeaseUnknown"
 )
 
 // SharedService event reasons.
@@ -76,6 +86,25 @@ const (
 	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
 	// the standby.
 	ServiceEventCopiesDeleted = "CopiesDeleted"
+	// ServiceEventFenced is recorded when this site switches its objects to standby form
+	// because it may not serve: it could not renew the lease, handed the service over, or
+	// came back after another site took the lease.
+	ServiceEventFenced = "Fenced"
+	// ServiceEventServing is recorded when this site, holding the lease, switches its objects
+	// to their active form.
+	ServiceEventServing = "Serving"
+	// ServiceEventFailingOver is recorded when this site starts to promote itself.
+	ServiceEventFailingOver = "FailingOver"
+	// ServiceEventFailedOver is recorded when a promotion completed: this site serves.
+	ServiceEventFailedOver = "FailedOver"
+	// ServiceEventHandedOver is recorded when the active site released the lease after
+	// fencing itself, so the standby may promote without waiting for the lease to expire.
+	ServiceEventHandedOver = "HandedOver"
+	// ServiceEventFailoverRecommended is recorded when the failover mode is Manual and the
+	// active site's checks failed failureThreshold times in a row.
+	ServiceEventFailoverRecommended = "FailoverRecommended"
+	// ServiceEventLeaseLost is recorded when another site took the lease this site held.
+	ServiceEventLeaseLost = "LeaseLost"
 )
 
 // Labels and annotations Deich puts on the SharedService it mirrors to the standby.
@@ -497,6 +526,43 @@ type FailoverRecord struct {
 	RecoveryTime *metav1.Duration `json:"recoveryTime,omitempty"`
 }
 
+// LeaseStatus shows the lease that decides which site may serve: a coordination.k8s.io/v1
+// Lease named deich-<service> in the service's namespace, stored at the standbySite's cluster.
+type LeaseStatus struct {
+	// holder is the site that holds the lease; empty when it was released.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Holder string `json:"holder,omitempty"`
+
+	// storedAt is the site whose cluster stores the lease.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	StoredAt string `json:"storedAt,omitempty"`
+
+	// renewTime is when the holder last renewed the lease, by the holder's clock.
+	// +optional
+	RenewTime *metav1.MicroTime `json:"renewTime,omitempty"`
+
+	// expiryTime is renewTime plus the lease duration, by the holder's clock. The holder fences
+	// itself max-clock-skew before it; the standby promotes no earlier than max-clock-skew
+	// after it, measured on its own clock from when it saw the renewal.
+	// +optional
+	ExpiryTime *metav1.MicroTime `json:"expiryTime,omitempty"`
+
+	// transitions counts how often the holder changed.
+	// +optional
+	Transitions int32 `json:"transitions,omitempty"`
+
+	// observedTime is when this site last read the lease.
+	// +optional
+	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
+
+	// message says what this site decided from the lease, in a sentence.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
 // ObjectiveSummary repeats the objective's targets in the service's status, so that
 // `kubectl get sharedservices` shows them beside the measured values.
 type ObjectiveSummary struct {
@@ -608,7 +674,12 @@ type SharedServiceStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	HealthChecks []HealthCheckStatus `json:"healthChecks,omitempty"`
 
-	// lastFailover describes the most recent move between sites.
+	// lease is the service's lease as this site last read it.
+	// +optional
+	Lease *LeaseStatus `json:"lease,omitempty"`
+
+	// lastFailover describes the most recent move between sites. While a promotion is in
+	// progress it has no completedAt.
 	// +optional
 	LastFailover *FailoverRecord `json:"lastFailover,omitempty"`
 
@@ -636,6 +707,7 @@ type SharedServiceStatus struct {
 // +kubebuilder:printcolumn:name="RTO",type=string,JSONPath=`.status.objective.rto`
 // +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.role`,priority=1
 // +kubebuilder:printcolumn:name="Objects",type=integer,JSONPath=`.status.mirroredResources.count`,priority=1
+// +kubebuilder:printcolumn:name="Lease",type=string,JSONPath=`.status.lease.holder`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SharedService struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -156,6 +156,12 @@ type StandbyState struct {
 	// Primary is set at the service's primary site, the only one that creates a missing
 	// lease.
 	Primary bool
+	// Unclaimed is set at the primary site when no lease was ever recorded for the service
+	// there (status.lease is unset): the service has just been put under Deich's protection.
+	// No site can serve on a lease that never existed, so the primary creates a missing one
+	// at once instead of waiting for it to count as expired, and its running workloads are
+	// not fenced in the meantime.
+	Unclaimed bool
 	// Observation is this site's view of the lease (Observe).
 	Observation Observation
 	// ConsecutiveFailures is how many of this site's health checks of the active site failed
@@ -245,6 +251,8 @@ func DecideStandby(p Policy, s StandbyState, now time.Time) StandbyDecision {
 	switch {
 	case rec.Released():
 		return StandbyDecision{Action: StandbyPromote, Message: why + "; the lease was released"}
+	case !rec.Exists() && s.Primary && s.Unclaimed:
+		return StandbyDecision{Action: StandbyPromote, Message: why + "; no lease was ever recorded for this service, so none can be held"}
 	case !rec.Exists() && !s.Primary:
 		return StandbyDecision{Action: StandbyWait, Message: why + "; the lease does not exist, and only the primary site creates it"}
 	}

@@ -66,7 +66,9 @@
 //     own clock for longer than D + skew since ObservedAt (PromoteAfter), with D the longer
 //     of the policy's leaseDuration and the record's leaseDurationSeconds. A missing lease
 //     counts as held by an unknown site, and only the service's primary site creates it:
-//     that is also how the lease comes to exist.
+//     that is also how the lease comes to exist. The primary creates it at once when it
+//     never recorded a lease for the service (StandbyState.Unclaimed): a service newly put
+//     under protection.
 //  6. It wants to promote when failover mode is Automatic and its checks of the active site
 //     failed failureThreshold times in a row (a probe that could not run because the peer
 //     is unreachable counts as failed), when a Switchover moves the service here, or, at the
@@ -166,8 +168,9 @@
 //     succeeds, because it cannot know when its predecessor last renewed. Trusting the
 //     renewTime an earlier process wrote would make the guarantee depend on the clocks of
 //     two processes, possibly on different nodes, and on the wall clock never stepping.
-//   - The primary site creates a missing lease only D + skew after it first saw it
-//     missing, so a service newly put under Deich's protection is fenced for that long.
+//   - The primary site creates a missing lease it recorded before only D + skew after it
+//     first saw it missing (someone deleted it by hand). A service newly put under Deich's
+//     protection has no recorded lease; its primary creates the lease at once.
 //   - Recovery takes max(failureThreshold × probeInterval, D + skew) after the active fails,
 //     plus the workloads' start-up; a handover skips the lease wait.
 package failover

@@ -65,8 +65,47 @@ var HealthCheckUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Whether a SharedService's health check passed (1) or failed or could not be evaluated (0) at the checking site.",
 }, []string{"namespace", "service", "check", "site"})
 
+// Failover metrics.
+var (
+	// LeaseRemaining is, at the site that holds a service's lease and serves, how long until
+	// it must fence itself unless a renewal succeeds; 0 elsewhere.
+	LeaseRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_lease_remaining_seconds",
+		Help: "Time until the serving site must fence itself unless it renews the lease (0 when this site does not serve).",
+	}, []string{"namespace", "service", "site"})
+	// Serving is 1 while this site serves a service (holds the lease and its objects are in
+	// active form) and 0 otherwise.
+	Serving = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_serving",
+		Help: "Whether this site serves the SharedService (1) or not (0).",
+	}, []string{"namespace", "service", "site"})
+	// Fenced is 1 while this site holds the lease but may not serve, or had to switch its
+	// objects to standby form because another site took over.
+	Fenced = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_fenced",
+		Help: "Whether this site holds the lease of the SharedService but may not serve (1) or not (0).",
+	}, []string{"namespace", "service", "site"})
+	// Failovers counts completed promotions at this site, by kind (failover, handover,
+	// switchover).
+	Failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_failovers_total",
+		Help: "Promotions of a SharedService completed at this site.",
+	}, []string{"namespace", "service", "site", "trigger"})
+	// RecoverySeconds observes the recovery time of completed promotions.
+	RecoverySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "deich_recovery_seconds",
+		Help:    "Time from the detected failure (or the Switchover's start) to this site serving.",
+		Buckets: []float64{1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600},
+	}, []string{"namespace", "service", "site"})
+)
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
+		LeaseRemaining,
+		Serving,
+		Fenced,
+		Failovers,
+		RecoverySeconds,
 		PeerReachable,
 		PeerReady,
 		PeerHeartbeatLatency,
@@ -85,6 +124,10 @@ func ForgetService(namespace, service string) {
 	MirroredObjects.DeletePartialMatch(labels)
 	SyncErrors.DeletePartialMatch(labels)
 	HealthCheckUp.DeletePartialMatch(labels)
+	LeaseRemaining.DeletePartialMatch(labels)
+	Serving.DeletePartialMatch(labels)
+	Fenced.DeletePartialMatch(labels)
+	RecoverySeconds.DeletePartialMatch(labels)
 }
 
 // ForgetPeer removes the series of a deleted peer, so dashboards do not show stale values.

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -29,6 +31,7 @@ import (
 	"github.com/deich-io/deich/controllers"
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/peer"
+	"github.com/deich-io/deich/internal/render"
 )
 
 // Defaults of the manager's flags.
@@ -136,6 +139,8 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 				// Peer credentials are the only Secrets the manager reads for itself; it
 				// neither caches nor may read Secrets of other namespaces for that purpose.
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+				// Only the services' leases, not every Lease of the cluster (node heartbeats).
+				&coordinationv1.Lease{}: {Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByDeich})},
 			},
 		},
 		Controller: config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
@@ -182,10 +187,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
 	}
 	if err := controllers.NewSharedServiceReconciler(
-		mgr.GetClient(), mgr.GetAPIReader(), mgr.GetRESTMapper(), sources, registry,
+		mgr.GetClient(), mgr.GetAPIReader(), localDynamic, mgr.GetRESTMapper(), sources, registry,
 		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site, opts.Namespace,
 		controllers.WithServiceClock(opts.Clock),
 		controllers.WithApplyParallelism(opts.ApplyParallelism),
+		controllers.WithMaxClockSkew(opts.MaxClockSkew),
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SharedService controller: %w", err)
 	}

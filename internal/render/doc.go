@@ -1,7 +1,7 @@
 // Package render turns an object of a shared service, as read at one site, into the copy
 // Deich applies at another: a pure function of (source object, target site and role).
 //
-// Render runs five steps, in order:
+// Render runs six steps, in order:
 //
 //  1. Refuse what must never leave its cluster, with a *NotMirrorableError: kinds that grant
 //     permissions or define the cluster itself (RBAC, CRDs, admission, APIServices,
@@ -19,9 +19,12 @@
 //     labels; a Service's allocated clusterIP(s) (not "None"), nodePorts,
 //     healthCheckNodePort, ipFamilies and a default SingleStack ipFamilyPolicy; a
 //     PersistentVolumeClaim's volumeName; a ServiceAccount's token secrets; a Job's
-//     generated selector. Deich's own labels and annotations on the source are dropped too,
-//     after a standby form they record has been undone, so a copy of a copy (or a fenced
-//     object) renders like the object it came from.
+//     generated selector. Deich's own labels and annotations on the source are dropped too.
+//     A source in standby form (a copy, or a fenced object) is first put into its active
+//     form by the patch in its AnnotationActivePatch, or, if Deich rendered it before that
+//     annotation existed, as far as its standby-form annotations record it; so a copy of a
+//     copy renders like the object it came from, plus the overrides for the Active role at
+//     the copy's site, which its active form includes.
 //  3. Standby form, when the target's role is Standby: every workload with replicas (apps
 //     Deployments, StatefulSets, ReplicaSets and ReplicationControllers, whose missing
 //     spec.replicas means 1, and any object with an integer spec.replicas) records the
@@ -36,10 +39,25 @@
 //     selector semantics); a strategic-merge patch without target applies to the object it
 //     names and is skipped for others. A patch that fails, or that would rename, move or
 //     retype the object, fails the render with a *PatchError.
-//  5. Provenance: LabelSourceSite, LabelSharedService and LabelManagedBy;
-//     AnnotationSourceResourceVersion and AnnotationContentHash (see ContentHash). The
-//     metadata guarantees of step 2 are enforced again after the overrides, and Deich's
-//     labels and annotations overwrite any an override set.
+//  5. The way back, when the target's role is Standby: the same source is rendered for the
+//     Active role at the same site (steps 2 and 4, with the overrides for Active), and the
+//     JSON merge patch (RFC 7386) from the standby copy to that active copy goes into
+//     AnnotationActivePatch. It undoes the standby form and the standby overrides, which
+//     the standby form's own annotations cannot: an override may remove or replace what the
+//     source had. A patch over 64 KiB fails the render.
+//  6. Provenance: LabelSourceSite, LabelSharedService and LabelManagedBy;
+//     AnnotationSourceResourceVersion and AnnotationContentHash (see ContentHash), which
+//     covers the patch of step 5. The metadata guarantees of step 2 are enforced again after
+//     the overrides, and Deich's labels and annotations overwrite any an override set.
+//
+// A copy in standby form becomes active without its source: when its site is promoted while
+// the source's site is down, and when an active site lifts the fence it put on its own
+// objects (by applying them rendered for itself in the Standby role). ActiveForm gives what to
+// apply for that: the object with its AnnotationActivePatch applied, stripped like a copy,
+// without Deich's annotations; InStandbyForm tells which objects need it. A merge patch
+// replaces lists whole and cannot set a field to null, only remove it, so the active form
+// carries whole lists (say, all containers, when an override changed one) and leaves out
+// fields that are null in the active copy, which API servers treat alike.
 //
 // Guarantees: Render never modifies its input; it is deterministic (the same input gives the
 // same copy, byte for byte as encoding/json writes it); it never returns a half-patched

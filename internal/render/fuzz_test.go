@@ -14,8 +14,10 @@ import (
 
 // FuzzRender renders objects built from fuzzed JSON, once plainly and once with a fuzzed patch,
 // and checks what Render promises: no panic, an unmodified input, and on success a copy
-// without status or cluster-local metadata, with the source's identity and provenance.
-// The seed corpus is in testdata/fuzz/FuzzRender.
+// without status or cluster-local metadata, with the source's identity and provenance; for
+// the Standby role, a copy whose ActiveForm is the copy for the Active role. It also takes
+// the fuzzed object for a live one and checks ActiveForm on it. The seed corpus is in
+// testdata/fuzz/FuzzRender.
 func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns","uid":"u","resourceVersion":"3"},"spec":{"clusterIP":"10.0.0.1","clusterIPs":["10.0.0.1"],"ports":[{"port":80,"nodePort":30080}]},"status":{}}`),
 		"- op: add\n  path: /spec/ports/0/nodePort\n  value: 30081\n", byte(4))
@@ -40,6 +42,10 @@ func FuzzRender(f *testing.F) {
 
 		plain, err := Render(src, target)
 		checkRendered(t, src, before, plain, err, true)
+		if err == nil && target.Role == deichv1alpha1.RoleStandby {
+			checkActiveForm(t, src, target, plain)
+		}
+		checkActiveFormOfLive(t, src, before)
 
 		p := deichv1alpha1.Patch{Patch: patchText}
 		if flags&2 != 0 {
@@ -51,6 +57,9 @@ func FuzzRender(f *testing.F) {
 		target.Overrides = []deichv1alpha1.Override{{Patches: []deichv1alpha1.Patch{p}}}
 		patched, err := Render(src, target)
 		checkRendered(t, src, before, patched, err, false)
+		if err == nil && target.Role == deichv1alpha1.RoleStandby {
+			checkActiveForm(t, src, target, patched)
+		}
 
 		if err == nil {
 			again, err := Render(src, target)
@@ -109,5 +118,75 @@ func checkRendered(t *testing.T, src, before, got *unstructured.Unstructured, er
 				}
 			}
 		}
+	}
+}
+
+// checkActiveForm checks that the active form of standbyCopy, src rendered for target, is src
+// rendered for the Active role: the same object, up to what a JSON merge patch cannot express
+// (a null field comes out missing) and up to what ActiveForm strips from any object it is
+// given (cluster-local fields an override pinned, say a nodePort).
+func checkActiveForm(t *testing.T, src *unstructured.Unstructured, target Target, standbyCopy *unstructured.Unstructured) {
+	t.Helper()
+	target.Role = deichv1alpha1.RoleActive
+	activeCopy, err := Render(src, target)
+	if err != nil {
+		t.Fatalf("Render() for the Active role failed where the copy for the Standby role rendered: %v", err)
+	}
+	got, err := ActiveForm(standbyCopy)
+	if err != nil {
+		t.Fatalf("ActiveForm() of a standby copy failed: %v", err)
+	}
+	if want, have := comparableForm(t, activeCopy), comparableForm(t, got); !reflect.DeepEqual(want, have) {
+		w, _ := json.Marshal(want)
+		h, _ := json.Marshal(have)
+		t.Fatalf("ActiveForm() of the standby copy is not the active copy:\nactive copy %s\nactive form %s\npatch %s",
+			w, h, standbyCopy.GetAnnotations()[AnnotationActivePatch])
+	}
+}
+
+// comparableForm is obj as JSON decodes it, without null fields, stripped as ActiveForm strips.
+func comparableForm(t *testing.T, obj *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(obj.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := utiljson.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m = dropNulls(m).(map[string]any)
+	id, err := identify(m)
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	applyable(m, id)
+	return m
+}
+
+// checkActiveFormOfLive calls ActiveForm on the fuzzed object as if read from a cluster: no
+// panic, an unmodified input, and on success nothing the cluster owns and no standby form.
+func checkActiveFormOfLive(t *testing.T, live, before *unstructured.Unstructured) {
+	t.Helper()
+	got, err := ActiveForm(live)
+	if !reflect.DeepEqual(before.Object, live.Object) {
+		t.Fatalf("ActiveForm() modified its input:\nbefore %v\nafter  %v", before.Object, live.Object)
+	}
+	if err != nil {
+		if got != nil {
+			t.Fatalf("ActiveForm() returned an object along with error %v", err)
+		}
+		return
+	}
+	if _, err := json.Marshal(got.Object); err != nil {
+		t.Fatalf("active form does not serialize: %v", err)
+	}
+	for _, path := range [][]string{{"status"}, {"metadata", "uid"}, {"metadata", "resourceVersion"}, {"metadata", "managedFields"}, {"metadata", "ownerReferences"}} {
+		if v, ok := field(got, path...); ok {
+			t.Fatalf("active form has %v = %v", path, v)
+		}
+	}
+	if InStandbyForm(got) {
+		t.Fatalf("active form is in standby form: %v", got.GetAnnotations())
 	}
 }

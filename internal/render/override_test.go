@@ -268,22 +268,41 @@ func TestOverridesThatDoNotApply(t *testing.T) {
 	tests := []struct {
 		name     string
 		override deichv1alpha1.Override
+		// forActive says the override applies to the copy's active form, which the copy
+		// records in AnnotationActivePatch (and so in its hash).
+		forActive bool
 	}{
-		{"an override for another site is not applied", override(kiel, "", targeted(deichv1alpha1.PatchTarget{Kind: "Deployment"}, setLabel))},
-		{"an override for the other role is not applied", override(schwerin, active, targeted(deichv1alpha1.PatchTarget{Kind: "Deployment"}, setLabel))},
-		{"an untargeted strategic-merge patch naming another object is skipped", override("", standby, patchOf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: other}\n"+"spec: {minReadySeconds: 3}\n"))},
-		{"an untargeted strategic-merge patch naming another kind of the same name is skipped", override("", standby, patchOf("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: buergerkonto-web}\nspec: {minReadySeconds: 3}\n"))},
-		{"an untargeted strategic-merge patch naming the same kind in another group is skipped", override("", standby, patchOf("apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: buergerkonto-web}\nspec: {minReadySeconds: 3}\n"))},
-		{"an untargeted strategic-merge patch naming another namespace is skipped", override("", standby, patchOf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: buergerkonto-web, namespace: other}\nspec: {minReadySeconds: 3}\n"))},
-		{"a patch whose target kind does not match is not applied", override("", standby, targeted(deichv1alpha1.PatchTarget{Kind: "StatefulSet"}, setLabel))},
-		{"a patch whose target version does not match is not applied", override("", standby, targeted(deichv1alpha1.PatchTarget{Version: "v1beta1", Kind: "Deployment"}, setLabel))},
-		{"a patch whose target name only matches part of the name is not applied", override("", standby, targeted(deichv1alpha1.PatchTarget{Name: "buergerkonto"}, setLabel))},
-		{"a patch whose label selector does not match is not applied", override("", standby, targeted(deichv1alpha1.PatchTarget{LabelSelector: "tier=backend"}, `[{"op": "remove", "path": "/spec"}]`))},
+		{name: "an override for another site is not applied", override: override(kiel, "", targeted(deichv1alpha1.PatchTarget{Kind: "Deployment"}, setLabel))},
+		{
+			name:      "an override for the Active role is not applied to the standby copy, only recorded for its active form",
+			override:  override(schwerin, active, targeted(deichv1alpha1.PatchTarget{Kind: "Deployment"}, setLabel)),
+			forActive: true,
+		},
+		{name: "an untargeted strategic-merge patch naming another object is skipped", override: override("", standby, patchOf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: other}\n"+"spec: {minReadySeconds: 3}\n"))},
+		{name: "an untargeted strategic-merge patch naming another kind of the same name is skipped", override: override("", standby, patchOf("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: buergerkonto-web}\nspec: {minReadySeconds: 3}\n"))},
+		{name: "an untargeted strategic-merge patch naming the same kind in another group is skipped", override: override("", standby, patchOf("apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: buergerkonto-web}\nspec: {minReadySeconds: 3}\n"))},
+		{name: "an untargeted strategic-merge patch naming another namespace is skipped", override: override("", standby, patchOf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: buergerkonto-web, namespace: other}\nspec: {minReadySeconds: 3}\n"))},
+		{name: "a patch whose target kind does not match is not applied", override: override("", standby, targeted(deichv1alpha1.PatchTarget{Kind: "StatefulSet"}, setLabel))},
+		{name: "a patch whose target version does not match is not applied", override: override("", standby, targeted(deichv1alpha1.PatchTarget{Version: "v1beta1", Kind: "Deployment"}, setLabel))},
+		{name: "a patch whose target name only matches part of the name is not applied", override: override("", standby, targeted(deichv1alpha1.PatchTarget{Name: "buergerkonto"}, setLabel))},
+		{name: "a patch whose label selector does not match is not applied", override: override("", standby, targeted(deichv1alpha1.PatchTarget{LabelSelector: "tier=backend"}, `[{"op": "remove", "path": "/spec"}]`))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := mustRender(t, src, standbyFor(deichv1alpha1.StandbyCold, tt.override))
-			if diff := cmp.Diff(unpatched.Object, got.Object); diff != "" {
+			want := unpatched
+			if tt.forActive {
+				want = withoutAnnotations(unpatched, AnnotationActivePatch, AnnotationContentHash)
+				promoted, err := ActiveForm(got)
+				if err != nil {
+					t.Fatalf("ActiveForm: %v", err)
+				}
+				if l := promoted.GetLabels()["patched"]; l != "yes" {
+					t.Errorf("active form has label patched = %q, want yes", l)
+				}
+				got = withoutAnnotations(got, AnnotationActivePatch, AnnotationContentHash)
+			}
+			if diff := cmp.Diff(want.Object, got.Object); diff != "" {
 				t.Errorf("copy changed (-unpatched +got):\n%s", diff)
 			}
 		})

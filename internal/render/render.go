@@ -43,6 +43,12 @@ const (
 	// AnnotationStandbySuspended is "true" on a Job or CronJob that the standby form
 	// suspended.
 	AnnotationStandbySuspended = "resilience.deich.io/standby-suspended"
+	// AnnotationActivePatch holds, on every copy rendered for the Standby role, the JSON merge
+	// patch (RFC 7386) that turns the copy into the copy rendered for the Active role: the
+	// standby form undone, the standby overrides reverted, the active overrides applied. A
+	// standby site that is promoted while the source's site is down, and an active site that
+	// lifts its fence, have nothing else to go by (see ActiveForm).
+	AnnotationActivePatch = "resilience.deich.io/active-form-patch"
 
 	// NodeSelectorStandby is the node label a DaemonSet in Cold or Warm standby form selects
 	// (with value "true"). No node carries it, so no daemon pod runs.
@@ -59,6 +65,7 @@ var deichKeys = map[string]bool{
 	AnnotationSourceReplicas:        true,
 	AnnotationStandbyNodeSelector:   true,
 	AnnotationStandbySuspended:      true,
+	AnnotationActivePatch:           true,
 }
 
 // Target says for whom a copy is rendered.
@@ -159,16 +166,19 @@ func identify(obj map[string]any) (identity, error) {
 
 // Render returns the copy of src for t: src refused if it must never be mirrored, stripped
 // of everything cluster-local, in standby form when t.Role is Standby, patched by the
-// overrides that apply to t, and labelled with its provenance. See the package
-// documentation for the details.
+// overrides that apply to t, and labelled with its provenance. A copy for the Standby role
+// also records, in AnnotationActivePatch, how to become the copy for the Active role. See the
+// package documentation for the details.
 //
 // Render never modifies src, and it is deterministic: the same src and t give the same copy,
 // byte for byte when serialized with encoding/json. It is safe for concurrent use.
 //
 // Errors: a *NotMirrorableError when src must never be mirrored (lasting: skip the object and
 // report it); a *PatchError when an override's patch fails (the user must fix the
-// SharedService); other errors for an invalid t or a malformed src. Only a
-// *NotMirrorableError names src; wrap the others with it. No partial copy is ever returned.
+// SharedService) — for the Standby role, an override for the Active role counts too, since
+// the copy records its active form; other errors for an invalid t, a malformed src, or an
+// active form too far from the standby form to record. Only a *NotMirrorableError names src;
+// wrap the others with it. No partial copy is ever returned.
 func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructured, error) {
 	if src == nil || src.Object == nil {
 		return nil, errors.New("no source object")
@@ -185,20 +195,72 @@ func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructure
 	}
 	sourceRV := nestedString(src.Object, "metadata", "resourceVersion")
 
-	obj, err := copyObject(src.Object)
+	obj, err := servingForm(src.Object, id)
 	if err != nil {
-		return nil, fmt.Errorf("copy the source: %w", err)
+		return nil, err
+	}
+	if err := refuse(obj, id); err != nil {
+		// Only a forged active-form patch can get here.
+		return nil, err
 	}
 	strip(obj, id)
 
-	var deichAnnotations map[string]string
+	var activeCopy map[string]any
 	if t.Role == deichv1alpha1.RoleStandby {
-		if deichAnnotations, err = standbyForm(obj, id, t.Standby); err != nil {
+		// The active copy starts from the same stripped object; the standby form and the
+		// overrides change what they are given, so it gets its own.
+		c, err := copyValue(obj)
+		if err != nil {
+			return nil, fmt.Errorf("copy the source: %w", err) // copyObject accepted it before
+		}
+		at := t
+		at.Role = deichv1alpha1.RoleActive
+		if activeCopy, err = renderRole(c.(map[string]any), id, at); err != nil {
+			return nil, err
+		}
+	}
+	if obj, err = renderRole(obj, id, t); err != nil {
+		return nil, err
+	}
+
+	// renderRole leaves metadata an object with annotations.
+	annotations := obj["metadata"].(map[string]any)["annotations"].(map[string]any)
+	if activeCopy != nil {
+		// Computed before the source's resourceVersion and the hash are added, so neither is
+		// ever part of the patch.
+		patch, err := activePatch(obj, activeCopy)
+		if err != nil {
+			return nil, err
+		}
+		annotations[AnnotationActivePatch] = patch
+	}
+	if sourceRV != "" {
+		annotations[AnnotationSourceResourceVersion] = sourceRV
+	}
+	hash, err := contentHash(obj)
+	if err != nil {
+		return nil, err
+	}
+	annotations[AnnotationContentHash] = hash
+	return &unstructured.Unstructured{Object: obj}, nil
+}
+
+// renderRole turns obj, stripped, into the copy for t: the standby form when t.Role is
+// Standby, the overrides, the metadata guarantees, the provenance labels and the standby
+// form's record. Render adds the rest once it has the copy: the active-form patch, the
+// source's resourceVersion and the hash. The result may share values with obj, which it
+// changes. Its metadata is an object with labels and annotations.
+func renderRole(obj map[string]any, id identity, t Target) (map[string]any, error) {
+	var record map[string]string
+	if t.Role == deichv1alpha1.RoleStandby {
+		var err error
+		if record, err = standbyForm(obj, id, t.Standby); err != nil {
 			return nil, fmt.Errorf("standby form: %w", err)
 		}
 	}
 
-	if obj, err = applyOverrides(obj, id, t); err != nil {
+	obj, err := applyOverrides(obj, id, t)
+	if err != nil {
 		return nil, err
 	}
 
@@ -219,18 +281,10 @@ func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructure
 	labels[LabelSharedService] = t.Service
 	labels[LabelManagedBy] = ManagedByDeich
 	annotations := ensureStringMap(meta, "annotations")
-	for k, v := range deichAnnotations {
+	for k, v := range record {
 		annotations[k] = v
 	}
-	if sourceRV != "" {
-		annotations[AnnotationSourceResourceVersion] = sourceRV
-	}
-	hash, err := contentHash(obj)
-	if err != nil {
-		return nil, err
-	}
-	annotations[AnnotationContentHash] = hash
-	return &unstructured.Unstructured{Object: obj}, nil
+	return obj, nil
 }
 
 func ensureStringMap(meta map[string]any, key string) map[string]any {

@@ -97,9 +97,11 @@ func standbyForm(obj map[string]any, id identity, mode deichv1alpha1.StandbyMode
 }
 
 // undoStandbyForm restores the serving form of an object that is in standby form (a fenced
-// object, or a copy rendered again), as its Deich annotations record it. Without this, a
-// second rendering would record the standby replica count as the source's and promotion
-// could not restore the real one. It runs before the annotations are stripped.
+// object, or a copy rendered again) but has no AnnotationActivePatch, as Deich rendered
+// objects before that annotation existed: as far as its standby-form annotations record it.
+// Overrides for the Standby role stay. Without this, a second rendering would record the
+// standby replica count as the source's and promotion could not restore the real one. It
+// runs before the annotations are stripped.
 func undoStandbyForm(obj map[string]any, id identity) {
 	meta, _ := obj["metadata"].(map[string]any)
 	annotations, _ := meta["annotations"].(map[string]any)

@@ -95,11 +95,10 @@ func stripTemplateMetadata(tmpl map[string]any) {
 	}
 }
 
-// strip removes from obj (a copy) everything that belongs to the source's cluster, and undoes
-// a standby form the source is in (see undoStandbyForm). copyObject already left out status and
-// metadata.managedFields.
+// strip removes from obj (a copy) everything that belongs to the source's cluster, Deich's
+// labels and annotations included. A standby form must have been undone before (see
+// servingForm), as the annotations that record it go too.
 func strip(obj map[string]any, id identity) {
-	undoStandbyForm(obj, id)
 	delete(obj, "status")
 	if meta, ok := obj["metadata"].(map[string]any); ok {
 		stripMetadata(meta)

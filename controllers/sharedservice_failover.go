@@ -1,0 +1,181 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/render"
+)
+
+// peerStatusTimeout bounds the read of the peer's view of the health checks.
+const peerStatusTimeout = 2 * time.Second
+
+// adoptLeaseView sets status.activeSite to the holder the lease keeper last saw, before the
+// health checks run: they judge that site. When it changed, the old results judged another
+// site and are dropped.
+func (r *SharedServiceReconciler) adoptLeaseView(s *serviceScope) {
+	snap, ok := r.leases.snapshot(s.owner)
+	if !ok || snap.record.Holder == "" {
+		return
+	}
+	if s.svc.Status.ActiveSite != "" && s.svc.Status.ActiveSite != snap.record.Holder {
+		s.svc.Status.HealthChecks = nil
+	}
+	s.svc.Status.ActiveSite = snap.record.Holder
+}
+
+// keepLease hands the lease keeper what this reconcile learned and returns its snapshot.
+func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope) (leaseSnapshot, bool) {
+	svc := s.svc
+	sel, err := metav1.LabelSelectorAsSelector(&svc.Spec.Selector)
+	if err != nil {
+		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
+		return leaseSnapshot{}, false
+	}
+	in := leaseInputs{
+		policy:    failover.PolicyFrom(s.objective, r.maxSkew),
+		primary:   r.site == svc.Spec.PrimarySite,
+		unclaimed: svc.Status.Lease == nil,
+		arbiter:   failover.ArbiterSite(svc),
+		judged:    activeSite(svc),
+		form:      formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby},
+	}
+	for _, hc := range svc.Status.HealthChecks {
+		if hc.ConsecutiveFailures > in.failures {
+			in.failures = hc.ConsecutiveFailures
+		}
+		if hc.ConsecutiveFailures > 0 && hc.LastTransitionTime != nil &&
+			(in.failingSince.IsZero() || hc.LastTransitionTime.Before(&metav1.Time{Time: in.failingSince})) {
+			in.failingSince = hc.LastTransitionTime.Time
+		}
+	}
+	if in.judged == r.site && in.failures > 0 {
+		in.peerFailures = r.peerFailures(ctx, svc)
+	}
+	if sw := r.runningSwitchover(ctx, svc); sw != nil {
+		in.switchover = sw.Name
+		in.takeOver = sw.Spec.TargetSite == r.site
+		in.handOver = sw.Spec.TargetSite != r.site
+	}
+	return r.leases.update(s.owner, in)
+}
+
+// peerFailures returns how often in a row the peer site's checks of this site failed, as
+// the peer's manager reports it; 0 when that cannot be read. A site hands the service over
+// only when its partner agrees it is failing, so a site whose own probes are cut off does
+// not give away a service its partner sees as healthy.
+func (r *SharedServiceReconciler) peerFailures(ctx context.Context, svc *deichv1alpha1.SharedService) int32 {
+	conn, ok := r.registry.Get(peerSite(svc, r.site))
+	if !ok {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerStatusTimeout)
+	defer cancel()
+	theirs := &deichv1alpha1.SharedService{}
+	if err := conn.Cluster.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(svc), theirs); err != nil {
+		return 0
+	}
+	if theirs.Status.ActiveSite != r.site {
+		return 0
+	}
+	var n int32
+	for _, hc := range theirs.Status.HealthChecks {
+		n = max(n, hc.ConsecutiveFailures)
+	}
+	return n
+}
+
+// runningSwitchover returns the Switchover that is moving svc now, if any.
+func (r *SharedServiceReconciler) runningSwitchover(ctx context.Context, svc *deichv1alpha1.SharedService) *deichv1alpha1.Switchover {
+	var list deichv1alpha1.SwitchoverList
+	if err := r.client.List(ctx, &list, client.InNamespace(svc.Namespace), client.MatchingFields{switchoverServiceIndex: svc.Name}); err != nil {
+		return nil
+	}
+	for i := range list.Items {
+		sw := &list.Items[i]
+		if sw.Status.Phase == deichv1alpha1.SwitchoverRunning && !sw.Spec.Drill {
+			return sw
+		}
+	}
+	return nil
+}
+
+// applyLeaseView records in status what the lease keeper found: the lease, the active site,
+// and the events of a lost lease and of a recommended failover.
+func (r *SharedServiceReconciler) applyLeaseView(ctx context.Context, s *serviceScope) {
+	snap := s.lease
+	st := &s.svc.Status
+	if !snap.read {
+		return
+	}
+	rec := snap.record
+	if rec.Exists() {
+		ls := &deichv1alpha1.LeaseStatus{
+			Holder:       rec.Holder,
+			StoredAt:     failover.ArbiterSite(s.svc),
+			Transitions:  rec.Transitions,
+			ObservedTime: &metav1.Time{Time: snap.observedAt},
+			Message:      truncate(snap.message, 1024),
+		}
+		if !rec.RenewTime.IsZero() {
+			ls.RenewTime = &metav1.MicroTime{Time: rec.RenewTime}
+			ls.ExpiryTime = &metav1.MicroTime{Time: rec.RenewTime.Add(rec.Duration)}
+		}
+		// The observation time moves with every read; keep the one already recorded while
+		// nothing else changed, so status is not rewritten every few seconds.
+		if old := s.before.Status.Lease; old != nil && old.ObservedTime != nil && sameLeaseStatus(old, ls) {
+			ls.ObservedTime = old.ObservedTime
+		}
+		st.Lease = ls
+	} else if st.Lease != nil {
+		st.Lease.Holder = ""
+		st.Lease.Message = truncate(snap.message, 1024)
+	}
+	if rec.Holder != "" {
+		st.ActiveSite = rec.Holder
+	}
+	before := s.before.Status.ActiveSite
+	if before == r.site && rec.Holder != "" && rec.Holder != r.site {
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventLeaseLost, "Lease",
+			"%s holds the lease now; this site is fenced and stays standby until a Switchover (or automatic failback) moves the service back", rec.Holder)
+	}
+	if snap.recommend && !recommended(s.before) {
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailoverRecommended, "Recommend",
+			"%s; create a Switchover with targetSite %s to fail over", snap.message, r.site)
+	}
+	_ = ctx
+}
+
+func sameLeaseStatus(a, b *deichv1alpha1.LeaseStatus) bool {
+	return a.Holder == b.Holder && a.StoredAt == b.StoredAt && a.Transitions == b.Transitions && a.Message == b.Message &&
+		microEqual(a.RenewTime, b.RenewTime)
+}
+
+func microEqual(a, b *metav1.MicroTime) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(b)
+}
+
+// recommended reports whether svc's Ready condition already recommends a failover.
+func recommended(svc *deichv1alpha1.SharedService) bool {
+	for _, c := range svc.Status.Conditions {
+		if c.Type == deichv1alpha1.ConditionReady {
+			return c.Reason == deichv1alpha1.ServiceReasonFailoverRecommended
+		}
+	}
+	return false
+}
+
+// isCopyFrom reports whether the SharedService at this site was last mirrored from site.
+func isCopyFrom(svc *deichv1alpha1.SharedService, site string) bool {
+	return svc.Labels[render.LabelSourceSite] == site
+}
