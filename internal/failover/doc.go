@@ -53,8 +53,12 @@
 //     of the policy's leaseDuration and every duration this process wrote since that
 //     renewal (Renewal.Sending). It renews every D/3 (Renew); from the deadline on, the
 //     decision is Fence.
-//  2. Without a Renewal — the manager has just started, or is handing over — the site is
-//     fenced (Fence) until a renewal succeeds, and keeps trying.
+//  2. Without a Renewal — the manager has just started, or is handing over — the site may
+//     not serve (Fence) until a renewal succeeds, and keeps trying. A manager that has just
+//     started tries one renewal, on the record it read, before it switches anything: if
+//     that compare-and-swap succeeds, no other site took the lease since the record was
+//     written, so the workloads its predecessor left serving may go on; if it fails, the
+//     site fences.
 //  3. HandOver (in Automatic mode when this site's own checks failed failureThreshold
 //     times in a row, or when a Switchover moves the service away): fence, forget the
 //     Renewal, abandon any write in flight, and only once the fence has taken effect write
@@ -137,7 +141,7 @@
 //     manager that is down, paused or stuck in a slow queue at the deadline. What "taken
 //     effect" means is the controller's to define and keep within the budget — which is
 //     also why it fences before it releases the lease, and why a manager that starts
-//     fences first.
+//     fences unless its first renewal succeeds.
 //   - Anything that serves without the manager's consent: a site back from a total outage
 //     starts its workloads in the form they had before its manager runs (the manager then
 //     fences them at once, rules 2 and 4); a person scaling up a fenced copy.
@@ -164,10 +168,12 @@
 //     can write the lease.
 //   - In Manual mode nobody promotes without a Switchover, and the primary still fences
 //     when it cannot renew.
-//   - A manager that restarts fences the services its site serves until its first renewal
-//     succeeds, because it cannot know when its predecessor last renewed. Trusting the
-//     renewTime an earlier process wrote would make the guarantee depend on the clocks of
-//     two processes, possibly on different nodes, and on the wall clock never stepping.
+//   - A manager that restarts serves only on a renewal of its own, because it cannot know
+//     when its predecessor last renewed; when its first renewal fails (the arbiter is
+//     unreachable, or another site took the lease) it fences the services its site served.
+//     Trusting the renewTime an earlier process wrote would make the guarantee depend on
+//     the clocks of two processes, possibly on different nodes, and on the wall clock never
+//     stepping.
 //   - The primary site creates a missing lease it recorded before only D + skew after it
 //     first saw it missing (someone deleted it by hand). A service newly put under Deich's
 //     protection has no recorded lease; its primary creates the lease at once.

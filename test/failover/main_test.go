@@ -1,0 +1,177 @@
+// Package failover holds Deich's fault tests: two real control planes, a manager per site,
+// and faults made real — a site's API server and manager stopped, the link between the sites
+// cut by TCP proxies — while an invariant checker samples both sites for an instant in which
+// both serve.
+package failover
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/deich-io/deich/internal/operator"
+	"github.com/deich-io/deich/internal/testenv"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+const (
+	managerNamespace = operator.DefaultNamespace
+	// maxClockSkew is the --max-clock-skew the managers run with.
+	maxClockSkew = time.Second
+)
+
+// The two sites, the proxies each manager reaches its peer through, and the managers.
+var (
+	env      *testenv.Env
+	kiel     *testenv.Site
+	schwerin *testenv.Site
+	// toKiel carries mv-schwerin's manager to sh-kiel's API server, toSchwerin the other way.
+	toKiel, toSchwerin *testenv.Proxy
+
+	managersMu sync.Mutex
+	managers   = map[string]*testenv.Manager{}
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	level := zapcore.Level(2)
+	if os.Getenv("DEICH_TEST_VERBOSE") != "" {
+		level = -1
+	}
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env, err = testenv.Start(testenv.Options{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                operator.NewScheme(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start sites:", err)
+		return 1
+	}
+	defer func() {
+		stopManagers()
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop sites:", err)
+		}
+	}()
+	kiel, schwerin = env.Site(testenv.SiteKiel), env.Site(testenv.SiteSchwerin)
+	if err := connect(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer toKiel.Close()
+	defer toSchwerin.Close()
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		if err := startManager(site); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// connect puts a proxy in front of each API server and gives each site a ReplicationPeer for
+// the other whose kubeconfig points at the proxy, so a test can cut the link.
+func connect() error {
+	ctx := context.Background()
+	var err error
+	if toKiel, err = testenv.NewProxy(hostPort(kiel)); err != nil {
+		return err
+	}
+	if toSchwerin, err = testenv.NewProxy(hostPort(schwerin)); err != nil {
+		return err
+	}
+	for _, link := range []struct {
+		on, peer *testenv.Site
+		proxy    *testenv.Proxy
+	}{{kiel, schwerin, toSchwerin}, {schwerin, kiel, toKiel}} {
+		kubeconfig, err := link.peer.KubeconfigFor(link.proxy.URL())
+		if err != nil {
+			return err
+		}
+		if err := link.on.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+			return fmt.Errorf("create manager namespace at %s: %w", link.on.Name, err)
+		}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + link.peer.Name},
+			Data:       map[string][]byte{testenv.PeerSecretKey: kubeconfig},
+		}
+		if err := link.on.Client.Create(ctx, secret); err != nil {
+			return fmt.Errorf("create peer Secret at %s: %w", link.on.Name, err)
+		}
+		peer := testobjects.MakeReplicationPeer(link.peer.Name).Heartbeat(time.Second).Obj()
+		if err := link.on.Client.Create(ctx, peer); err != nil {
+			return fmt.Errorf("create ReplicationPeer at %s: %w", link.on.Name, err)
+		}
+	}
+	return nil
+}
+
+// hostPort is the host:port of a site's API server.
+func hostPort(s *testenv.Site) string {
+	return s.URL()[len("https://"):]
+}
+
+// startManager starts an in-process manager for site.
+func startManager(site *testenv.Site) error {
+	mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: maxClockSkew})
+	if err != nil {
+		return err
+	}
+	managersMu.Lock()
+	managers[site.Name] = mgr
+	managersMu.Unlock()
+	return nil
+}
+
+// stopManager stops site's manager, as a crash would from the lease's point of view: it
+// neither fences nor releases anything on the way out.
+func stopManager(site *testenv.Site) error {
+	managersMu.Lock()
+	mgr := managers[site.Name]
+	delete(managers, site.Name)
+	managersMu.Unlock()
+	if mgr == nil {
+		return nil
+	}
+	return mgr.Stop()
+}
+
+func stopManagers() {
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		if err := stopManager(site); err != nil {
+			fmt.Fprintln(os.Stderr, "stop manager:", err)
+		}
+	}
+}
+
+// requireSites skips a test when the sites are not running (go test -short).
+func requireSites(t *testing.T) {
+	t.Helper()
+	if env == nil {
+		t.Skip("fault test: needs real API servers (not run with -short)")
+	}
+}
