@@ -114,8 +114,8 @@ BENCH_TIMEOUT ?= 30m
 
 .PHONY: bench
 bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables (see docs/benchmarks.md).
-	$(GO) test -run='^$$' -bench=. -benchmem $$($(GO) list ./... | grep -v /test/bench)
-	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./test/bench/
+	$(GO) test -run='^$$' -bench=. -benchmem $$($(GO) list ./... | grep -v /test/)
+	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./test/bench/ ./test/failover/
 
 ##@ Tools
 

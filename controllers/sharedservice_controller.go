@@ -145,7 +145,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/finalizers,verbs=update
-// +kubebuilder:rbac:groups=resilience.deich.io,resources=switchovers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=resilience.deich.io,resources=switchovers,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
 // The kinds a SharedService mirrors by default are readable at this site, and patchable:
 // fencing and promotion switch them between active and standby form. Secrets and custom
@@ -322,6 +322,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	s.lease = &snap
 	r.applyLeaseView(ctx, s)
+	r.failBack(ctx, s)
 
 	var err error
 	switch {

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -178,4 +180,60 @@ func recommended(svc *deichv1alpha1.SharedService) bool {
 // isCopyFrom reports whether the SharedService at this site was last mirrored from site.
 func isCopyFrom(svc *deichv1alpha1.SharedService, site string) bool {
 	return svc.Labels[render.LabelSourceSite] == site
+}
+
+// LabelAutomaticFailback marks the Switchovers the primary site creates for automatic
+// failback.
+const LabelAutomaticFailback = "resilience.deich.io/automatic-failback"
+
+// failBack asks for the service back at its primary site when the objective's failback is
+// Automatic: once this site, the primary, has been a Ready standby (copy current, lease held
+// by the active site, peer reachable) for the objective's stabilization window, it creates a
+// Switchover to itself. The window restarts whenever Ready drops, and a new failback is not
+// attempted within a window of the last, so a flapping site never ping-pongs the service.
+func (r *SharedServiceReconciler) failBack(ctx context.Context, s *serviceScope) {
+	svc, obj := s.svc, s.objective
+	snap := s.lease
+	if obj.Spec.Failback != deichv1alpha1.FailbackAutomatic || r.site != svc.Spec.PrimarySite ||
+		snap == nil || snap.serving || snap.record.Holder == "" || snap.record.Holder == r.site {
+		return
+	}
+	window := obj.Spec.FailbackStabilizationWindow.Duration
+	if window <= 0 {
+		window = 5 * time.Minute
+	}
+	ready := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || s.now.Sub(ready.LastTransitionTime.Time) < window {
+		return
+	}
+	var list deichv1alpha1.SwitchoverList
+	if err := r.client.List(ctx, &list, client.InNamespace(svc.Namespace), client.MatchingFields{switchoverServiceIndex: svc.Name}); err != nil {
+		return
+	}
+	for _, sw := range list.Items {
+		unfinished := sw.Status.Phase != deichv1alpha1.SwitchoverSucceeded && sw.Status.Phase != deichv1alpha1.SwitchoverFailed
+		recentFailback := sw.Labels[LabelAutomaticFailback] == "true" && s.now.Sub(sw.CreationTimestamp.Time) < window
+		if unfinished || recentFailback {
+			return
+		}
+	}
+	sw := &deichv1alpha1.Switchover{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace,
+			Name:      truncate(fmt.Sprintf("%s-failback-%d", svc.Name, s.now.Unix()), 253),
+			Labels:    map[string]string{LabelAutomaticFailback: "true", render.LabelSharedService: svc.Name},
+		},
+		Spec: deichv1alpha1.SwitchoverSpec{
+			SharedServiceName: svc.Name,
+			TargetSite:        r.site,
+			Reason: fmt.Sprintf("automatic failback: %s has been a Ready standby for %s (failbackStabilizationWindow %s)",
+				r.site, s.now.Sub(ready.LastTransitionTime.Time).Round(time.Second), window),
+		},
+	}
+	if err := r.client.Create(ctx, sw); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Create the Switchover for automatic failback")
+		return
+	}
+	r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailbackStarted, "Failback",
+		"%s; created Switchover %s", sw.Spec.Reason, sw.Name)
 }

@@ -44,6 +44,18 @@ func probeDue(svc *deichv1alpha1.SharedService, interval time.Duration, now time
 	return len(svc.Status.HealthChecks) != len(judgingChecks(svc))
 }
 
+// untilNextProbe is how long until the earliest check is due again, so a reconcile that comes
+// early for another reason does not push the probe back by a whole interval.
+func untilNextProbe(svc *deichv1alpha1.SharedService, interval time.Duration, now time.Time) time.Duration {
+	next := interval
+	for _, st := range svc.Status.HealthChecks {
+		if st.LastProbeTime != nil {
+			next = min(next, interval-now.Sub(st.LastProbeTime.Time))
+		}
+	}
+	return max(next, 10*time.Millisecond)
+}
+
 // checkHealth runs the checks that judge the active site, when due, and records them in
 // status. It returns when they are due next.
 func (r *SharedServiceReconciler) checkHealth(ctx context.Context, s *serviceScope) time.Duration {
@@ -54,7 +66,7 @@ func (r *SharedServiceReconciler) checkHealth(ctx context.Context, s *serviceSco
 		return 0
 	}
 	if !probeDue(s.svc, policy.ProbeInterval, s.now) {
-		return policy.ProbeInterval
+		return untilNextProbe(s.svc, policy.ProbeInterval, s.now)
 	}
 
 	previous := map[string]deichv1alpha1.HealthCheckStatus{}

@@ -105,6 +105,9 @@ const (
 	ServiceEventFailoverRecommended = "FailoverRecommended"
 	// ServiceEventLeaseLost is recorded when another site took the lease this site held.
 	ServiceEventLeaseLost = "LeaseLost"
+	// ServiceEventFailbackStarted is recorded when the primary site, back and Ready as
+	// standby for the stabilization window, creates a Switchover to move the service back.
+	ServiceEventFailbackStarted = "FailbackStarted"
 )
 
 // Labels and annotations Deich puts on the SharedService it mirrors to the standby.

@@ -28,7 +28,9 @@ func kielReachable(addr string) deichv1alpha1.HealthCheck {
 func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 	ctx := context.Background()
 	g := newG(t)
-	objective := testobjects.MakeRecoveryObjective("").Failover(2, time.Second, 6*time.Second).RTO(30 * time.Second)
+	// The RTO leaves room for the stopping API server, which may accept connections for a
+	// few seconds while it shuts down.
+	objective := testobjects.MakeRecoveryObjective("").Failover(2, time.Second, 6*time.Second).RTO(45 * time.Second)
 	s := setUp(ctx, t, g, "failover-site-lost", objective, kielReachable(hostPort(kiel)))
 	inv := watchInvariant(ctx, s)
 

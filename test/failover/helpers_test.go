@@ -25,7 +25,7 @@ import (
 // sourceReplicas is the replica count of the service's Deployment at the site that serves.
 const sourceReplicas = 3
 
-func newG(t *testing.T) Gomega {
+func newG(t testing.TB) Gomega {
 	t.Helper()
 	requireSites(t)
 	g := NewWithT(t)
@@ -42,7 +42,7 @@ type service struct {
 // setUp creates, at both sites, an objective named after the namespace, and at sh-kiel the
 // namespace, a Deployment "web" with sourceReplicas replicas, a ConfigMap and the
 // SharedService; it waits until sh-kiel serves and mv-schwerin holds the copies.
-func setUp(ctx context.Context, t *testing.T, g Gomega, ns string, objective *testobjects.RecoveryObjectiveWrapper, checks ...deichv1alpha1.HealthCheck) service {
+func setUp(ctx context.Context, t testing.TB, g Gomega, ns string, objective *testobjects.RecoveryObjectiveWrapper, checks ...deichv1alpha1.HealthCheck) service {
 	t.Helper()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		obj := objective.Obj()

@@ -169,7 +169,7 @@ func stopManagers() {
 }
 
 // requireSites skips a test when the sites are not running (go test -short).
-func requireSites(t *testing.T) {
+func requireSites(t testing.TB) {
 	t.Helper()
 	if env == nil {
 		t.Skip("fault test: needs real API servers (not run with -short)")
