@@ -740,9 +740,14 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 			s.svc.Status.LastSyncTime = &metav1.Time{Time: t}
 		}
 	}
-	if s.svc.Status.LastSyncTime == nil {
+	switch {
+	case s.svc.Status.LastSyncTime == nil:
 		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonMirroredFromActive, fmt.Sprintf("waiting for the first copy from %s", active))
-	} else {
+	case active != r.site && !r.peerReady(ctx, active):
+		// The copies may still be current, but nothing keeps them so.
+		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonPeerNotConnected,
+			fmt.Sprintf("no Ready ReplicationPeer for the active site %s; holding %d object(s) last synced %s", active, len(held), s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
+	default:
 		s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonMirroredFromActive,
 			fmt.Sprintf("holding %d object(s) mirrored from %s, last synced %s", len(held), active, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
 	}
@@ -773,6 +778,9 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		if err := r.deleteLease(ctx, s.svc, conn); err != nil {
+			return ctrl.Result{}, err
+		}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesDeleted, "Delete",
 			"Removed %d copies and the SharedService from %s", deleted, standby)
 	}
@@ -781,6 +789,21 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		conn.Copies.Retain(s.owner)
 	}
 	return r.removeFinalizer(ctx, s)
+}
+
+// deleteLease removes the service's lease from the cluster that stores it, once its copies
+// are gone: nothing is left to protect.
+func (r *SharedServiceReconciler) deleteLease(ctx context.Context, svc *deichv1alpha1.SharedService, conn *peer.Connection) error {
+	r.leases.stop(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+	c := r.local
+	if arbiter := failover.ArbiterSite(svc); arbiter != r.site {
+		c = conn.Dynamic
+	}
+	err := c.Resource(leaseResource).Namespace(svc.Namespace).Delete(ctx, failover.LeaseName(svc.Name), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete lease %s: %w", failover.LeaseName(svc.Name), err)
+	}
+	return nil
 }
 
 // removeFinalizer lets the SharedService go.

@@ -100,13 +100,18 @@ func (r *SharedServiceReconciler) runningSwitchover(ctx context.Context, svc *de
 	if err := r.client.List(ctx, &list, client.InNamespace(svc.Namespace), client.MatchingFields{switchoverServiceIndex: svc.Name}); err != nil {
 		return nil
 	}
+	// The earliest started wins, as the Switchover controller decides a double start.
+	var found *deichv1alpha1.Switchover
 	for i := range list.Items {
 		sw := &list.Items[i]
-		if sw.Status.Phase == deichv1alpha1.SwitchoverRunning && !sw.Spec.Drill {
-			return sw
+		if sw.Status.Phase != deichv1alpha1.SwitchoverRunning || sw.Spec.Drill {
+			continue
+		}
+		if found == nil || startedBefore(sw, found) {
+			found = sw
 		}
 	}
-	return nil
+	return found
 }
 
 // applyLeaseView records in status what the lease keeper found: the lease, the active site,

@@ -54,10 +54,17 @@ func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, ac
 			case active && render.InStandbyForm(obj):
 				want, err = render.ActiveForm(obj)
 			case !active && !render.InStandbyForm(obj):
-				want, err = render.Render(obj, render.Target{
+				target := render.Target{
 					SourceSite: r.site, Site: r.site, Role: deichv1alpha1.RoleStandby, Standby: f.standby,
 					Service: f.svc.Name, Overrides: f.svc.Spec.Overrides,
-				})
+				}
+				want, err = render.Render(obj, target)
+				var pe *render.PatchError
+				if errors.As(err, &pe) {
+					// A broken override must not keep a site serving: fence without overrides.
+					target.Overrides = nil
+					want, err = render.Render(obj, target)
+				}
 				var nm *render.NotMirrorableError
 				if errors.As(err, &nm) {
 					continue // never mirrored, so never part of the service's form

@@ -11,7 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -31,6 +34,8 @@ const (
 	// finalSyncWait bounds how long a site that hands over waits for one last sync of its
 	// copies before it releases the lease.
 	finalSyncWait = 5 * time.Second
+	// takeOverPoll is how often a site that should take over reads the lease while it waits.
+	takeOverPoll = 500 * time.Millisecond
 )
 
 // leaseInputs is what a reconcile of the SharedService tells its lease keeper: the settings
@@ -196,7 +201,15 @@ type leaseRunner struct {
 	// (a predecessor may have been killed mid-promotion) and after each takeover.
 	checkPromotion bool
 	fencedAt       time.Time // when this site last fenced itself to hand over
-	form           formState // the form this process last put the objects in
+
+	// formMu serializes switching this site's objects between the loop and the fence
+	// watchdog, and guards what follows.
+	formMu   sync.Mutex
+	form     formState // the form this process last put the objects in
+	formSpec formSpec  // what the last switch worked on, for the watchdog
+	deadline time.Time // while serving: when the site must be fenced; zero otherwise
+	runCtx   context.Context
+	watchdog *time.Timer // only the loop arms and disarms it
 }
 
 // formState is the form a runner last put this site's objects in.
@@ -227,8 +240,12 @@ func (ru *leaseRunner) wake() {
 func (ru *leaseRunner) run(ctx context.Context) {
 	log := logf.FromContext(ctx).WithValues("sharedservice", ru.owner.String(), "site", ru.r.site)
 	ctx = logf.IntoContext(ctx, log)
+	ru.formMu.Lock()
+	ru.runCtx = ctx
+	ru.formMu.Unlock()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	defer ru.disarmWatchdog()
 	for {
 		select {
 		case <-ctx.Done():
@@ -258,6 +275,11 @@ func (ru *leaseRunner) step(ctx context.Context) time.Duration {
 
 	out, next := ru.decide(ctx, in)
 	out.read = out.read || prevOut.read
+	if out.serving {
+		ru.armWatchdog(out.deadline)
+	} else {
+		ru.disarmWatchdog()
+	}
 	ru.mu.Lock()
 	ru.out = out
 	ru.mu.Unlock()
@@ -359,7 +381,7 @@ func (ru *leaseRunner) decideActive(ctx context.Context, in leaseInputs, out *le
 		return false, next
 
 	case failover.ActionFence:
-		if ru.renewal.SentAt.IsZero() && ru.form != formStandby {
+		if ru.renewal.SentAt.IsZero() && ru.currentForm() != formStandby {
 			// This process has not renewed yet: try once before fencing, so that a restart
 			// of the manager does not take down a service that still holds the lease. A
 			// successful compare-and-swap on the record just read proves no other site
@@ -421,9 +443,16 @@ func (ru *leaseRunner) decideStandby(ctx context.Context, in leaseInputs, out *l
 		// A site does not take back the lease it has just released for failing checks.
 		failures = in.failures
 	}
+	takeOver := in.takeOver
+	if in.primary && rec.Released() && in.switchover == "" && !ru.obs.ObservedAt.IsZero() &&
+		now.Sub(ru.obs.ObservedAt) > p.LeaseDuration+p.MaxClockSkew {
+		// Released, and nobody took it for a whole lease: the move that released it was
+		// abandoned. The primary takes the service back rather than leave it unserved.
+		takeOver = true
+	}
 	d := failover.DecideStandby(p, failover.StandbyState{
 		Site: site, Primary: in.primary, Unclaimed: in.unclaimed, Observation: ru.obs,
-		ConsecutiveFailures: failures, TakeOverRequested: in.takeOver,
+		ConsecutiveFailures: failures, TakeOverRequested: takeOver,
 	}, now)
 	out.message = d.Message
 	if readErr != nil && ru.obs.ObservedAt.IsZero() {
@@ -450,7 +479,16 @@ func (ru *leaseRunner) decideStandby(ctx context.Context, in leaseInputs, out *l
 		out.recommend = true
 		return false, 0
 	case failover.StandbyWait:
-		return false, until(now, d.NextCheck)
+		next := until(now, d.NextCheck)
+		if takeOver || rec.Released() {
+			// A move is under way: the lease may be released at any moment, and it is not
+			// always watched here.
+			next = min(next, takeOverPoll)
+			if next == 0 {
+				next = takeOverPoll
+			}
+		}
+		return false, next
 	}
 
 	// Promote: record the promotion before taking the lease, so a manager killed in
@@ -502,67 +540,96 @@ func (ru *leaseRunner) write(ctx context.Context, in leaseInputs, w failover.Lea
 	return true
 }
 
+// leaseResource and namespaceResource are addressed directly, without discovery: a lease
+// call must never wait on a lookup that ignores its deadline.
+var (
+	leaseResource     = coordinationv1.SchemeGroupVersion.WithResource("leases")
+	namespaceResource = corev1.SchemeGroupVersion.WithResource("namespaces")
+)
+
 // leaseClient returns a client for the cluster that stores the lease: this site's own, or
 // the peer's through its connection.
-func (ru *leaseRunner) leaseClient(arbiter string) (client.Reader, client.Writer, error) {
+func (ru *leaseRunner) leaseClient(arbiter string) (dynamic.Interface, error) {
 	if arbiter == ru.r.site {
-		return ru.r.apiReader, ru.r.client, nil
+		return ru.r.local, nil
 	}
 	conn, ok := ru.r.registry.Get(arbiter)
 	if !ok {
-		return nil, nil, fmt.Errorf("no connection to site %s (no Ready ReplicationPeer)", arbiter)
+		return nil, fmt.Errorf("no connection to site %s (no Ready ReplicationPeer)", arbiter)
 	}
-	return conn.Cluster.GetAPIReader(), conn.Cluster.GetClient(), nil
+	return conn.Dynamic, nil
 }
 
 // readLease reads the lease; a missing lease is the zero record.
 func (ru *leaseRunner) readLease(ctx context.Context, arbiter string, timeout time.Duration) (failover.LeaseRecord, error) {
-	reader, _, err := ru.leaseClient(arbiter)
+	c, err := ru.leaseClient(arbiter)
 	if err != nil {
 		return failover.LeaseRecord{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	l := &coordinationv1.Lease{}
-	err = reader.Get(ctx, types.NamespacedName{Namespace: ru.owner.Namespace, Name: failover.LeaseName(ru.owner.Name)}, l)
+	u, err := c.Resource(leaseResource).Namespace(ru.owner.Namespace).Get(ctx, failover.LeaseName(ru.owner.Name), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return failover.LeaseRecord{}, nil
 	case err != nil:
 		return failover.LeaseRecord{}, fmt.Errorf("read lease at %s: %w", arbiter, err)
 	}
-	return failover.RecordFromLease(l), nil
+	return leaseRecord(u)
 }
 
 // writeLease creates or updates the lease with w, conditional on w's resourceVersion.
 func (ru *leaseRunner) writeLease(ctx context.Context, arbiter string, w failover.LeaseRecord, timeout time.Duration) (failover.LeaseRecord, error) {
-	_, writer, err := ru.leaseClient(arbiter)
+	c, err := ru.leaseClient(arbiter)
 	if err != nil {
 		return failover.LeaseRecord{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
-		Namespace: ru.owner.Namespace,
-		Name:      failover.LeaseName(ru.owner.Name),
-		Labels:    map[string]string{render.LabelManagedBy: render.ManagedByDeich, render.LabelSharedService: ru.owner.Name},
-	}}
+	l := &coordinationv1.Lease{
+		TypeMeta: metav1.TypeMeta{APIVersion: coordinationv1.SchemeGroupVersion.String(), Kind: "Lease"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ru.owner.Namespace,
+			Name:      failover.LeaseName(ru.owner.Name),
+			Labels:    map[string]string{render.LabelManagedBy: render.ManagedByDeich, render.LabelSharedService: ru.owner.Name},
+		},
+	}
 	failover.ApplyRecord(l, w)
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(l)
+	if err != nil {
+		return failover.LeaseRecord{}, fmt.Errorf("convert lease: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	ri := c.Resource(leaseResource).Namespace(l.Namespace)
+	var out *unstructured.Unstructured
 	if w.Exists() {
-		err = writer.Update(ctx, l)
+		out, err = ri.Update(ctx, u, metav1.UpdateOptions{})
 	} else {
-		err = writer.Create(ctx, l)
+		out, err = ri.Create(ctx, u, metav1.CreateOptions{})
 		if apierrors.IsNotFound(err) {
 			// The first lease of a namespace the arbiter does not have yet.
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: l.Namespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedByDeich}}}
-			if nsErr := writer.Create(ctx, ns); nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
+			ns := &unstructured.Unstructured{}
+			ns.SetAPIVersion("v1")
+			ns.SetKind("Namespace")
+			ns.SetName(l.Namespace)
+			ns.SetLabels(map[string]string{render.LabelManagedBy: render.ManagedByDeich})
+			if _, nsErr := c.Resource(namespaceResource).Create(ctx, ns, metav1.CreateOptions{}); nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
 				return failover.LeaseRecord{}, fmt.Errorf("create namespace %s at %s for the lease: %w", l.Namespace, arbiter, nsErr)
 			}
-			err = writer.Create(ctx, l)
+			out, err = ri.Create(ctx, u, metav1.CreateOptions{})
 		}
 	}
 	if err != nil {
 		return failover.LeaseRecord{}, fmt.Errorf("write lease at %s: %w", arbiter, err)
+	}
+	return leaseRecord(out)
+}
+
+// leaseRecord reads the record of a lease returned by the API server.
+func leaseRecord(u *unstructured.Unstructured) (failover.LeaseRecord, error) {
+	l := &coordinationv1.Lease{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, l); err != nil {
+		return failover.LeaseRecord{}, fmt.Errorf("read lease %s: %w", u.GetName(), err)
 	}
 	return failover.RecordFromLease(l), nil
 }
@@ -584,6 +651,9 @@ func (ru *leaseRunner) setForm(ctx context.Context, in leaseInputs, want formSta
 
 // setFormCounted is setForm, returning how many objects changed.
 func (ru *leaseRunner) setFormCounted(ctx context.Context, in leaseInputs, want formState) (int, error) {
+	ru.formMu.Lock()
+	defer ru.formMu.Unlock()
+	ru.formSpec = in.form
 	if ru.form == want {
 		return 0, nil
 	}
@@ -605,6 +675,55 @@ func (ru *leaseRunner) setFormCounted(ctx context.Context, in leaseInputs, want 
 			"This site may not serve: %d object(s) switched to standby form", n)
 	}
 	return n, nil
+}
+
+func (ru *leaseRunner) currentForm() formState {
+	ru.formMu.Lock()
+	defer ru.formMu.Unlock()
+	return ru.form
+}
+
+// armWatchdog makes sure the site is fenced at deadline even if the loop is then stuck in a
+// call that does not return in time: the fence deadline is a timer, not a hope.
+func (ru *leaseRunner) armWatchdog(deadline time.Time) {
+	ru.formMu.Lock()
+	ru.deadline = deadline
+	ru.formMu.Unlock()
+	d := max(deadline.Sub(ru.r.clock.Now()), 0)
+	if ru.watchdog == nil {
+		ru.watchdog = time.AfterFunc(d, ru.onDeadline)
+		return
+	}
+	ru.watchdog.Reset(d)
+}
+
+func (ru *leaseRunner) disarmWatchdog() {
+	ru.formMu.Lock()
+	ru.deadline = time.Time{}
+	ru.formMu.Unlock()
+	if ru.watchdog != nil {
+		ru.watchdog.Stop()
+	}
+}
+
+// onDeadline fences the site when its fence deadline passed without a renewal.
+func (ru *leaseRunner) onDeadline() {
+	ru.formMu.Lock()
+	defer ru.formMu.Unlock()
+	ctx := ru.runCtx
+	if ctx == nil || ctx.Err() != nil || ru.deadline.IsZero() || ru.r.clock.Now().Before(ru.deadline) || ru.form == formStandby {
+		return
+	}
+	n, err := ru.r.switchForm(ctx, ru.formSpec, false)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Fence at the deadline")
+		time.AfterFunc(leaseRetry, ru.onDeadline)
+		return
+	}
+	ru.form = formStandby
+	ru.r.recorder.Eventf(ru.service(ctx), nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFenced, "Fence",
+		"No renewal of the lease succeeded before the fence deadline: %d object(s) switched to standby form", n)
+	ru.wake()
 }
 
 // recordPromotion writes, before this site takes the lease, a lastFailover without

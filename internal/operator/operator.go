@@ -195,6 +195,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SharedService controller: %w", err)
 	}
+	if err := controllers.NewSwitchoverReconciler(
+		mgr.GetClient(), mgr.GetAPIReader(), localDynamic, mgr.GetRESTMapper(), registry,
+		mgr.GetEventRecorder("deich-switchover"), opts.Site,
+		controllers.WithSwitchoverClock(opts.Clock),
+		controllers.WithSwitchoverMaxClockSkew(opts.MaxClockSkew),
+	).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up Switchover controller: %w", err)
+	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)

@@ -42,9 +42,9 @@ func BenchmarkFailoverTime(b *testing.B) {
 	}
 	var out strings.Builder
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "leaseDuration\tprobeInterval\tdetection\tlease wait\tpromotion\trecovery\tlease floor\tover floor\t")
+	_, _ = fmt.Fprintln(tw, "leaseDuration\tprobeInterval\tdetection\tlease wait\tpromotion\trecovery\tlease floor\tover floor\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.lease, r.probe, sec(r.detection), sec(r.leaseWait), sec(r.promotion), sec(r.recovery), sec(r.floor), sec(r.overFloor))
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.lease, r.probe, sec(r.detection), sec(r.leaseWait), sec(r.promotion), sec(r.recovery), sec(r.floor), sec(r.overFloor))
 	}
 	_ = tw.Flush()
 	b.Logf("failover time, threshold 3, --max-clock-skew %s, Cold standby (times from the loss of sh-kiel):\n%s", maxClockSkew, out.String())

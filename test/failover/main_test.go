@@ -82,8 +82,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer toKiel.Close()
-	defer toSchwerin.Close()
+	defer func() { _ = toKiel.Close() }()
+	defer func() { _ = toSchwerin.Close() }()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		if err := startManager(site); err != nil {
 			fmt.Fprintln(os.Stderr, err)
