@@ -16,15 +16,24 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUSTOMIZE_VERSION ?= v5.8.2
+CRD_REF_DOCS_VERSION ?= v0.3.0
+HELM_VERSION ?= v4.3.1
+KWOK_VERSION ?= v0.8.0
 
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+CRD_REF_DOCS ?= $(LOCALBIN)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
 
 # Control-plane binaries are built from the module in hack/tools, whose go.mod pins
 # k8s.io/kubernetes and go.etcd.io/etcd/server/v3.
 CONTROL_PLANE := $(LOCALBIN)/etcd $(LOCALBIN)/kube-apiserver
 TOOLS_MOD := hack/tools/go.mod hack/tools/go.sum
+# The demo's sites also run kube-controller-manager and kube-scheduler (from hack/tools) and
+# kwok, which keeps a fake node Ready and makes the pods scheduled to it Ready.
+DEMO_TOOLS := $(LOCALBIN)/kube-controller-manager $(LOCALBIN)/kube-scheduler $(KWOK)
 
 GO_TEST_FLAGS ?= -count=1
 TEST_TIMEOUT ?= 20m
@@ -42,8 +51,14 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/ and copy them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(MAKE) --no-print-directory chart-manifests
+
+.PHONY: api-docs
+api-docs: $(CRD_REF_DOCS) ## Generate the API reference docs/reference/api.md from the API types.
+	$(CRD_REF_DOCS) --source-path=api/v1alpha1 --renderer=markdown --config=hack/api-docs/config.yaml \
+		--templates-dir=hack/api-docs/templates --output-path=docs/reference/api.md --log-level=warn
 
 .PHONY: fmt
 fmt: ## Format the Go code.
@@ -58,15 +73,16 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
-verify: generate manifests $(KUSTOMIZE) ## Fail when generated files are stale, code is unformatted, or linters complain.
-	@stale="$$(git status --porcelain -- api config | sed 's/^/  /')"; \
+verify: generate manifests api-docs $(KUSTOMIZE) ## Fail when generated files are stale, code is unformatted, or linters complain.
+	@stale="$$(git status --porcelain -- api config charts docs/reference | sed 's/^/  /')"; \
 	if [ -n "$$stale" ]; then \
-		echo "Generated files are stale or uncommitted; run 'make generate manifests' and commit:"; \
-		echo "$$stale"; git --no-pager diff --stat -- api config; exit 1; fi
+		echo "Generated files are stale or uncommitted; run 'make generate manifests api-docs' and commit:"; \
+		echo "$$stale"; git --no-pager diff --stat -- api config charts docs/reference; exit 1; fi
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(KUSTOMIZE) build config/default > /dev/null
+	$(MAKE) --no-print-directory helm-lint
 	$(GOLANGCI_LINT_TARGET)
 
 # verify runs the linter too, unless SKIP_LINT is set (useful for a quick local loop).
@@ -76,8 +92,8 @@ GOLANGCI_LINT_TARGET = $(if $(SKIP_LINT),@echo "lint skipped",$(MAKE) --no-print
 test: verify test-all ## Verify, then run every test: unit tests and the two-site tests on real API servers.
 
 .PHONY: test-all
-test-all: $(CONTROL_PLANE) ## Run every test without verifying first.
-	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+test-all: $(CONTROL_PLANE) $(DEMO_TOOLS) $(HELM) $(KUSTOMIZE) ## Run every test without verifying first.
+	KUBEBUILDER_ASSETS=$(LOCALBIN) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) KWOK=$(KWOK) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no API server.
@@ -96,17 +112,38 @@ run: ## Run a manager against the cluster of the current kubeconfig (SITE=<name>
 .PHONY: control-plane
 control-plane: $(CONTROL_PLANE) ## Build etcd and kube-apiserver into bin/.
 
+##@ Helm chart
+
+CHART := charts/deich
+
+.PHONY: chart-manifests
+chart-manifests: ## Copy the generated CRDs and manager RBAC from config/ into the chart (part of `make manifests`).
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart.
+	$(HELM) lint --strict $(CHART) --set site=sh-kiel
+	$(HELM) lint --strict $(CHART) -f test/chart/testdata/values-full.yaml
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into bin/.
+
 ##@ Demo
 
 DEMO_DIR ?= $(CURDIR)/.demo
 
 .PHONY: demo
-demo: build $(CONTROL_PLANE) ## Start two local sites with a manager each and show the peers connected.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) hack/demo.sh up
+demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start two local sites, share a service between them, fail over; leaves the sites running.
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) hack/demo.sh up
 
 .PHONY: demo-down
 demo-down: ## Stop everything `make demo` started and remove its files.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) hack/demo.sh down
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) hack/demo.sh down
+
+.PHONY: demo-tools
+demo-tools: $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build what the demo's sites run besides the manager into bin/.
 
 ##@ Benchmarks
 
@@ -120,7 +157,7 @@ bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables (see docs/b
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(CONTROL_PLANE) ## Build every tool into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(CRD_REF_DOCS) $(HELM) $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build every tool into bin/.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -137,6 +174,16 @@ $(KUSTOMIZE): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
 
+$(CRD_REF_DOCS): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)
+	mv $(LOCALBIN)/crd-ref-docs $@
+
+# helm's k8s.io dependencies differ from Deich's, so it is installed at its own pinned module
+# version rather than added to go.mod. The ldflag sets the version `helm version` reports.
+$(HELM): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $@
+
 # Binaries are built to a temporary name and then moved, so a running control plane keeps its
 # binary while a new one is built.
 $(LOCALBIN)/etcd: $(TOOLS_MOD) hack/tools/etcd/main.go | $(LOCALBIN)
@@ -146,6 +193,20 @@ $(LOCALBIN)/etcd: $(TOOLS_MOD) hack/tools/etcd/main.go | $(LOCALBIN)
 $(LOCALBIN)/kube-apiserver: $(TOOLS_MOD) | $(LOCALBIN)
 	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
 	mv $@.tmp $@
+
+$(LOCALBIN)/kube-controller-manager: $(TOOLS_MOD) | $(LOCALBIN)
+	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kube-controller-manager
+	mv $@.tmp $@
+
+$(LOCALBIN)/kube-scheduler: $(TOOLS_MOD) | $(LOCALBIN)
+	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kube-scheduler
+	mv $@.tmp $@
+
+# kwok's k8s.io dependencies differ from k8s.io/kubernetes', so, like helm, it is installed at
+# its own pinned module version.
+$(KWOK): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install -trimpath -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	mv $(LOCALBIN)/kwok $@
 
 .PHONY: clean
 clean: demo-down ## Stop the demo and remove bin/.

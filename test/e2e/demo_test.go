@@ -3,13 +3,15 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,18 +21,22 @@ import (
 )
 
 const (
-	// demoUpTimeout bounds `hack/demo.sh up`, including building the sites program.
-	demoUpTimeout = 5 * time.Minute
+	// demoUpTimeout bounds `hack/demo.sh up`: building the sites program, starting both sites,
+	// sharing the service and the failover.
+	demoUpTimeout = 6 * time.Minute
 	// demoDownTimeout bounds `hack/demo.sh down`.
 	demoDownTimeout = 2 * time.Minute
 )
 
-// TestDemoUpDown runs `hack/demo.sh up` as `make demo` does, checks that both sites show their
-// peer Ready, then runs `hack/demo.sh down` and checks that nothing of the demo is left: no
-// process and no files.
-func TestDemoUpDown(t *testing.T) {
+// TestDemoFailoverStory runs `hack/demo.sh up` as `make demo` does, non-interactively: two
+// sites with running pods, Deich installed from config/, the citizen service account shared
+// from sh-kiel, sh-kiel taken dark and mv-schwerin taking over. It checks that the summary
+// shows mv-schwerin serving within the RTO and the copy within the RPO, that mv-schwerin's
+// processes keep running while sh-kiel's are gone, then runs `hack/demo.sh down` and checks
+// that nothing of the demo is left: no process, no files, nothing written to $HOME.
+func TestDemoFailoverStory(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts two control planes and two managers")
+		t.Skip("starts two control planes with their controllers, kwok and two managers")
 	}
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("the demo needs kubectl on PATH")
@@ -40,11 +46,12 @@ func TestDemoUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	localBin := filepath.Join(root, "bin")
-	for _, bin := range []string{"etcd", "kube-apiserver"} {
+	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		if _, err := os.Stat(filepath.Join(localBin, bin)); err != nil {
-			t.Fatalf("control-plane binary missing (run `make control-plane`): %v", err)
+			t.Fatalf("binary missing (run `make demo-tools`): %v", err)
 		}
 	}
+	kwok := kwokBinary(t, localBin)
 
 	tmp := t.TempDir()
 	manager := filepath.Join(tmp, "manager")
@@ -55,10 +62,19 @@ func TestDemoUpDown(t *testing.T) {
 		t.Fatalf("build manager: %v\n%s", err, out)
 	}
 
+	// An empty HOME shows that the demo writes nothing outside its directory (kubectl's
+	// cache, say). Go keeps using the real caches.
+	home := filepath.Join(tmp, "home")
+	if err := os.Mkdir(home, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	demoDir := filepath.Join(tmp, "demo")
-	env := append(goEnv(),
+	env := append(goEnv(), goDirs(t)...)
+	env = append(env,
+		"HOME="+home,
 		"DEMO_DIR="+demoDir,
 		"LOCALBIN="+localBin,
+		"KWOK="+kwok,
 		"MANAGER="+manager,
 		"DEMO_SITES_BIN="+filepath.Join(tmp, "deich-demo-sites"),
 	)
@@ -92,10 +108,21 @@ func TestDemoUpDown(t *testing.T) {
 		t.Fatalf("hack/demo.sh up: %v\n%s", err, out)
 	}
 	t.Logf("hack/demo.sh up:\n%s", out)
-	for _, peer := range []string{testenv.SiteSchwerin, testenv.SiteKiel} {
-		if got := peerColumn(out, peer, "READY"); got != "True" {
-			dumpLogs(t, demoDir)
-			t.Errorf("output shows ReplicationPeer %s with READY %q, want True", peer, got)
+
+	const result = "Result: " + testenv.SiteSchwerin + " served buergerkonto "
+	line := lineWith(out, result)
+	if line == "" || !strings.Contains(line, "within the RTO of 2m") || strings.Contains(line, "NOT within") {
+		t.Errorf("the summary does not say that %s served within the RTO; its result line: %q", testenv.SiteSchwerin, line)
+	}
+	if row := lineWith(out, "recovery time (dark -> pods Ready)"); !strings.Contains(row, "within the RTO") || strings.Contains(row, "NOT within") {
+		t.Errorf("summary row for the recovery time: %q, want it within the RTO", row)
+	}
+	if row := lineWith(out, "data age of the copy"); !strings.Contains(row, "within the RPO") || strings.Contains(row, "NOT within") {
+		t.Errorf("summary row for the data age: %q, want it within the RPO", row)
+	}
+	for _, step := range []string{"detects the failure", "promotes its copies", "pods Ready"} {
+		if lineWith(out, testenv.SiteSchwerin+" "+step) == "" && lineWith(out, testenv.SiteSchwerin+"'s "+step) == "" {
+			t.Errorf("the summary lacks the step %q", step)
 		}
 	}
 	for _, site := range testenv.DefaultSiteNames() {
@@ -103,6 +130,10 @@ func TestDemoUpDown(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	if !strings.Contains(out, testenv.SiteKiel+" is dark") {
+		t.Errorf("output does not say that %s stays dark", testenv.SiteKiel)
+	}
+
 	pidText, err := os.ReadFile(filepath.Join(demoDir, "sites.pid"))
 	if err != nil {
 		t.Fatalf("read sites.pid: %v", err)
@@ -111,9 +142,14 @@ func TestDemoUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sites.pid: %v", err)
 	}
-	if procs := processesMentioning(demoDir); len(procs) < 7 {
-		t.Errorf("expected the sites program, 2 etcd, 2 kube-apiserver and 2 managers naming %s, found:\n%s",
-			demoDir, strings.Join(procs, "\n"))
+	// sh-kiel is dark: only its etcd is left. mv-schwerin runs everything.
+	wantRunning := map[string]int{
+		"deich-demo-sites": 1, "etcd": 2, "kube-apiserver": 1, "kube-controller-manager": 1,
+		"kube-scheduler": 1, filepath.Base(kwok): 1, "manager": 1,
+	}
+	procs := processesMentioning(demoDir)
+	if got := countByName(procs); !maps.Equal(got, wantRunning) {
+		t.Errorf("processes naming %s: got %v, want %v:\n%s", demoDir, got, wantRunning, strings.Join(procs, "\n"))
 	}
 
 	// A second `make demo` finds the running demo and only shows its status.
@@ -121,8 +157,9 @@ func TestDemoUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second hack/demo.sh up: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "already running") || peerColumn(out, testenv.SiteSchwerin, "READY") != "True" {
-		t.Errorf("second hack/demo.sh up did not report the running demo:\n%s", out)
+	if !strings.Contains(out, "already running") || !strings.Contains(out, testenv.SiteKiel+" is dark") ||
+		!strings.Contains(lineWith(out, "buergerkonto   "+testenv.SiteSchwerin), "FailedOver") {
+		t.Errorf("second hack/demo.sh up did not report the running demo with %s serving:\n%s", testenv.SiteSchwerin, out)
 	}
 
 	out, err = demo(demoDownTimeout, "down")
@@ -143,11 +180,100 @@ func TestDemoUpDown(t *testing.T) {
 	if _, err := os.Stat(demoDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("demo directory still there after down (stat: %v)", err)
 	}
+	if written := filesUnder(t, home); len(written) > 0 {
+		t.Errorf("the demo wrote to $HOME:\n%s", strings.Join(written, "\n"))
+	}
 
 	// down with nothing running is fine.
 	if out, err := demo(demoDownTimeout, "down"); err != nil {
 		t.Errorf("second hack/demo.sh down: %v\n%s", err, out)
 	}
+}
+
+// kwokBinary returns the kwok binary the Makefile built: $KWOK, or else the newest
+// bin/kwok-v*.
+func kwokBinary(t *testing.T, localBin string) string {
+	t.Helper()
+	if kwok := os.Getenv("KWOK"); kwok != "" {
+		if _, err := os.Stat(kwok); err != nil {
+			t.Fatalf("KWOK: %v", err)
+		}
+		return kwok
+	}
+	found, _ := filepath.Glob(filepath.Join(localBin, "kwok-v*"))
+	if len(found) == 0 {
+		t.Fatalf("no %s/kwok-v* (run `make demo-tools`)", localBin)
+	}
+	slices.Sort(found)
+	return found[len(found)-1]
+}
+
+// goDirs pins Go's caches and configuration to where they are now, for a test that changes
+// $HOME.
+func goDirs(t *testing.T) []string {
+	t.Helper()
+	cmd := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV")
+	cmd.Env = goEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	values := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(values) != 4 {
+		t.Fatalf("go env printed %q", out)
+	}
+	return []string{"GOCACHE=" + values[0], "GOMODCACHE=" + values[1], "GOPATH=" + values[2], "GOENV=" + values[3]}
+}
+
+// filesUnder lists the files under dir, relative to it, except for the Go toolchain's own
+// telemetry counters (in $HOME/.config/go), which the go command writes wherever it runs.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if rel == filepath.Join(".config", "go") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("walk %s: %v", dir, err)
+	}
+	return files
+}
+
+// lineWith returns the first line of output that contains s, or "".
+func lineWith(output, s string) string {
+	for line := range strings.Lines(output) {
+		if strings.Contains(line, s) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// countByName counts the processes listed by processesMentioning by the base name of their
+// executable.
+func countByName(procs []string) map[string]int {
+	counts := map[string]int{}
+	for _, p := range procs {
+		fields := strings.Fields(p)
+		if len(fields) < 2 {
+			continue
+		}
+		counts[filepath.Base(fields[1])]++
+	}
+	return counts
 }
 
 // goEnv is the test's environment with GOTOOLCHAIN=local unless it is set.
@@ -157,29 +283,6 @@ func goEnv() []string {
 		env = append(env, "GOTOOLCHAIN=local")
 	}
 	return env
-}
-
-// peerColumn finds, in the output of `kubectl get replicationpeers`, the row for name and
-// returns its value in column; "" if there is none.
-func peerColumn(output, name, column string) string {
-	col := -1
-	sc := bufio.NewScanner(strings.NewReader(output))
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 0 && fields[0] == "NAME" {
-			col = -1
-			for i, f := range fields {
-				if f == column {
-					col = i
-				}
-			}
-			continue
-		}
-		if col >= 0 && len(fields) > col && fields[0] == name {
-			return fields[col]
-		}
-	}
-	return ""
 }
 
 // processesMentioning lists "<pid> <command line>" of every process whose command line
