@@ -60,9 +60,9 @@ func TestObjectiveCountsTheSharedServicesThatUseIt(t *testing.T) {
 	g.Expect(kiel.Client.Create(ctx, other)).To(Succeed())
 	cleanup(t, kiel, other)
 	svc := created[1]
-	g.Expect(kiel.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc)).To(Succeed())
-	svc.Spec.RecoveryObjectiveRef.Name = other.Name
-	g.Expect(kiel.Client.Update(ctx, svc)).To(Succeed())
+	updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(svc *deichv1alpha1.SharedService) {
+		svc.Spec.RecoveryObjectiveRef.Name = other.Name
+	})
 	g.Eventually(getObjective(ctx, obj.Name)).Should(HaveField("Status.SharedServices", BeZero()))
 	g.Eventually(getObjective(ctx, other.Name)).Should(HaveField("Status.SharedServices", BeEquivalentTo(1)))
 }

@@ -49,6 +49,19 @@ func createNamespace(ctx context.Context, t *testing.T, g Gomega, site *testenv.
 	g.Expect(client.IgnoreAlreadyExists(site.Client.Create(ctx, obj))).To(Succeed())
 }
 
+// updateService changes the SharedService at site with mutate, reading it afresh and trying
+// again when the write conflicts with one of the controller's (finalizer, status).
+func updateService(ctx context.Context, g Gomega, site *testenv.Site, key client.ObjectKey, mutate func(*deichv1alpha1.SharedService)) {
+	g.Eventually(func() error {
+		svc := &deichv1alpha1.SharedService{}
+		if err := site.Client.Get(ctx, key, svc); err != nil {
+			return err
+		}
+		mutate(svc)
+		return site.Client.Update(ctx, svc)
+	}).Should(Succeed())
+}
+
 func serviceStatus(ctx context.Context, site *testenv.Site, ns, name string) func() (*deichv1alpha1.SharedService, error) {
 	return func() (*deichv1alpha1.SharedService, error) {
 		s := &deichv1alpha1.SharedService{}
@@ -178,15 +191,15 @@ func TestSharedServiceWithABadPatchKeepsTheLastGoodCopy(t *testing.T) {
 	g.Eventually(func() error { return schwerin.Client.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{}) }).Should(Succeed())
 
 	// A JSON 6902 patch removing a key that does not exist cannot apply.
-	g.Expect(kiel.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc)).To(Succeed())
-	svc.Spec.Overrides = []deichv1alpha1.Override{{
-		Role: deichv1alpha1.RoleStandby,
-		Patches: []deichv1alpha1.Patch{{
-			Target: &deichv1alpha1.PatchTarget{Kind: "ConfigMap"},
-			Patch:  `[{"op": "remove", "path": "/data/missing"}]`,
-		}},
-	}}
-	g.Expect(kiel.Client.Update(ctx, svc)).To(Succeed())
+	updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(svc *deichv1alpha1.SharedService) {
+		svc.Spec.Overrides = []deichv1alpha1.Override{{
+			Role: deichv1alpha1.RoleStandby,
+			Patches: []deichv1alpha1.Patch{{
+				Target: &deichv1alpha1.PatchTarget{Kind: "ConfigMap"},
+				Patch:  `[{"op": "remove", "path": "/data/missing"}]`,
+			}},
+		}}
+	})
 	g.Expect(kiel.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
 	cm.Data["mode"] = "changed"
 	g.Expect(kiel.Client.Update(ctx, cm)).To(Succeed())

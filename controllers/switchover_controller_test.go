@@ -398,14 +398,15 @@ func TestSwitchoverDrillChangesNothingAndEstimatesTheRecoveryTime(t *testing.T) 
 		// fine, but its promotion would fail.
 		svc, err := m.status(ctx, kiel)()
 		g.Expect(err).NotTo(HaveOccurred())
-		svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
-			Site: testenv.SiteSchwerin, Role: deichv1alpha1.RoleActive,
-			Patches: []deichv1alpha1.Patch{{
-				Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"},
-				Patch:  `[{"op": "replace", "path": "/spec/replicas", "value": -1}]`,
-			}},
+		updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(svc *deichv1alpha1.SharedService) {
+			svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
+				Site: testenv.SiteSchwerin, Role: deichv1alpha1.RoleActive,
+				Patches: []deichv1alpha1.Patch{{
+					Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"},
+					Patch:  `[{"op": "replace", "path": "/spec/replicas", "value": -1}]`,
+				}},
+			})
 		})
-		g.Expect(kiel.Client.Update(ctx, svc)).To(Succeed())
 		g.Eventually(func() string {
 			dep := &appsv1.Deployment{}
 			_ = schwerin.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
@@ -488,14 +489,15 @@ func TestSwitchoverWhileTheCopyIsOlderThanTheRPOIsRefusedUnlessForced(t *testing
 	// sites stay up.
 	svc, err := m.status(ctx, kiel)()
 	g.Expect(err).NotTo(HaveOccurred())
-	svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
-		Site: testenv.SiteSchwerin,
-		Patches: []deichv1alpha1.Patch{{
-			Target: &deichv1alpha1.PatchTarget{Kind: "ConfigMap"},
-			Patch:  `[{"op": "add", "path": "/data/not a valid key", "value": "x"}]`,
-		}},
+	updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(svc *deichv1alpha1.SharedService) {
+		svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
+			Site: testenv.SiteSchwerin,
+			Patches: []deichv1alpha1.Patch{{
+				Target: &deichv1alpha1.PatchTarget{Kind: "ConfigMap"},
+				Patch:  `[{"op": "add", "path": "/data/not a valid key", "value": "x"}]`,
+			}},
+		})
 	})
-	g.Expect(kiel.Client.Update(ctx, svc)).To(Succeed())
 	g.Eventually(m.serviceCondition(ctx, kiel, deichv1alpha1.ServiceConditionObjectivesMet)).
 		Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld))
 
