@@ -321,7 +321,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
 	}
 	s.lease = &snap
-	r.applyLeaseView(ctx, s)
+	r.applyLeaseView(s)
 	r.failBack(ctx, s)
 
 	var err error
@@ -501,8 +501,8 @@ func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirrored
 
 // peerReady reports whether the ReplicationPeer for site is Ready.
 func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bool {
-	p, ok := r.findPeer(ctx, site)
-	return ok && meta.IsStatusConditionTrue(p.Status.Conditions, deichv1alpha1.ConditionReady)
+	ok, _ := peerReadiness(ctx, r.client, site)
+	return ok
 }
 
 // render builds every copy for the standby. Any failure stops the whole round: nothing is
@@ -818,22 +818,8 @@ func (r *SharedServiceReconciler) removeFinalizer(ctx context.Context, s *servic
 
 // peerExists reports whether a ReplicationPeer names site.
 func (r *SharedServiceReconciler) peerExists(ctx context.Context, site string) bool {
-	_, found := r.findPeer(ctx, site)
-	return found
-}
-
-// findPeer returns the ReplicationPeer for site.
-func (r *SharedServiceReconciler) findPeer(ctx context.Context, site string) (*deichv1alpha1.ReplicationPeer, bool) {
-	var peers deichv1alpha1.ReplicationPeerList
-	if err := r.client.List(ctx, &peers); err != nil {
-		return nil, false
-	}
-	for i := range peers.Items {
-		if peers.Items[i].Spec.Site == site {
-			return &peers.Items[i], true
-		}
-	}
-	return nil, false
+	p, err := findPeer(ctx, r.client, site)
+	return err == nil && p != nil
 }
 
 // deleteCopies deletes every copy of the service at the peer, and the mirrored SharedService.

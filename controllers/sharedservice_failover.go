@@ -116,7 +116,7 @@ func (r *SharedServiceReconciler) runningSwitchover(ctx context.Context, svc *de
 
 // applyLeaseView records in status what the lease keeper found: the lease, the active site,
 // and the events of a lost lease and of a recommended failover.
-func (r *SharedServiceReconciler) applyLeaseView(ctx context.Context, s *serviceScope) {
+func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	snap := s.lease
 	st := &s.svc.Status
 	if !snap.read {
@@ -157,7 +157,6 @@ func (r *SharedServiceReconciler) applyLeaseView(ctx context.Context, s *service
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailoverRecommended, "Recommend",
 			"%s; create a Switchover with targetSite %s to fail over", snap.message, r.site)
 	}
-	_ = ctx
 }
 
 func sameLeaseStatus(a, b *deichv1alpha1.LeaseStatus) bool {

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -77,7 +76,7 @@ func (r *SharedServiceReconciler) checkHealth(ctx context.Context, s *serviceSco
 	var wg sync.WaitGroup
 	for i, hc := range checks {
 		wg.Go(func() {
-			results[i] = r.prober.Probe(ctx, hc, s.svc.Namespace, r.workloadReader(s, hc), r.caBundle(ctx, s.svc.Namespace, hc))
+			results[i] = r.prober.Probe(ctx, hc, s.svc.Namespace, r.workloadReader(s, hc), caBundle(ctx, r.apiReader, s.svc.Namespace, hc))
 		})
 	}
 	wg.Wait()
@@ -142,21 +141,6 @@ func (r *SharedServiceReconciler) workloadReader(s *serviceScope, hc deichv1alph
 		return conn.Cluster.GetAPIReader()
 	}
 	return nil
-}
-
-// caBundle reads the CA certificates an http check trusts besides the system roots. A missing
-// Secret yields an empty bundle, which the probe reports as Unknown rather than silently
-// trusting the system roots alone.
-func (r *SharedServiceReconciler) caBundle(ctx context.Context, namespace string, hc deichv1alpha1.HealthCheck) []byte {
-	if hc.HTTP == nil || hc.HTTP.CASecretRef == nil {
-		return nil
-	}
-	var secret corev1.Secret
-	ref := hc.HTTP.CASecretRef
-	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret); err != nil {
-		return []byte{}
-	}
-	return secret.Data[ref.Key]
 }
 
 // healthCondition summarizes the checks that judge the active site.

@@ -366,7 +366,7 @@ func (ru *leaseRunner) decideActive(ctx context.Context, in leaseInputs, out *le
 			retry = leaseRetry
 		}
 		out.deadline = failover.FenceDeadline(p, ru.renewal)
-		if err := ru.setForm(ctx, in, formActive); err != nil {
+		if err := ru.setForm(ctx, in, formActive, d.Message); err != nil {
 			out.formErr = err.Error()
 			return false, leaseRetry
 		}
@@ -391,7 +391,7 @@ func (ru *leaseRunner) decideActive(ctx context.Context, in leaseInputs, out *le
 			}
 		}
 		out.fenced = true
-		if err := ru.setForm(ctx, in, formStandby); err != nil {
+		if err := ru.setForm(ctx, in, formStandby, d.Message); err != nil {
 			out.formErr = err.Error()
 			return false, leaseRetry
 		}
@@ -403,13 +403,12 @@ func (ru *leaseRunner) decideActive(ctx context.Context, in leaseInputs, out *le
 	case failover.ActionHandOver:
 		out.handingOver = true
 		ru.renewal = failover.Renewal{}
-		if err := ru.setForm(ctx, in, formStandby); err != nil {
+		if err := ru.setForm(ctx, in, formStandby, d.Message); err != nil {
 			out.formErr = err.Error()
 			return false, leaseRetry
 		}
 		if ru.fencedAt.IsZero() {
 			ru.fencedAt = ru.r.clock.Now()
-			ru.r.recorder.Eventf(ru.service(ctx), nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFenced, "HandOver", "%s", d.Message)
 		}
 		// One last sync of the copies from the fenced objects, so the standby takes over
 		// the latest state; bounded, since the peer may be what failed.
@@ -463,7 +462,7 @@ func (ru *leaseRunner) decideStandby(ctx context.Context, in leaseInputs, out *l
 	// created; every other service is fenced here.
 	newlyProtected := in.unclaimed && !rec.Exists()
 	if !newlyProtected {
-		n, err := ru.setFormCounted(ctx, in, formStandby)
+		n, err := ru.setFormCounted(ctx, in, formStandby, notHolderReason(rec, site))
 		if err != nil {
 			out.formErr = err.Error()
 			return false, leaseRetry
@@ -505,6 +504,17 @@ func (ru *leaseRunner) decideStandby(ctx context.Context, in leaseInputs, out *l
 	}
 	ru.checkPromotion = true
 	return true, 0
+}
+
+// notHolderReason says why a site that does not hold the lease may not serve.
+func notHolderReason(rec failover.LeaseRecord, site string) string {
+	switch {
+	case rec.Holder != "":
+		return fmt.Sprintf("%s holds the lease, not %s", rec.Holder, site)
+	case rec.Released():
+		return "the lease was released and " + site + " has not taken it"
+	}
+	return "the lease does not exist or could not be read, so " + site + " may not serve"
 }
 
 // until is how long from now to t, at least a millisecond; 0 when t is zero.
@@ -643,14 +653,15 @@ func (ru *leaseRunner) service(ctx context.Context) *deichv1alpha1.SharedService
 	return svc
 }
 
-// setForm puts this site's objects in the given form, unless this process already did.
-func (ru *leaseRunner) setForm(ctx context.Context, in leaseInputs, want formState) error {
-	_, err := ru.setFormCounted(ctx, in, want)
+// setForm puts this site's objects in the given form, unless this process already did; why
+// goes into the event.
+func (ru *leaseRunner) setForm(ctx context.Context, in leaseInputs, want formState, why string) error {
+	_, err := ru.setFormCounted(ctx, in, want, why)
 	return err
 }
 
 // setFormCounted is setForm, returning how many objects changed.
-func (ru *leaseRunner) setFormCounted(ctx context.Context, in leaseInputs, want formState) (int, error) {
+func (ru *leaseRunner) setFormCounted(ctx context.Context, in leaseInputs, want formState, why string) (int, error) {
 	ru.formMu.Lock()
 	defer ru.formMu.Unlock()
 	ru.formSpec = in.form
@@ -672,7 +683,7 @@ func (ru *leaseRunner) setFormCounted(ctx context.Context, in leaseInputs, want 
 		}
 	case n > 0:
 		ru.r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFenced, "Fence",
-			"This site may not serve: %d object(s) switched to standby form", n)
+			"%d object(s) switched to standby form: %s", n, why)
 	}
 	return n, nil
 }

@@ -458,7 +458,7 @@ func (r *SwitchoverReconciler) begin(ctx context.Context, s *switchoverScope, sv
 	}
 
 	if target != r.site {
-		if ok, why := r.peerReady(ctx, target); !ok {
+		if ok, why := peerReadiness(ctx, r.client, target); !ok {
 			s.refuse(deichv1alpha1.SwitchoverReasonTargetUnreachable,
 				fmt.Sprintf("target site %s cannot be reached from %s (%s): moving now would fence %s with nobody to take over. If %s runs on its own, create the Switchover there",
 					target, r.site, why, activeSite(svc), target))
@@ -522,7 +522,7 @@ func (r *SwitchoverReconciler) copyWithinRPO(svc *deichv1alpha1.SharedService, n
 // nil and why. Calls to a peer that is known to be unreachable would only wait for their
 // timeout.
 func (r *SwitchoverReconciler) connection(ctx context.Context, site string) (*peer.Connection, string) {
-	if ok, why := r.peerReady(ctx, site); !ok {
+	if ok, why := peerReadiness(ctx, r.client, site); !ok {
 		return nil, why
 	}
 	conn, ok := r.registry.Get(site)
@@ -530,39 +530,6 @@ func (r *SwitchoverReconciler) connection(ctx context.Context, site string) (*pe
 		return nil, fmt.Sprintf("no connection to %s yet", site)
 	}
 	return conn, ""
-}
-
-// peerReady reports whether the ReplicationPeer for site is Ready, and if not, why.
-func (r *SwitchoverReconciler) peerReady(ctx context.Context, site string) (bool, string) {
-	p, err := r.findPeer(ctx, site)
-	switch {
-	case err != nil:
-		return false, err.Error()
-	case p == nil:
-		return false, fmt.Sprintf("no ReplicationPeer for site %s", site)
-	}
-	c := meta.FindStatusCondition(p.Status.Conditions, deichv1alpha1.ConditionReady)
-	switch {
-	case c == nil:
-		return false, fmt.Sprintf("ReplicationPeer %s has no Ready condition yet", p.Name)
-	case c.Status != metav1.ConditionTrue:
-		return false, fmt.Sprintf("ReplicationPeer %s is not Ready: %s", p.Name, c.Message)
-	}
-	return true, fmt.Sprintf("ReplicationPeer %s is Ready", p.Name)
-}
-
-// findPeer returns the ReplicationPeer for site; nil when there is none.
-func (r *SwitchoverReconciler) findPeer(ctx context.Context, site string) (*deichv1alpha1.ReplicationPeer, error) {
-	var peers deichv1alpha1.ReplicationPeerList
-	if err := r.client.List(ctx, &peers); err != nil {
-		return nil, fmt.Errorf("list ReplicationPeers: %w", err)
-	}
-	for i := range peers.Items {
-		if peers.Items[i].Spec.Site == site {
-			return &peers.Items[i], nil
-		}
-	}
-	return nil, nil
 }
 
 // reconcileRunning keeps the other site informed of a running move and finishes it once the
@@ -857,7 +824,7 @@ func (r *SwitchoverReconciler) removeCopy(ctx context.Context, sw *deichv1alpha1
 	if site == "" {
 		return true, nil
 	}
-	p, err := r.findPeer(ctx, site)
+	p, err := findPeer(ctx, r.client, site)
 	if err != nil {
 		return false, err
 	}
@@ -976,7 +943,7 @@ func (r *SwitchoverReconciler) drill(ctx context.Context, s *switchoverScope, sv
 	}
 
 	other := peerSite(svc, r.site)
-	ok, why := r.peerReady(ctx, other)
+	ok, why := peerReadiness(ctx, r.client, other)
 	record(deichv1alpha1.SwitchoverConditionPeerReachable, ok, deichv1alpha1.SwitchoverReasonPeerReady, deichv1alpha1.SwitchoverReasonPeerNotReady,
 		fmt.Sprintf("peer %s: %s", other, why))
 
@@ -1110,7 +1077,7 @@ func (r *SwitchoverReconciler) probeTargetChecks(ctx context.Context, svc *deich
 	var wg sync.WaitGroup
 	for i, hc := range checks {
 		wg.Go(func() {
-			results[i] = r.prober.Probe(ctx, hc, svc.Namespace, workloads, r.caBundle(ctx, svc.Namespace, hc))
+			results[i] = r.prober.Probe(ctx, hc, svc.Namespace, workloads, caBundle(ctx, r.apiReader, svc.Namespace, hc))
 		})
 	}
 	wg.Wait()
@@ -1131,20 +1098,6 @@ func (r *SwitchoverReconciler) probeTargetChecks(ctx context.Context, svc *deich
 		return false, fmt.Sprintf("health checks of %s cannot run: %s", target, strings.Join(unreachable, "; "))
 	}
 	return true, fmt.Sprintf("health checks of %s reachable: %s", target, strings.Join(reached, "; "))
-}
-
-// caBundle reads the CA certificates an http check trusts besides the system roots. A missing
-// Secret gives an empty bundle, which the probe reports as Unknown.
-func (r *SwitchoverReconciler) caBundle(ctx context.Context, namespace string, hc deichv1alpha1.HealthCheck) []byte {
-	if hc.HTTP == nil || hc.HTTP.CASecretRef == nil {
-		return nil
-	}
-	var secret corev1.Secret
-	ref := hc.HTTP.CASecretRef
-	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret); err != nil {
-		return []byte{}
-	}
-	return secret.Data[ref.Key]
 }
 
 // report writes the status in one patch and records the events of what changed. The patch
