@@ -329,6 +329,9 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	case !snap.read:
 		// Until the lease has been read this site cannot tell its role; the keeper calls
 		// for a reconcile when it has.
+		if snap.message != "" {
+			s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonLeaseUnknown, snap.message)
+		}
 		result = ctrl.Result{RequeueAfter: time.Second}
 	case snap.serving || snap.handingOver:
 		result, err = r.reconcileActive(ctx, s)
@@ -823,9 +826,14 @@ func (r *SharedServiceReconciler) peerExists(ctx context.Context, site string) b
 }
 
 // deleteCopies deletes every copy of the service at the peer, and the mirrored SharedService.
+// After moves between the sites a copy may carry either site as its source (a fenced object
+// names its own site), so every object Deich manages for the service there goes.
 func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceScope, conn *peer.Connection) (int, error) {
 	deleted := 0
-	sel := copySelector(s.svc.Name, r.site)
+	sel := labels.SelectorFromSet(labels.Set{
+		render.LabelSharedService: s.svc.Name,
+		render.LabelManagedBy:     render.ManagedByDeich,
+	}).String()
 	for _, res := range s.svc.Spec.Resources {
 		gk := schema.GroupKind{Group: res.Group, Kind: res.Kind}
 		mapping, err := conn.Cluster.GetRESTMapper().RESTMapping(gk)
@@ -849,7 +857,7 @@ func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceSc
 	}
 	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
 	ri := conn.Dynamic.Resource(res).Namespace(s.svc.Namespace)
-	if cp, err := ri.Get(ctx, s.svc.Name, metav1.GetOptions{}); err == nil && cp.GetLabels()[render.LabelSourceSite] == r.site {
+	if cp, err := ri.Get(ctx, s.svc.Name, metav1.GetOptions{}); err == nil && cp.GetLabels()[render.LabelSourceSite] != "" {
 		if err := ri.Delete(ctx, s.svc.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return deleted, fmt.Errorf("delete SharedService at %s: %w", conn.Site, err)
 		}

@@ -568,6 +568,12 @@ func (r *SwitchoverReconciler) reconcileRunning(ctx context.Context, s *switchov
 	target := sw.Spec.TargetSite
 	done, waiting := r.moveDone(ctx, svc, target)
 	if done {
+		// The copy at the other site goes first, so that a Switchover created there right
+		// after this one succeeded is not refused because of it. When the other site cannot
+		// be reached, the cleanup of the finished Switchover retries.
+		if _, err := r.removeCopy(ctx, sw, r.copySite(sw)); err != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("The copy of the Switchover is left for later", "error", err.Error())
+		}
 		took := "an unknown time"
 		if sw.Status.StartedAt != nil {
 			took = s.now.Sub(sw.Status.StartedAt.Time).Round(100 * time.Millisecond).String()

@@ -1,0 +1,233 @@
+// Package peer proves that the identity config/peer creates is enough for Deich: two real
+// control planes, a manager per site, and each manager reaching the other site only as the
+// ServiceAccount deich-peer, bound to the ClusterRole config/peer grants.
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/deich-io/deich/internal/operator"
+	"github.com/deich-io/deich/internal/testenv"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+const (
+	managerNamespace = operator.DefaultNamespace
+	// peerServiceAccount is the ServiceAccount config/peer creates for the other site's manager.
+	peerServiceAccount = "deich-peer"
+	// kustomize is the pinned kustomize binary, relative to the repository root.
+	kustomize = "bin/kustomize-v5.8.2"
+)
+
+// The two sites and their managers.
+var (
+	env      *testenv.Env
+	kiel     *testenv.Site
+	schwerin *testenv.Site
+	managers []*testenv.Manager
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	// The managers log at debug level into forbiddenLog, which keeps every line that reports a
+	// forbidden request (some peer errors, such as a lease that cannot be read, are only
+	// logged) and passes lines to stderr only with DEICH_TEST_VERBOSE.
+	forbiddenLog.verbose = os.Getenv("DEICH_TEST_VERBOSE") != ""
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(forbiddenLog), zap.Level(zapcore.DebugLevel), zap.StacktraceLevel(zapcore.PanicLevel)))
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	manifests, err := renderPeerIdentity(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env, err = testenv.Start(testenv.Options{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                operator.NewScheme(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start sites:", err)
+		return 1
+	}
+	defer func() {
+		for _, mgr := range managers {
+			if err := mgr.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "stop manager:", err)
+			}
+		}
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop sites:", err)
+		}
+	}()
+	kiel, schwerin = env.Site(testenv.SiteKiel), env.Site(testenv.SiteSchwerin)
+	if err := connect(context.Background(), manifests); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: time.Second})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		managers = append(managers, mgr)
+	}
+	return m.Run()
+}
+
+// renderPeerIdentity builds config/peer with the pinned kustomize, as a platform engineer
+// would before applying it.
+func renderPeerIdentity(root string) ([]*unstructured.Unstructured, error) {
+	cmd := exec.Command(filepath.Join(root, kustomize), "build", filepath.Join(root, "config", "peer"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build config/peer: %w: %s", err, stderr.String())
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs, nil
+			}
+			return nil, fmt.Errorf("decode config/peer: %w", err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+// connect applies config/peer at each site and gives the other site's manager a kubeconfig
+// with a token of deich-peer, and a ReplicationPeer that uses it.
+func connect(ctx context.Context, manifests []*unstructured.Unstructured) error {
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		if err := site.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+			return fmt.Errorf("create manager namespace at %s: %w", site.Name, err)
+		}
+		for _, obj := range manifests {
+			if err := site.Client.Create(ctx, obj.DeepCopy()); err != nil {
+				return fmt.Errorf("apply config/peer %s %s at %s: %w", obj.GetKind(), obj.GetName(), site.Name, err)
+			}
+		}
+	}
+	for _, link := range []struct{ on, peer *testenv.Site }{{kiel, schwerin}, {schwerin, kiel}} {
+		kubeconfig, err := peerKubeconfig(ctx, link.peer)
+		if err != nil {
+			return err
+		}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + link.peer.Name},
+			Data:       map[string][]byte{testenv.PeerSecretKey: kubeconfig},
+		}
+		if err := link.on.Client.Create(ctx, secret); err != nil {
+			return fmt.Errorf("create peer Secret at %s: %w", link.on.Name, err)
+		}
+		peer := testobjects.MakeReplicationPeer(link.peer.Name).Heartbeat(time.Second).Obj()
+		if err := link.on.Client.Create(ctx, peer); err != nil {
+			return fmt.Errorf("create ReplicationPeer at %s: %w", link.on.Name, err)
+		}
+	}
+	return nil
+}
+
+// peerKubeconfig writes a kubeconfig for site as deich-peer. envtest runs no token controller,
+// which would fill the Secret deich-peer-token, so the token comes from the TokenRequest API.
+func peerKubeconfig(ctx context.Context, site *testenv.Site) ([]byte, error) {
+	cs, err := kubernetes.NewForConfig(site.Config)
+	if err != nil {
+		return nil, fmt.Errorf("clientset for %s: %w", site.Name, err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(managerNamespace).CreateToken(ctx, peerServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("request a token for %s at %s: %w", peerServiceAccount, site.Name, err)
+	}
+	user := peerServiceAccount
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[site.Name] = &clientcmdapi.Cluster{Server: site.URL(), CertificateAuthorityData: site.Config.CAData}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts[site.Name] = &clientcmdapi.Context{Cluster: site.Name, AuthInfo: user}
+	cfg.CurrentContext = site.Name
+	out, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, fmt.Errorf("serialize kubeconfig for %s: %w", site.Name, err)
+	}
+	return out, nil
+}
+
+// forbiddenLog is where the managers log.
+var forbiddenLog = &logScanner{}
+
+// logScanner keeps the log lines that report a forbidden request.
+type logScanner struct {
+	verbose bool
+	mu      sync.Mutex
+	lines   []string
+}
+
+func (s *logScanner) Write(p []byte) (int, error) {
+	if bytes.Contains(bytes.ToLower(p), []byte("forbidden")) {
+		s.mu.Lock()
+		s.lines = append(s.lines, string(bytes.TrimSpace(p)))
+		s.mu.Unlock()
+	}
+	if s.verbose {
+		return os.Stderr.Write(p)
+	}
+	return len(p), nil
+}
+
+// forbidden returns the lines kept so far.
+func (s *logScanner) forbidden() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lines...)
+}
+
+// requireSites skips a test when the sites are not running (go test -short).
+func requireSites(t testing.TB) {
+	t.Helper()
+	if env == nil {
+		t.Skip("envtest: needs real API servers (not run with -short)")
+	}
+}
