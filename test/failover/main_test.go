@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -57,18 +56,10 @@ func run(m *testing.M) int {
 		level = -1
 	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
-	root, err := testenv.RepoRoot()
+	var err error
+	env, err = testenv.StartDeich()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env, err = testenv.Start(testenv.Options{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                operator.NewScheme(),
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start sites:", err)
 		return 1
 	}
 	defer func() {
