@@ -82,6 +82,8 @@ verify: generate manifests api-docs $(KUSTOMIZE) ## Fail when generated files ar
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(KUSTOMIZE) build config/default > /dev/null
+	$(KUSTOMIZE) build config/peer > /dev/null
+	$(KUSTOMIZE) build config/witness > /dev/null
 	$(MAKE) --no-print-directory helm-lint
 	$(GOLANGCI_LINT_TARGET)
 

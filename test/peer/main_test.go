@@ -6,27 +6,18 @@ package peer
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -39,8 +30,6 @@ const (
 	managerNamespace = operator.DefaultNamespace
 	// peerServiceAccount is the ServiceAccount config/peer creates for the other site's manager.
 	peerServiceAccount = "deich-peer"
-	// kustomize is the pinned kustomize binary, relative to the repository root.
-	kustomize = "bin/kustomize-v5.8.2"
 )
 
 // The two sites and their managers.
@@ -70,7 +59,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	manifests, err := renderPeerIdentity(root)
+	// config/peer, built with the pinned kustomize as a platform engineer would before
+	// applying it.
+	manifests, err := testenv.KustomizeBuild(filepath.Join(root, "config", "peer"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -106,32 +97,6 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// renderPeerIdentity builds config/peer with the pinned kustomize, as a platform engineer
-// would before applying it.
-func renderPeerIdentity(root string) ([]*unstructured.Unstructured, error) {
-	cmd := exec.Command(filepath.Join(root, kustomize), "build", filepath.Join(root, "config", "peer"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("kustomize build config/peer: %w: %s", err, stderr.String())
-	}
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs, nil
-			}
-			return nil, fmt.Errorf("decode config/peer: %w", err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-}
-
 // connect applies config/peer at each site and gives the other site's manager a kubeconfig
 // with a token of deich-peer, and a ReplicationPeer that uses it.
 func connect(ctx context.Context, manifests []*unstructured.Unstructured) error {
@@ -146,7 +111,7 @@ func connect(ctx context.Context, manifests []*unstructured.Unstructured) error 
 		}
 	}
 	for _, link := range []struct{ on, peer *testenv.Site }{{kiel, schwerin}, {schwerin, kiel}} {
-		kubeconfig, err := peerKubeconfig(ctx, link.peer)
+		kubeconfig, err := link.peer.ServiceAccountKubeconfig(ctx, managerNamespace, peerServiceAccount, time.Hour)
 		if err != nil {
 			return err
 		}
@@ -163,32 +128,6 @@ func connect(ctx context.Context, manifests []*unstructured.Unstructured) error 
 		}
 	}
 	return nil
-}
-
-// peerKubeconfig writes a kubeconfig for site as deich-peer. envtest runs no token controller,
-// which would fill the Secret deich-peer-token, so the token comes from the TokenRequest API.
-func peerKubeconfig(ctx context.Context, site *testenv.Site) ([]byte, error) {
-	cs, err := kubernetes.NewForConfig(site.Config)
-	if err != nil {
-		return nil, fmt.Errorf("clientset for %s: %w", site.Name, err)
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(managerNamespace).CreateToken(ctx, peerServiceAccount, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("request a token for %s at %s: %w", peerServiceAccount, site.Name, err)
-	}
-	user := peerServiceAccount
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[site.Name] = &clientcmdapi.Cluster{Server: site.URL(), CertificateAuthorityData: site.Config.CAData}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts[site.Name] = &clientcmdapi.Context{Cluster: site.Name, AuthInfo: user}
-	cfg.CurrentContext = site.Name
-	out, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return nil, fmt.Errorf("serialize kubeconfig for %s: %w", site.Name, err)
-	}
-	return out, nil
 }
 
 // forbiddenLog is where the managers log.
