@@ -17,7 +17,8 @@ const (
 	peerSecretIndex = "spec.kubeconfigSecretRef" //nolint:gosec // G101: a field index name, not a credential.
 	// objectiveRefIndex indexes SharedServices by the name of their RecoveryObjective.
 	objectiveRefIndex = "spec.recoveryObjectiveRef.name"
-	// serviceSiteIndex indexes SharedServices by both of their sites.
+	// serviceSiteIndex indexes SharedServices by every site they name: both partners and the
+	// witness.
 	serviceSiteIndex = "spec.sites"
 	// switchoverServiceIndex indexes Switchovers by the SharedService they move.
 	switchoverServiceIndex = "spec.sharedServiceName"
@@ -40,6 +41,9 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := idx.IndexField(ctx, &deichv1alpha1.SharedService{}, serviceSiteIndex, func(o client.Object) []string {
 		s := o.(*deichv1alpha1.SharedService).Spec
+		if s.WitnessSite != "" {
+			return []string{s.PrimarySite, s.StandbySite, s.WitnessSite}
+		}
 		return []string{s.PrimarySite, s.StandbySite}
 	}); err != nil {
 		return fmt.Errorf("index SharedServices by site: %w", err)

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 )
 
 // findPeer returns the ReplicationPeer for site; nil when there is none.
@@ -27,7 +28,8 @@ func findPeer(ctx context.Context, c client.Reader, site string) (*deichv1alpha1
 	return nil, nil
 }
 
-// peerReadiness reports whether the ReplicationPeer for site is Ready, and why not.
+// peerReadiness reports whether the ReplicationPeer for site is a Ready partner, one that
+// services can be mirrored to and moved to, and why not.
 func peerReadiness(ctx context.Context, c client.Reader, site string) (bool, string) {
 	p, err := findPeer(ctx, c, site)
 	switch {
@@ -35,6 +37,8 @@ func peerReadiness(ctx context.Context, c client.Reader, site string) (bool, str
 		return false, err.Error()
 	case p == nil:
 		return false, fmt.Sprintf("no ReplicationPeer for site %s", site)
+	case p.Spec.IsWitness():
+		return false, fmt.Sprintf("ReplicationPeer %s for site %s has role Witness: a witness only stores Leases, nothing is mirrored to it and it never serves", p.Name, site)
 	}
 	cond := meta.FindStatusCondition(p.Status.Conditions, deichv1alpha1.ConditionReady)
 	switch {
@@ -44,6 +48,48 @@ func peerReadiness(ctx context.Context, c client.Reader, site string) (bool, str
 		return false, fmt.Sprintf("ReplicationPeer %s is not Ready: %s", p.Name, cond.Message)
 	}
 	return true, fmt.Sprintf("ReplicationPeer %s is Ready", p.Name)
+}
+
+// witnessQuorum is the Quorum condition of svc at this site: whether the service has a
+// witness, and whether the ReplicationPeer for it is a Ready witness. It reads the peers from
+// c; an error reading them yields an Unknown condition that says so.
+func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.SharedService) metav1.Condition {
+	cond := metav1.Condition{Type: deichv1alpha1.ServiceConditionQuorum, ObservedGeneration: svc.Generation, Status: metav1.ConditionFalse}
+	witness := svc.Spec.WitnessSite
+	if witness == "" {
+		cond.Reason = deichv1alpha1.ServiceReasonTwoSiteMode
+		cond.Message = fmt.Sprintf("two-site mode: this service has no witness. Its only lease lives at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site. Set spec.witnessSite to a third site, with a ReplicationPeer of role Witness for it at both sites, so that no single lost site or link stops a healthy active site",
+			failover.ArbiterSite(svc))
+		return cond
+	}
+	p, err := findPeer(ctx, c, witness)
+	switch {
+	case err != nil:
+		cond.Status, cond.Reason = metav1.ConditionUnknown, deichv1alpha1.ReasonReconciling
+		cond.Message = fmt.Sprintf("cannot tell whether witness %s is usable: %v", witness, err)
+		return cond
+	case p == nil:
+		cond.Reason = deichv1alpha1.ServiceReasonWitnessNotFound
+		cond.Message = fmt.Sprintf("no ReplicationPeer at this site has spec.site %s; create one with role Witness for the witness", witness)
+		return cond
+	case !p.Spec.IsWitness():
+		cond.Reason = deichv1alpha1.ServiceReasonNotAWitness
+		cond.Message = fmt.Sprintf("ReplicationPeer %s for site %s has role Partner; spec.witnessSite must name a site whose ReplicationPeer has role Witness", p.Name, witness)
+		return cond
+	}
+	ready := meta.FindStatusCondition(p.Status.Conditions, deichv1alpha1.ConditionReady)
+	switch {
+	case ready == nil:
+		cond.Status, cond.Reason = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWitnessNotReady
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) has not answered a heartbeat yet", witness, p.Name)
+	case ready.Status != metav1.ConditionTrue:
+		cond.Reason = deichv1alpha1.ServiceReasonWitnessNotReady
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is not Ready (%s): %s", witness, p.Name, ready.Reason, ready.Message)
+	default:
+		cond.Status, cond.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWitnessReady
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is Ready: this site can keep the service's lease in its namespace %s", witness, p.Name, p.Spec.WitnessLeaseNamespace())
+	}
+	return cond
 }
 
 // caBundle reads the CA certificates an http check trusts besides the system roots. A missing

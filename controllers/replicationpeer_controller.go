@@ -28,7 +28,8 @@ import (
 
 // ReplicationPeerReconciler connects to each peer site and keeps its status true: it reads the
 // kubeconfig Secret, refuses dangerous credentials, keeps the shared connection in the
-// peer.Registry current, and sends a heartbeat every spec.heartbeatInterval.
+// peer.Registry current, and sends a heartbeat every spec.heartbeatInterval. A partner's
+// heartbeat checks Deich's API there; a witness's checks the Leases this site keeps there.
 type ReplicationPeerReconciler struct {
 	client    client.Client
 	registry  *peer.Registry
@@ -97,8 +98,10 @@ func (r *ReplicationPeerReconciler) peersForSecret(ctx context.Context, o client
 type peerObservation struct {
 	// refused is set when the peer cannot be used until a user changes something.
 	refusedReason, refusedMessage string
-	// heartbeat is the outcome of the heartbeat, when one was sent.
+	// heartbeat is the outcome of a partner's heartbeat, witness that of a witness's, when
+	// one was sent.
 	heartbeat    *peer.Heartbeat
+	witness      *peer.WitnessHeartbeat
 	heartbeatErr error
 	rebuilt      bool
 }
@@ -199,6 +202,16 @@ func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alp
 
 	hbCtx, cancel := context.WithTimeout(ctx, heartbeatTimeout(obj.Spec.HeartbeatInterval.Duration))
 	defer cancel()
+	if obj.Spec.IsWitness() {
+		// A witness only stores Leases: check the Lease API there, not Deich's.
+		hb, err := conn.WitnessHeartbeat(hbCtx, obj.Spec.WitnessLeaseNamespace())
+		if err != nil {
+			obs.heartbeatErr = err
+			return obs
+		}
+		obs.witness = &hb
+		return obs
+	}
 	hb, err := conn.Heartbeat(hbCtx)
 	if err != nil {
 		obs.heartbeatErr = err
@@ -247,24 +260,26 @@ func (r *ReplicationPeerReconciler) report(obj, before *deichv1alpha1.Replicatio
 		ready.Message = msg
 		metrics.PeerHeartbeatFailures.WithLabelValues(obj.Name, obj.Spec.Site).Inc()
 	default:
-		hb := obs.heartbeat
+		latency, version := obs.answered()
 		st.ConsecutiveFailures = 0
 		st.LastHeartbeatTime = &now
-		st.Latency = &metav1.Duration{Duration: hb.Latency.Round(time.Millisecond / 10)}
-		st.ServerVersion = hb.ServerVersion
+		st.Latency = &metav1.Duration{Duration: latency.Round(time.Millisecond / 10)}
+		st.ServerVersion = version
 		reachable.Status = metav1.ConditionTrue
 		reachable.Reason = deichv1alpha1.PeerReasonHeartbeatSucceeded
 		reachable.Message = fmt.Sprintf("peer %s answered in %s", obj.Spec.Site, st.Latency.Duration)
-		if hb.DeichAPIServed {
+		if obs.witness != nil {
+			ready.Status, ready.Reason, ready.Message = witnessReadiness(obj, *obs.witness)
+		} else if obs.heartbeat.DeichAPIServed {
 			ready.Status = metav1.ConditionTrue
 			ready.Reason = deichv1alpha1.PeerReasonConnected
-			ready.Message = fmt.Sprintf("peer %s (Kubernetes %s) is reachable and serves %s", obj.Spec.Site, hb.ServerVersion, deichv1alpha1.GroupVersion)
+			ready.Message = fmt.Sprintf("peer %s (Kubernetes %s) is reachable and serves %s", obj.Spec.Site, version, deichv1alpha1.GroupVersion)
 		} else {
 			ready.Status = metav1.ConditionFalse
 			ready.Reason = deichv1alpha1.PeerReasonAPINotInstalled
 			ready.Message = fmt.Sprintf("peer %s does not serve %s; install Deich's CRDs there", obj.Spec.Site, deichv1alpha1.GroupVersion)
 		}
-		metrics.PeerHeartbeatLatency.WithLabelValues(obj.Name, obj.Spec.Site).Observe(hb.Latency.Seconds())
+		metrics.PeerHeartbeatLatency.WithLabelValues(obj.Name, obj.Spec.Site).Observe(latency.Seconds())
 	}
 	meta.SetStatusCondition(&st.Conditions, reachable)
 	meta.SetStatusCondition(&st.Conditions, ready)
@@ -273,6 +288,31 @@ func (r *ReplicationPeerReconciler) report(obj, before *deichv1alpha1.Replicatio
 	metrics.PeerReady.WithLabelValues(obj.Name, obj.Spec.Site).Set(boolGauge(ready.Status == metav1.ConditionTrue))
 
 	r.recordTransitions(obj, before, obs)
+}
+
+// answered returns the round trip and server version of the heartbeat that was answered.
+func (obs peerObservation) answered() (time.Duration, string) {
+	if obs.witness != nil {
+		return obs.witness.Latency, obs.witness.ServerVersion
+	}
+	return obs.heartbeat.Latency, obs.heartbeat.ServerVersion
+}
+
+// witnessReadiness is the Ready condition of a witness that answered: it is usable when this
+// site may keep Leases in its lease namespace.
+func witnessReadiness(obj *deichv1alpha1.ReplicationPeer, hb peer.WitnessHeartbeat) (metav1.ConditionStatus, string, string) {
+	site, ns := obj.Spec.Site, obj.Spec.WitnessLeaseNamespace()
+	switch hb.LeaseAccess {
+	case peer.LeaseAccessGranted:
+		return metav1.ConditionTrue, deichv1alpha1.PeerReasonWitnessConnected,
+			fmt.Sprintf("witness %s (Kubernetes %s) is reachable and this site may keep Leases in its namespace %s", site, hb.ServerVersion, ns)
+	case peer.LeaseNamespaceMissing:
+		return metav1.ConditionFalse, deichv1alpha1.PeerReasonLeaseNamespaceNotFound,
+			fmt.Sprintf("witness %s has no namespace %s; its administrators create it with config/witness, or spec.leaseNamespace names the one they gave this pair of sites: %v", site, ns, hb.LeaseError)
+	default:
+		return metav1.ConditionFalse, deichv1alpha1.PeerReasonLeaseAccessDenied,
+			fmt.Sprintf("witness %s refuses this site the Leases in namespace %s; its administrators grant them with config/witness (a Role on coordination.k8s.io Leases bound to this site's ServiceAccount), and spec.leaseNamespace must name the namespace they gave this pair of sites: %v", site, ns, hb.LeaseError)
+	}
 }
 
 // recordTransitions emits one event per change of Reachable or Ready, not one per heartbeat.

@@ -181,6 +181,8 @@ func (r *SharedServiceReconciler) servicesForObjective(ctx context.Context, o cl
 	return r.listServices(ctx, client.MatchingFields{objectiveRefIndex: o.GetName()})
 }
 
+// servicesForPeer maps a ReplicationPeer to the services that name its site as a partner or
+// as their witness.
 func (r *SharedServiceReconciler) servicesForPeer(ctx context.Context, o client.Object) []reconcile.Request {
 	return r.listServices(ctx, client.MatchingFields{serviceSiteIndex: o.(*deichv1alpha1.ReplicationPeer).Spec.Site})
 }
@@ -217,8 +219,10 @@ func serviceForSwitchover(_ context.Context, o client.Object) []reconcile.Reques
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: sw.Namespace, Name: sw.Spec.SharedServiceName}}}
 }
 
-// readyChanged passes ReplicationPeer updates that change its Ready condition, so services
-// react to a peer coming and going but not to every heartbeat.
+// readyChanged passes ReplicationPeer updates that change the status or reason of its Ready
+// condition, so services react to a peer coming and going (mirroring, and the Quorum condition
+// of the services it is witness for) but not to every heartbeat. Creations and deletions pass
+// too.
 type readyChanged struct{ predicate.Funcs }
 
 func (readyChanged) Update(e event.UpdateEvent) bool {
@@ -227,8 +231,8 @@ func (readyChanged) Update(e event.UpdateEvent) bool {
 	if !ok1 || !ok2 {
 		return false
 	}
-	return meta.IsStatusConditionTrue(oldP.Status.Conditions, deichv1alpha1.ConditionReady) !=
-		meta.IsStatusConditionTrue(newP.Status.Conditions, deichv1alpha1.ConditionReady)
+	return changed(meta.FindStatusCondition(oldP.Status.Conditions, deichv1alpha1.ConditionReady),
+		meta.FindStatusCondition(newP.Status.Conditions, deichv1alpha1.ConditionReady))
 }
 
 // mirroredKind is one entry of spec.resources, resolved.
@@ -258,6 +262,9 @@ type serviceScope struct {
 	// lease is the lease keeper's snapshot this reconcile acted on.
 	lease *leaseSnapshot
 
+	// quorum is the Quorum condition this reconcile arrived at: whether a usable witness
+	// breaks ties for the service.
+	quorum metav1.Condition
 	// synced is the Synced condition this reconcile arrived at.
 	synced metav1.Condition
 	// terminal marks a Synced=False the user must fix; the phase becomes Error.
@@ -308,6 +315,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		r.forget(s.owner)
 		return ctrl.Result{}, nil
 	}
+	s.quorum = witnessQuorum(ctx, r.client, svc)
 	if !s.loadObjective(ctx, r.client) || !r.resolveKinds(s) {
 		return ctrl.Result{}, nil
 	}
@@ -399,7 +407,11 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	standby := peerSite(s.svc, r.site)
 	conn, ok := r.registry.Get(standby)
 	if !ok || !r.peerReady(ctx, standby) {
-		s.fail(deichv1alpha1.ServiceReasonPeerNotConnected, fmt.Sprintf("no Ready ReplicationPeer for site %s; the copies there are left as they are", standby), false)
+		msg := fmt.Sprintf("no Ready ReplicationPeer for site %s; the copies there are left as they are", standby)
+		if p, err := findPeer(ctx, r.client, standby); err == nil && p != nil && p.Spec.IsWitness() {
+			msg = fmt.Sprintf("site %s is a witness (ReplicationPeer %s has role Witness) and nothing is mirrored to a witness; a SharedService's sites must be partners, its witness goes in spec.witnessSite", standby, p.Name)
+		}
+		s.fail(deichv1alpha1.ServiceReasonPeerNotConnected, msg, false)
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	s.conn = conn

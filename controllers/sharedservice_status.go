@@ -31,6 +31,12 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	if s.synced.Type != "" {
 		meta.SetStatusCondition(&st.Conditions, s.synced)
 	}
+	if s.quorum.Type != "" {
+		meta.SetStatusCondition(&st.Conditions, s.quorum)
+	}
+	if s.lease != nil && s.lease.read {
+		st.Quorum = quorumOf(r.site, s.lease)
+	}
 
 	// The copy's age: how long ago it was last confirmed complete and current.
 	var lag time.Duration
@@ -113,8 +119,38 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	return patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status)
 }
 
-// recordTransitions emits one event per change of Synced or ObjectivesMet.
+// quorumOf is status.quorum, "held/arbiters": how many of the leases that decide who serves
+// this site holds, by the lease keeper's last reading. The keeper keeps a single lease per
+// service, on the standby's cluster.
+func quorumOf(site string, lease *leaseSnapshot) string {
+	const arbiters = 1
+	held := 0
+	if lease.record.HeldBy(site) {
+		held = 1
+	}
+	return fmt.Sprintf("%d/%d", held, arbiters)
+}
+
+// recordQuorumTransition emits one event when the Quorum condition changes to a witness that
+// cannot be used (Warning) or to a usable one (Normal). A witness peer that has not answered
+// its first heartbeat yet (status Unknown) is not worth a Warning.
+func (r *SharedServiceReconciler) recordQuorumTransition(s *serviceScope) {
+	oldC := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.ServiceConditionQuorum)
+	newC := meta.FindStatusCondition(s.svc.Status.Conditions, deichv1alpha1.ServiceConditionQuorum)
+	if !changed(oldC, newC) || newC.Status == metav1.ConditionUnknown {
+		return
+	}
+	switch newC.Reason {
+	case deichv1alpha1.ServiceReasonWitnessNotFound, deichv1alpha1.ServiceReasonNotAWitness, deichv1alpha1.ServiceReasonWitnessNotReady:
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventWitnessUnusable, "Quorum", "%s", newC.Message)
+	case deichv1alpha1.ServiceReasonWitnessReady:
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventWitnessReady, "Quorum", "%s", newC.Message)
+	}
+}
+
+// recordTransitions emits one event per change of Synced, ObjectivesMet or Quorum.
 func (r *SharedServiceReconciler) recordTransitions(s *serviceScope) {
+	r.recordQuorumTransition(s)
 	for _, t := range []string{deichv1alpha1.ServiceConditionSynced, deichv1alpha1.ServiceConditionObjectivesMet} {
 		oldC := meta.FindStatusCondition(s.before.Status.Conditions, t)
 		newC := meta.FindStatusCondition(s.svc.Status.Conditions, t)

@@ -34,6 +34,15 @@ const (
 	PeerReasonAPINotInstalled = "DeichAPINotInstalled"
 	// PeerReasonConnected means the peer is reachable and serves Deich's API.
 	PeerReasonConnected = "Connected"
+	// PeerReasonWitnessConnected means the witness is reachable and this site may list and
+	// create Leases in its leaseNamespace, which is all a witness is used for.
+	PeerReasonWitnessConnected = "WitnessConnected"
+	// PeerReasonLeaseAccessDenied means the witness answers but refuses this site's credentials
+	// the Leases of its leaseNamespace (403). Its administrators grant them with config/witness;
+	// the condition message names the namespace.
+	PeerReasonLeaseAccessDenied = "LeaseAccessDenied"
+	// PeerReasonLeaseNamespaceNotFound means the witness has no namespace named leaseNamespace.
+	PeerReasonLeaseNamespaceNotFound = "LeaseNamespaceNotFound"
 	// PeerReasonDuplicateSite means another ReplicationPeer already connects to the same site.
 	PeerReasonDuplicateSite = "DuplicateSite"
 	// PeerReasonSiteIsLocal means spec.site names the manager's own site; a site cannot be its own peer.
@@ -57,6 +66,24 @@ const (
 
 // DefaultKubeconfigKey is the Secret key read when kubeconfigSecretRef.key is not set.
 const DefaultKubeconfigKey = "kubeconfig"
+
+// DefaultWitnessLeaseNamespace is the namespace at a witness that holds the Leases when
+// leaseNamespace is not set. It is the namespace config/witness creates.
+const DefaultWitnessLeaseNamespace = "deich-witness"
+
+// PeerRole is what a peer site is used for.
+// +kubebuilder:validation:Enum=Partner;Witness
+type PeerRole string
+
+const (
+	// PeerRolePartner is a site that shares services with this one: services are mirrored to
+	// it and it may serve them.
+	PeerRolePartner PeerRole = "Partner"
+	// PeerRoleWitness is a third site that only stores Leases, so that the two partners of a
+	// service can tell a dead partner from a cut link. Nothing is mirrored to a witness and it
+	// runs no Deich manager and no Deich CRDs.
+	PeerRoleWitness PeerRole = "Witness"
+)
 
 // SecretKeyReference points at one key of a Secret.
 type SecretKeyReference struct {
@@ -84,7 +111,10 @@ type SecretKeyReference struct {
 	Key string `json:"key,omitempty"`
 }
 
-// ReplicationPeerSpec says which site the peer is and how to reach it.
+// ReplicationPeerSpec says which site the peer is, what it is used for and how to reach it.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.leaseNamespace) || (has(self.role) && self.role == 'Witness')",message="leaseNamespace is only for a peer with role Witness: a partner keeps its Leases in the services' own namespaces",fieldPath=".leaseNamespace"
+// +kubebuilder:validation:XValidation:rule="(has(self.leaseNamespace) ? self.leaseNamespace : 'deich-witness') == (has(oldSelf.leaseNamespace) ? oldSelf.leaseNamespace : 'deich-witness')",message="leaseNamespace is immutable: the partners' Leases at the witness live there; to move them, delete this ReplicationPeer and create a new one",fieldPath=".leaseNamespace"
 type ReplicationPeerSpec struct {
 	// site is the peer's site name, as its own Deich manager was started with --site
 	// (for example "mv-schwerin"). SharedServices name sites by this value. Immutable.
@@ -95,9 +125,35 @@ type ReplicationPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="site is immutable; create a new ReplicationPeer for another site"
 	Site string `json:"site"`
 
+	// role is what the peer site is used for. Partner (the default) is a site that shares
+	// services with this one: a SharedService's primarySite or standbySite. Witness is a third
+	// site that only stores Leases, so that a service's two partners can tell a dead partner
+	// from a cut link (a SharedService names it in witnessSite). A witness needs no Deich CRDs
+	// and no manager, only a namespace and the right to manage Leases in it; its heartbeat
+	// checks that right instead of Deich's API, and nothing is mirrored to it. Immutable.
+	// +optional
+	// +kubebuilder:default=Partner
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="role is immutable; create a new ReplicationPeer to use the site in another role"
+	Role PeerRole `json:"role,omitempty"`
+
+	// leaseNamespace is, for a Witness, the namespace at the witness's cluster that holds the
+	// Leases of the services it is witness for; "deich-witness" (the namespace config/witness
+	// creates) when unset. The witness
+	// site's administrators give each pair of partner states its own namespace (Lease names
+	// could collide between pairs) and tell both partners its name: both partners'
+	// ReplicationPeers for the witness must name the same namespace. Allowed only with role
+	// Witness. Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	LeaseNamespace string `json:"leaseNamespace,omitempty"`
+
 	// kubeconfigSecretRef names the Secret holding a kubeconfig for the peer's API server.
 	// The kubeconfig must carry its credentials inline (token or client certificate) and verify
 	// TLS: exec and auth-provider plugins, insecure-skip-tls-verify and file paths are refused.
+	// For a witness it is the kubeconfig of the ServiceAccount config/witness creates for this
+	// site, which may manage Leases in leaseNamespace and nothing else.
 	// +required
 	KubeconfigSecretRef SecretKeyReference `json:"kubeconfigSecretRef"`
 
@@ -112,14 +168,28 @@ type ReplicationPeerSpec struct {
 	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitzero"`
 }
 
+// WitnessLeaseNamespace is the namespace at a witness that holds the Leases: leaseNamespace,
+// or DefaultWitnessLeaseNamespace when it is not set.
+func (s *ReplicationPeerSpec) WitnessLeaseNamespace() string {
+	if s.LeaseNamespace != "" {
+		return s.LeaseNamespace
+	}
+	return DefaultWitnessLeaseNamespace
+}
+
+// IsWitness reports whether the peer is a witness, which only stores Leases.
+func (s *ReplicationPeerSpec) IsWitness() bool { return s.Role == PeerRoleWitness }
+
 // ReplicationPeerStatus is what the manager last observed of the peer.
 type ReplicationPeerStatus struct {
 	// observedGeneration is the metadata.generation this status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Reachable (the peer's API server answers heartbeats) and Ready (reachable,
-	// credentials accepted and Deich's API served there, so services can be mirrored to it).
+	// conditions: Reachable (the peer's API server answers heartbeats) and Ready. A Partner is
+	// Ready when it is reachable, accepts the credentials and serves Deich's API, so services
+	// can be mirrored to it; a Witness when it is reachable and this site may list and create
+	// Leases in its leaseNamespace.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -145,13 +215,16 @@ type ReplicationPeerStatus struct {
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
 }
 
-// ReplicationPeer is a partner site: another state's cluster that mirrors this site's shared
-// services and whose services this site mirrors. Create one at each site for the other site.
+// ReplicationPeer is another site and how to reach it: a partner, another state's cluster that
+// mirrors this site's shared services and whose services this site mirrors, or a witness, a
+// third state's cluster that only stores Leases. Create one at each partner site for the other
+// partner, and one at each partner site for the witness.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=rpeer,categories=deich
 // +kubebuilder:printcolumn:name="Site",type=string,JSONPath=`.spec.site`
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.spec.role`
 // +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="Reachable")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Latency",type=string,JSONPath=`.status.latency`

@@ -14,6 +14,10 @@ const (
 	// ServiceConditionObjectivesMet is True when the service meets its RecoveryObjective: the
 	// standby's copy is younger than the RPO and a failover could complete within the RTO.
 	ServiceConditionObjectivesMet = "ObjectivesMet"
+	// ServiceConditionQuorum is True when the service has a usable witness, so that losing any
+	// one site or link does not stop a healthy active site. It is False in two-site mode and
+	// while the witness named in spec.witnessSite cannot be used; the reason says which.
+	ServiceConditionQuorum = "Quorum"
 )
 
 // SharedService condition reasons.
@@ -67,6 +71,22 @@ const (
 	ServiceReasonFailingOver = "FailingOver"
 	// ServiceReasonLeaseUnknown means this site could not read the service's lease yet.
 	ServiceReasonLeaseUnknown = "LeaseUnknown"
+	// ServiceReasonTwoSiteMode means the service has no witnessSite: its only lease lives at
+	// the standby's cluster, so losing that site or the link to it stops the service at the
+	// active site. Set spec.witnessSite to a third site to survive that.
+	ServiceReasonTwoSiteMode = "TwoSiteMode"
+	// ServiceReasonWitnessNotFound means no ReplicationPeer at this site has the witnessSite
+	// as its spec.site.
+	ServiceReasonWitnessNotFound = "WitnessNotFound"
+	// ServiceReasonNotAWitness means the ReplicationPeer for the witnessSite has role Partner;
+	// a witness needs a ReplicationPeer with role Witness.
+	ServiceReasonNotAWitness = "NotAWitness"
+	// ServiceReasonWitnessNotReady means the ReplicationPeer for the witnessSite is not Ready:
+	// the witness is unreachable or refuses this site the Leases it needs.
+	ServiceReasonWitnessNotReady = "WitnessNotReady"
+	// ServiceReasonWitnessReady means the ReplicationPeer for the witnessSite is a Ready
+	// witness: this site can keep the service's Lease there.
+	ServiceReasonWitnessReady = "WitnessReady"
 )
 
 // SharedService event reasons.
@@ -108,6 +128,12 @@ const (
 	// ServiceEventFailbackStarted is recorded when the primary site, back and Ready as
 	// standby for the stabilization window, creates a Switchover to move the service back.
 	ServiceEventFailbackStarted = "FailbackStarted"
+	// ServiceEventWitnessUnusable is recorded when the Quorum condition turns to
+	// WitnessNotFound, NotAWitness or WitnessNotReady: the service named a witness that this
+	// site cannot use.
+	ServiceEventWitnessUnusable = "WitnessUnusable"
+	// ServiceEventWitnessReady is recorded when the witness becomes usable.
+	ServiceEventWitnessReady = "WitnessReady"
 )
 
 // Labels and annotations Deich puts on the SharedService it mirrors to the standby.
@@ -398,6 +424,7 @@ type Override struct {
 // SharedServiceSpec declares one service shared between two sites.
 //
 // +kubebuilder:validation:XValidation:rule="self.primarySite != self.standbySite",message="primarySite and standbySite must be different sites",fieldPath=".standbySite"
+// +kubebuilder:validation:XValidation:rule="!has(self.witnessSite) || (self.witnessSite != self.primarySite && self.witnessSite != self.standbySite)",message="witnessSite must be a third site, different from primarySite and standbySite",fieldPath=".witnessSite"
 // +kubebuilder:validation:XValidation:rule="!has(self.healthChecks) || self.healthChecks.all(h, !has(h.site) || h.site == self.primarySite || h.site == self.standbySite)",message="a health check's site must be primarySite or standbySite"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.site) || o.site == self.primarySite || o.site == self.standbySite)",message="an override's site must be primarySite or standbySite"
 type SharedServiceSpec struct {
@@ -418,6 +445,19 @@ type SharedServiceSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="standbySite is immutable; create a new SharedService to pair other sites"
 	StandbySite string `json:"standbySite"`
+
+	// witnessSite is a third site that breaks ties for this service: it holds one of the
+	// service's leases beside the two partners, so that a site serves only while it holds a
+	// majority, and losing any one site or link never stops a healthy active site. It needs a
+	// ReplicationPeer with role Witness at both partner sites. Without witnessSite the service
+	// runs in two-site mode: its one lease lives at the standby's cluster, and losing that
+	// site, or the link to it, stops the service at the active site (condition Quorum, reason
+	// TwoSiteMode). It may be added to or removed from a service that is protected.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	WitnessSite string `json:"witnessSite,omitempty"`
 
 	// recoveryObjectiveRef names the RecoveryObjective (RPO, RTO, failover policy) the service
 	// must meet.
@@ -632,7 +672,8 @@ type SharedServiceStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Synced, Healthy, ObjectivesMet and Ready, which summarizes them.
+	// conditions: Synced, Healthy, ObjectivesMet, Quorum (whether a usable witness breaks
+	// ties, or the service runs in two-site mode) and Ready, which summarizes them.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -681,6 +722,15 @@ type SharedServiceStatus struct {
 	// +optional
 	Lease *LeaseStatus `json:"lease,omitempty"`
 
+	// quorum is how many of the service's leases this site holds, of how many decide who
+	// serves, as "held/arbiters". In two-site mode there is one, at the standby's cluster: the
+	// site that holds it shows "1/1", the other "0/1". The count comes from the leases as this
+	// site last read them.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:Pattern=`^[0-9]+/[0-9]+$`
+	Quorum string `json:"quorum,omitempty"`
+
 	// lastFailover describes the most recent move between sites. While a promotion is in
 	// progress it has no completedAt.
 	// +optional
@@ -708,9 +758,12 @@ type SharedServiceStatus struct {
 // +kubebuilder:printcolumn:name="Lag",type=string,JSONPath=`.status.replicationLag`
 // +kubebuilder:printcolumn:name="RPO",type=string,JSONPath=`.status.objective.rpo`
 // +kubebuilder:printcolumn:name="RTO",type=string,JSONPath=`.status.objective.rto`
+// +kubebuilder:printcolumn:name="Witness",type=string,JSONPath=`.spec.witnessSite`
+// +kubebuilder:printcolumn:name="Quorum",type=string,JSONPath=`.status.quorum`
 // +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.role`,priority=1
 // +kubebuilder:printcolumn:name="Objects",type=integer,JSONPath=`.status.mirroredResources.count`,priority=1
 // +kubebuilder:printcolumn:name="Lease",type=string,JSONPath=`.status.lease.holder`,priority=1
+// +kubebuilder:printcolumn:name="Quorum-Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Quorum")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SharedService struct {
 	metav1.TypeMeta   `json:",inline"`

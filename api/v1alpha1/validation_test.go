@@ -300,10 +300,23 @@ func peer(mutate ...func(*v1alpha1.ReplicationPeer)) *v1alpha1.ReplicationPeer {
 	return p
 }
 
+// witnessPeer is a valid ReplicationPeer for the witness hh-hamburg.
+func witnessPeer(mutate ...func(*v1alpha1.ReplicationPeer)) *v1alpha1.ReplicationPeer {
+	p := peer(func(p *v1alpha1.ReplicationPeer) {
+		p.Spec.Site = "hh-hamburg"
+		p.Spec.Role = v1alpha1.PeerRoleWitness
+		p.Spec.KubeconfigSecretRef.Name = "peer-hh-hamburg"
+	})
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
 // sharedService is a valid SharedService shared by sh-kiel (primary) and mv-schwerin, with one
 // check of each kind and one override per site and role. Its resources are all of named API
-// groups: a Go client omits an empty group, which the API rejects today (see the known defect
-// in TestSharedServiceValidation); cases with core kinds use withResources.
+// groups; cases with core kinds set them (a Go client omits the empty group) or use
+// withResources to choose how the group is written.
 func sharedService(mutate ...func(*v1alpha1.SharedService)) *v1alpha1.SharedService {
 	s := &v1alpha1.SharedService{
 		Spec: v1alpha1.SharedServiceSpec{
@@ -428,10 +441,6 @@ type validationCase struct {
 	name string
 	obj  client.Object
 	want string
-
-	// knownDefect, when set, is the symptom of a known defect of the API: a case whose error
-	// contains it is skipped, not failed, and becomes a real assertion once the API is fixed.
-	knownDefect string
 }
 
 func runCases(t *testing.T, cases []validationCase) {
@@ -439,9 +448,6 @@ func runCases(t *testing.T, cases []validationCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			err := create(t, tc.obj)
-			if tc.knownDefect != "" && err != nil && strings.Contains(err.Error(), tc.knownDefect) {
-				t.Skipf("known API defect, see the comment at this case:\n%v", err)
-			}
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("the API server rejected a valid object:\n%v\nobject: %s", err, dump(tc.obj))
@@ -583,6 +589,23 @@ func TestReplicationPeerValidation(t *testing.T) {
 	runCases(t, []validationCase{
 		{name: "accepts the base peer", obj: peer()},
 		{name: "accepts a heartbeatInterval of five minutes", obj: peer(func(p *p) { p.Spec.HeartbeatInterval = d("5m") })},
+		{name: "accepts a partner named as such", obj: peer(func(p *p) { p.Spec.Role = v1alpha1.PeerRolePartner })},
+		{name: "accepts a witness without leaseNamespace", obj: witnessPeer()},
+		{name: "accepts a witness with its own leaseNamespace",
+			obj: witnessPeer(func(p *p) { p.Spec.LeaseNamespace = "deich-witness-sh-mv" })},
+
+		{name: "rejects an unknown role", want: `spec.role: Unsupported value: "Arbiter": supported values: "Partner", "Witness"`,
+			obj: peer(func(p *p) { p.Spec.Role = "Arbiter" })},
+		{name: "rejects a leaseNamespace for a partner",
+			want: "spec.leaseNamespace: Invalid value: leaseNamespace is only for a peer with role Witness",
+			obj:  peer(func(p *p) { p.Spec.Role = v1alpha1.PeerRolePartner; p.Spec.LeaseNamespace = "deich-witness" })},
+		{name: "rejects a leaseNamespace for a peer whose role defaults to Partner",
+			want: "spec.leaseNamespace: Invalid value: leaseNamespace is only for a peer with role Witness",
+			obj:  peer(func(p *p) { p.Spec.LeaseNamespace = "deich-witness" })},
+		{name: "rejects a leaseNamespace that is not a DNS label", want: "spec.leaseNamespace in body should match",
+			obj: witnessPeer(func(p *p) { p.Spec.LeaseNamespace = "Deich_Witness" })},
+		{name: "rejects an empty leaseNamespace sent explicitly", want: "spec.leaseNamespace in body should be at least 1 chars long",
+			obj: raw(witnessPeer(), func(o map[string]any) { set(o, "", "spec", "leaseNamespace") })},
 
 		{name: "rejects a heartbeatInterval of zero", want: "heartbeatInterval must be between 1s and 5m",
 			obj: raw(peer(), func(o map[string]any) { set(o, "0s", "spec", "heartbeatInterval") })},
@@ -606,11 +629,16 @@ func TestSharedServiceValidation(t *testing.T) {
 		{name: "accepts the base service", obj: sharedService()},
 		{name: "accepts core kinds with an explicit empty group",
 			obj: raw(sharedService(), withResources("/Service", "/ConfigMap", "/Secret", "/ServiceAccount", "apps/Deployment"))},
-		// Known defect: both ResourceKind rules read self.group, which does not exist when the
-		// group is left out, so "- kind: Service" fails with "no such key: group" — and so does
-		// every Go client, which omits the empty group (omitempty).
-		{name: "accepts core kinds written without group", knownDefect: "no such key: group",
+		// The ResourceKind rules must not read a group that was left out: kubectl users write
+		// "- kind: Service", and a Go client omits the empty group.
+		{name: "accepts core kinds written without group",
 			obj: raw(sharedService(), withResources("Service", "ConfigMap", "apps/Deployment"))},
+		{name: "accepts core kinds from a Go client, which omits the empty group",
+			obj: sharedService(func(s *s) {
+				s.Spec.Resources = []v1alpha1.ResourceKind{{Kind: "Service"}, {Kind: "Secret"}, {Group: "apps", Kind: "Deployment"}}
+			})},
+		{name: "accepts a witness site besides the two partners",
+			obj: sharedService(func(s *s) { s.Spec.WitnessSite = "hh-hamburg" })},
 		{name: "accepts custom resources and the same kind in another group",
 			obj: sharedService(func(s *s) {
 				s.Spec.Resources = []v1alpha1.ResourceKind{
@@ -624,6 +652,14 @@ func TestSharedServiceValidation(t *testing.T) {
 			obj: sharedService(func(s *s) { s.Spec.StandbySite = "sh-kiel"; s.Spec.HealthChecks = nil; s.Spec.Overrides = nil })},
 		{name: "rejects a primary site that is not a DNS label", want: "spec.primarySite in body should match",
 			obj: sharedService(func(s *s) { s.Spec.PrimarySite = "SH Kiel" })},
+		{name: "rejects a witness site equal to the primary site",
+			want: "spec.witnessSite: Invalid value: witnessSite must be a third site, different from primarySite and standbySite",
+			obj:  sharedService(func(s *s) { s.Spec.WitnessSite = "sh-kiel" })},
+		{name: "rejects a witness site equal to the standby site",
+			want: "spec.witnessSite: Invalid value: witnessSite must be a third site, different from primarySite and standbySite",
+			obj:  sharedService(func(s *s) { s.Spec.WitnessSite = "mv-schwerin" })},
+		{name: "rejects a witness site that is not a DNS label", want: "spec.witnessSite in body should match",
+			obj: sharedService(func(s *s) { s.Spec.WitnessSite = "hh.hamburg" })},
 		{name: "rejects a health check with none of http, tcp or workload",
 			want: "a health check needs exactly one of http, tcp or workload",
 			obj:  sharedService(func(s *s) { s.Spec.HealthChecks = []v1alpha1.HealthCheck{{Name: "empty"}} })},
@@ -733,6 +769,25 @@ func TestUpdates(t *testing.T) {
 			}},
 		{name: "rejects a changed peer site", obj: peer(), want: "site is immutable",
 			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.Site = "hh-hamburg" }},
+		{name: "rejects turning a partner into a witness", obj: peer(), want: "role is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.Role = v1alpha1.PeerRoleWitness }},
+		{name: "rejects turning a witness into a partner", obj: witnessPeer(), want: "role is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.Role = v1alpha1.PeerRolePartner }},
+		{name: "rejects a witness whose role is removed, which makes it a partner", obj: witnessPeer(), want: "role is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.Role = "" }},
+		{name: "rejects a changed leaseNamespace", obj: witnessPeer(func(p *v1alpha1.ReplicationPeer) { p.Spec.LeaseNamespace = "deich-witness-sh-mv" }),
+			want:   "leaseNamespace is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.LeaseNamespace = "deich-witness-sh-ni" }},
+		{name: "rejects a leaseNamespace set on a witness that used the default", obj: witnessPeer(), want: "leaseNamespace is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.LeaseNamespace = "deich-witness-sh-mv" }},
+		{name: "rejects a removed leaseNamespace, which moves the Leases to the default",
+			obj:    witnessPeer(func(p *v1alpha1.ReplicationPeer) { p.Spec.LeaseNamespace = "deich-witness-sh-mv" }),
+			want:   "leaseNamespace is immutable",
+			change: func(o client.Object) { o.(*v1alpha1.ReplicationPeer).Spec.LeaseNamespace = "" }},
+		{name: "accepts the default leaseNamespace written out", obj: witnessPeer(),
+			change: func(o client.Object) {
+				o.(*v1alpha1.ReplicationPeer).Spec.LeaseNamespace = v1alpha1.DefaultWitnessLeaseNamespace
+			}},
 
 		{name: "accepts a changed rto", obj: objective(),
 			change: func(o client.Object) { o.(*v1alpha1.RecoveryObjective).Spec.RTO = d("5m") }},
@@ -746,6 +801,14 @@ func TestUpdates(t *testing.T) {
 			change: func(o client.Object) { o.(*v1alpha1.SharedService).Spec.PrimarySite = "hh-hamburg" }},
 		{name: "rejects a changed standby site", obj: sharedService(), want: "standbySite is immutable",
 			change: func(o client.Object) { o.(*v1alpha1.SharedService).Spec.StandbySite = "hh-hamburg" }},
+		{name: "accepts a witness added to a service", obj: sharedService(),
+			change: func(o client.Object) { o.(*v1alpha1.SharedService).Spec.WitnessSite = "hh-hamburg" }},
+		{name: "accepts a witness removed from a service",
+			obj:    sharedService(func(s *v1alpha1.SharedService) { s.Spec.WitnessSite = "hh-hamburg" }),
+			change: func(o client.Object) { o.(*v1alpha1.SharedService).Spec.WitnessSite = "" }},
+		{name: "rejects a witness added that is one of the partners", obj: sharedService(),
+			want:   "witnessSite must be a third site, different from primarySite and standbySite",
+			change: func(o client.Object) { o.(*v1alpha1.SharedService).Spec.WitnessSite = "mv-schwerin" }},
 
 		{name: "accepts changed labels of a switchover", obj: switchover(),
 			change: func(o client.Object) { o.SetLabels(map[string]string{"ticket": "chg-0815"}) }},
@@ -823,6 +886,23 @@ func TestDefaults(t *testing.T) {
 		}
 		if got.Spec.HeartbeatInterval != d("5s") {
 			t.Errorf("heartbeatInterval = %s, want 5s", got.Spec.HeartbeatInterval.Duration)
+		}
+		if got.Spec.Role != v1alpha1.PeerRolePartner {
+			t.Errorf("role = %q, want Partner", got.Spec.Role)
+		}
+		if got.Spec.LeaseNamespace != "" {
+			t.Errorf("leaseNamespace = %q, want it unset: a partner keeps no Leases at a witness", got.Spec.LeaseNamespace)
+		}
+	})
+
+	t.Run("leaves the leaseNamespace of a minimal witness to the manager", func(t *testing.T) {
+		got := &v1alpha1.ReplicationPeer{}
+		createMinimal(t, got, `{"site": "hh-hamburg", "role": "Witness", "kubeconfigSecretRef": {"namespace": "deich-system", "name": "peer-hh-hamburg"}}`)
+		if got.Spec.LeaseNamespace != "" {
+			t.Errorf("leaseNamespace = %q, want it unset", got.Spec.LeaseNamespace)
+		}
+		if ns := got.Spec.WitnessLeaseNamespace(); ns != v1alpha1.DefaultWitnessLeaseNamespace {
+			t.Errorf("WitnessLeaseNamespace() = %q, want %q", ns, v1alpha1.DefaultWitnessLeaseNamespace)
 		}
 	})
 

@@ -58,6 +58,14 @@ func (w *ReplicationPeerWrapper) Heartbeat(d time.Duration) *ReplicationPeerWrap
 	return w
 }
 
+// Witness makes the peer a witness whose Leases live in namespace; an empty namespace leaves
+// spec.leaseNamespace unset (the manager then uses deich-witness).
+func (w *ReplicationPeerWrapper) Witness(namespace string) *ReplicationPeerWrapper {
+	w.Spec.Role = deichv1alpha1.PeerRoleWitness
+	w.Spec.LeaseNamespace = namespace
+	return w
+}
+
 // Obj returns the built object.
 func (w *ReplicationPeerWrapper) Obj() *deichv1alpha1.ReplicationPeer {
 	return w.ReplicationPeer.DeepCopy()
@@ -160,6 +168,12 @@ func (w *SharedServiceWrapper) Primary(site string) *SharedServiceWrapper {
 // Standby sets spec.standbySite.
 func (w *SharedServiceWrapper) Standby(site string) *SharedServiceWrapper {
 	w.Spec.StandbySite = site
+	return w
+}
+
+// Witness sets spec.witnessSite.
+func (w *SharedServiceWrapper) Witness(site string) *SharedServiceWrapper {
+	w.Spec.WitnessSite = site
 	return w
 }
 

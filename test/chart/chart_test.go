@@ -339,14 +339,14 @@ func TestRenderedObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 	}
 }
 
-func TestPeersReferToSecretsInTheReleaseNamespace(t *testing.T) {
+func TestPeersRenderTheirRoleAndReferToSecretsInTheReleaseNamespace(t *testing.T) {
 	requireHelm(t)
 	objs := render(t, "-f", filepath.Join(root, fullValues))
 	for _, tc := range []struct {
-		peer, secret, key, heartbeat string
+		peer, secret, key, heartbeat, role, leaseNamespace string
 	}{
 		{peer: "mv-schwerin", secret: "peer-mv-schwerin", key: "kubeconfig", heartbeat: "10s"},
-		{peer: "hh-hamburg", secret: "hamburg-kubeconfig", key: "config"},
+		{peer: "hh-hamburg", secret: "hamburg-kubeconfig", key: "config", role: "Witness", leaseNamespace: "deich-witness-sh-mv"},
 	} {
 		t.Run(tc.peer, func(t *testing.T) {
 			spec, _, _ := unstructured.NestedMap(find(t, objs, "ReplicationPeer", tc.peer).Object, "spec")
@@ -356,6 +356,12 @@ func TestPeersReferToSecretsInTheReleaseNamespace(t *testing.T) {
 			}
 			if tc.heartbeat != "" {
 				want["heartbeatInterval"] = tc.heartbeat
+			}
+			if tc.role != "" {
+				want["role"] = tc.role
+			}
+			if tc.leaseNamespace != "" {
+				want["leaseNamespace"] = tc.leaseNamespace
 			}
 			if diff := cmp.Diff(want, spec); diff != "" {
 				t.Errorf("spec (-want +got):\n%s", diff)
