@@ -30,10 +30,16 @@ KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
 # Control-plane binaries are built from the module in hack/tools, whose go.mod pins
 # k8s.io/kubernetes and go.etcd.io/etcd/server/v3.
 CONTROL_PLANE := $(LOCALBIN)/etcd $(LOCALBIN)/kube-apiserver
+# kubectl is built from the same pinned k8s.io/kubernetes, so it matches the API servers and
+# no kubectl on PATH (often an old distribution package) is ever used. Scripts and tests take
+# it from $KUBECTL.
+KUBECTL ?= $(LOCALBIN)/kubectl
+export KUBECTL
 TOOLS_MOD := hack/tools/go.mod hack/tools/go.sum
 # The demo's sites also run kube-controller-manager and kube-scheduler (from hack/tools) and
 # kwok, which keeps a fake node Ready and makes the pods scheduled to it Ready.
-DEMO_TOOLS := $(LOCALBIN)/kube-controller-manager $(LOCALBIN)/kube-scheduler $(KWOK)
+# The demo and its test drive the sites with kubectl.
+DEMO_TOOLS := $(LOCALBIN)/kube-controller-manager $(LOCALBIN)/kube-scheduler $(KWOK) $(KUBECTL)
 
 GO_TEST_FLAGS ?= -count=1
 TEST_TIMEOUT ?= 20m
@@ -95,7 +101,7 @@ test: verify test-all ## Verify, then run every test: unit tests and the two-sit
 
 .PHONY: test-all
 test-all: $(CONTROL_PLANE) $(DEMO_TOOLS) $(HELM) $(KUSTOMIZE) ## Run every test without verifying first.
-	KUBEBUILDER_ASSETS=$(LOCALBIN) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) KWOK=$(KWOK) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	KUBEBUILDER_ASSETS=$(LOCALBIN) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) KWOK=$(KWOK) KUBECTL=$(KUBECTL) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no API server.
@@ -138,14 +144,17 @@ DEMO_DIR ?= $(CURDIR)/.demo
 
 .PHONY: demo
 demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start two local sites, share a service between them, fail over; leaves the sites running.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) hack/demo.sh up
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) hack/demo.sh up
 
 .PHONY: demo-down
 demo-down: ## Stop everything `make demo` started and remove its files.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) hack/demo.sh down
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) hack/demo.sh down
 
 .PHONY: demo-tools
-demo-tools: $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build what the demo's sites run besides the manager into bin/.
+demo-tools: $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build what the demo needs besides the manager (control planes, kwok, kubectl) into bin/.
+
+.PHONY: kubectl
+kubectl: $(KUBECTL) ## Build kubectl, at the pinned Kubernetes version, into bin/.
 
 ##@ Benchmarks
 
@@ -202,6 +211,10 @@ $(LOCALBIN)/kube-controller-manager: $(TOOLS_MOD) | $(LOCALBIN)
 
 $(LOCALBIN)/kube-scheduler: $(TOOLS_MOD) | $(LOCALBIN)
 	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kube-scheduler
+	mv $@.tmp $@
+
+$(LOCALBIN)/kubectl: $(TOOLS_MOD) | $(LOCALBIN)
+	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kubectl
 	mv $@.tmp $@
 
 # kwok's k8s.io dependencies differ from k8s.io/kubernetes', so, like helm, it is installed at

@@ -21,6 +21,8 @@
 #   LOCALBIN        where the control-plane binaries are (default: <repo>/bin)
 #   KWOK            the kwok binary (default: the newest $LOCALBIN/kwok-v*, built by `make demo`)
 #   MANAGER         the Deich manager binary (default: $LOCALBIN/manager, built by `make build`)
+#   KUBECTL         the kubectl binary (default: $LOCALBIN/kubectl, built by `make demo-tools`
+#                   at the Kubernetes version of the sites; a kubectl on PATH is never used)
 #   DEMO_SITES_BIN  where the sites program is built (default: $LOCALBIN/deich-demo-sites)
 #   DEMO_TIMEOUT    seconds to wait for the sites to come up (default: 180)
 set -euo pipefail
@@ -34,6 +36,9 @@ if [ -z "${KWOK:-}" ]; then
 	KWOK="${KWOK:-$LOCALBIN/kwok}"
 fi
 KWOK="$(realpath -m "$KWOK")"
+KUBECTL="$(realpath -m "${KUBECTL:-$LOCALBIN/kubectl}")"
+# How the status tells a user to run kubectl: relative to the repository when it is in it.
+KUBECTL_SHOWN="${KUBECTL#"$REPO_ROOT"/}"
 DEMO_TIMEOUT="${DEMO_TIMEOUT:-180}"
 GO="${GO:-go}"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
@@ -75,7 +80,7 @@ other_site() { if [ "$1" = sh-kiel ]; then echo mv-schwerin; else echo sh-kiel; 
 kc() {
 	local site=$1
 	shift
-	kubectl --kubeconfig="$DEMO_DIR/$site.kubeconfig" --cache-dir="$DEMO_DIR/kube-cache" "$@"
+	"$KUBECTL" --kubeconfig="$DEMO_DIR/$site.kubeconfig" --cache-dir="$DEMO_DIR/kube-cache" "$@"
 }
 
 # is_dark succeeds if the demo has taken the site dark.
@@ -286,7 +291,7 @@ print_status() {
 	local down_cmd="make demo-down"
 	[ "$DEMO_DIR" = "$REPO_ROOT/.demo" ] || down_cmd="make demo-down DEMO_DIR=$DEMO_DIR"
 	echo
-	echo "The demo is running. Talk to a site with kubectl:"
+	echo "The demo is running. Talk to a site with kubectl ($KUBECTL_SHOWN, built by 'make demo'):"
 	for site in "${SITES[@]}"; do
 		echo
 		if is_dark "$site"; then
@@ -297,10 +302,10 @@ print_status() {
 		echo "  export KUBECONFIG=$DEMO_DIR/$site.kubeconfig"
 	done
 	echo
-	echo "  kubectl -n $NS get sharedservices -o wide"
-	echo "  kubectl -n $NS get deployments,pods -o wide"
-	echo "  kubectl -n $NS describe sharedservice $SERVICE"
-	echo "  kubectl get replicationpeers,recoveryobjectives,nodes"
+	echo "  $KUBECTL_SHOWN -n $NS get sharedservices -o wide"
+	echo "  $KUBECTL_SHOWN -n $NS get deployments,pods -o wide"
+	echo "  $KUBECTL_SHOWN -n $NS describe sharedservice $SERVICE"
+	echo "  $KUBECTL_SHOWN get replicationpeers,recoveryobjectives,nodes"
 	echo
 	if [ -s "$DEMO_DIR/ports.env" ]; then
 		echo "Deich managers (metrics, health probes):"
@@ -435,6 +440,11 @@ on_exit() {
 up() {
 	local begin=$SECONDS pid f
 
+	# Every step, including the status of a running demo, is done with kubectl.
+	[ -x "$KUBECTL" ] || {
+		echo "missing $KUBECTL: run 'make demo-tools' (or 'make demo')" >&2
+		exit 1
+	}
 	if pid="$(sites_pid)"; then
 		say "A demo is already running in $DEMO_DIR (sites program pid $pid)"
 		[ -e "$READY" ] || wait_ready "$pid"
@@ -459,10 +469,6 @@ up() {
 	}
 	[ -x "$MANAGER" ] || {
 		echo "missing $MANAGER: run 'make build' (or 'make demo')" >&2
-		exit 1
-	}
-	command -v kubectl >/dev/null || {
-		echo "kubectl is required" >&2
 		exit 1
 	}
 
