@@ -13,11 +13,15 @@ type Renewal struct {
 	// Duration is the shortest lease duration this process has written since, that write
 	// included (see Sending).
 	Duration time.Duration
+	// Epoch and Configs are what that write stamped on the copy (LeaseRecord.Epoch,
+	// LeaseRecord.Configs).
+	Epoch   int64
+	Configs []Config
 }
 
 // RenewalOf is the Renewal a write of written, sent at sentAt, gives once it succeeded.
 func RenewalOf(written LeaseRecord, sentAt time.Time) Renewal {
-	return Renewal{SentAt: sentAt, Duration: written.Duration}
+	return Renewal{SentAt: sentAt, Duration: written.Duration, Epoch: written.Epoch, Configs: written.Configs}
 }
 
 // Sending returns r as it must stand while w is on its way. A write can commit although its

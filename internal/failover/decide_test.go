@@ -159,12 +159,12 @@ func TestRenewal(t *testing.T) {
 		}
 	})
 	t.Run("sending a longer duration does not lengthen it", func(t *testing.T) {
-		if got := r.Sending(LeaseRecord{Duration: time.Minute}); got != r {
+		if got := r.Sending(LeaseRecord{Duration: time.Minute}); !cmp.Equal(got, r) {
 			t.Errorf("Sending() = %+v, want %+v", got, r)
 		}
 	})
 	t.Run("sending leaves no renewal at none", func(t *testing.T) {
-		if got := (Renewal{}).Sending(written); got != (Renewal{}) {
+		if got := (Renewal{}).Sending(written); !cmp.Equal(got, Renewal{}) {
 			t.Errorf("Sending() = %+v, want the zero Renewal", got)
 		}
 	})

@@ -1,10 +1,13 @@
 // Package failover decides, for one SharedService at one site, whether the site may serve
 // and what it must write to the service's lease. It is Deich's safety-critical core. It
-// keeps no state, does no I/O and reads no clock: the controller observes (reads the lease,
-// runs the health checks), calls DecideActive or DecideStandby with what it saw and the time
-// now, and acts (fences, unfences, writes the lease). Tests can therefore replay any
-// interleaving; modelcheck_test.go checks the invariant below over random interleavings of
-// two sites with drifting clocks, a lossy network, partitions and crashes.
+// does no I/O and reads no clock: the keeper observes (reads the lease's copies, runs the
+// health checks), calls Step (or, for the single lease below, DecideActive and
+// DecideStandby) with what it saw and the time now, and acts (fences, unfences, writes).
+// Tests can therefore replay any interleaving: modelcheck_test.go checks the invariant
+// below for the single lease over random interleavings of two sites with drifting clocks, a
+// lossy network, partitions and crashes, and modelcheck_quorum_test.go checks it for the
+// quorum lease with a witness, every site and link failing on its own, and the witness
+// added and removed while the service runs.
 //
 // # The invariant
 //
@@ -153,7 +156,114 @@
 //   - Carrying times across processes: a Renewal or ObservedAt restored from the API or
 //     from an earlier process.
 //
-// # What this costs in availability
+// # The quorum lease
+//
+// Step generalises the single lease to copies at several arbiters. Each arbiter is a site
+// whose cluster stores one copy of the lease (a LeaseRecord, CAS-written exactly as above):
+// with a witness (spec.witnessSite) the arbiters are the primary's cluster, the standby's
+// and the witness's (QuorumConfig); without one, the standby's cluster alone
+// (TwoSiteConfig). Each copy on its own obeys rules 1–5: a site's right to count a copy
+// lasts until FenceDeadline of its last write there that succeeded, and it takes a copy
+// over only when it is released or has stood unchanged for longer than D + skew by its own
+// clock (PromoteAfter). Every write of a copy also stamps two things on it (annotations):
+// the claim's epoch, and the list of configurations the writer must hold a majority of.
+//
+// A claim is one site's attempt to serve (Claim). The rules of Step:
+//
+//	Q1. A site serves only while, by its own clock, it holds a valid copy at its own
+//	    cluster and, for each configuration C in its claim's list, valid copies at a
+//	    majority of C — all written with the claim's epoch (ServeUntil). The fence deadline
+//	    is the earliest of these: its own copy's, and for each C the Majority()-th latest
+//	    deadline among C's copies.
+//	Q2. It renews every copy it needs (its own, its configurations', its target's) every
+//	    D/3, and takes over free copies it needs. A missing copy is created only by the
+//	    primary of a service that never had a lease (Unclaimed), or by a claim that serves
+//	    and holds both partners' copies.
+//	Q3. A hand-over (a Switchover, or in Automatic mode failing own checks while the partner
+//	    has a ready copy within the RPO) fences, forgets every renewal, and once the fence
+//	    has taken effect releases every copy that names the site; a release keeps the
+//	    copy's epoch and configurations.
+//	Q4. A claim starts with epoch 1 + the highest epoch the site has seen, and with the
+//	    configurations stamped on its own cluster's copy (with a witness, also the target).
+//	    A write of its own cluster's copy made while the claim cannot serve stamps the
+//	    configurations the copy carried as well, and once it succeeded the claim must hold
+//	    a majority of those too (inheritance). A write on a copy with a higher epoch raises
+//	    the claim's epoch; copies written with a lower one stop counting until rewritten.
+//	Q5. A serving claim moves to its target T: it adds T to its list once it holds a
+//	    majority of T (so moving never fences it), and drops every other configuration only
+//	    once its valid copies at both partners' clusters carry a stamp that contains T.
+//	Q6. A site starts a claim as DecideStandby would promote (a Switchover; Automatic mode
+//	    with failureThreshold failed checks of the partner, and its own copy of the service
+//	    within the RPO when the partner was last seen healthy — else it recommends a
+//	    failover; the primary of an unclaimed service), and gives up a claim that does not
+//	    serve when it is no longer wanted or the partner holds more live copies.
+//
+// Q6 and the health and readiness inputs only choose when a site claims or hands over;
+// safety rests on Q1–Q5 and rules 1–5 per copy, which is why the model check feeds them
+// arbitrary health-check, readiness and RPO results.
+//
+// # Why no two sites serve, with a quorum
+//
+// Per copy, the single-lease argument holds unchanged: the intervals in which two sites
+// may count one copy never overlap in real time (each ends, fence latency included, before
+// the next holder's takeover write is sent). Call a site's interval at a copy its claim on
+// that copy. By Q1, at any instant at which a site serves it has a claim on its own
+// cluster's copy and on a majority of each configuration in its list. So two sites serving
+// at once is impossible as soon as their lists share a configuration, or one site's list
+// contains the single-copy configuration of the other's own cluster: two majorities of one
+// configuration share a copy, and no copy has two claims at an instant.
+//
+// Only the partners ever claim. Let X serve with list R_X and Y start serving later, with
+// list R_Y. Y's claim on its own cluster's copy began with a takeover write on top of the
+// copy's record then. Every record of that copy since X's claim's last drop of
+// configurations (Q5) — or, if there was none, since X took it over or created it —
+// carries in its stamp a configuration of R_X: X's drop waited for such a stamp on both
+// partners' copies, X's own writes stamp its whole list, and every other writer of the
+// copy either inherited the stamp (Q4) or wrote while X's claim on the copy had ended and
+// X was not serving. Y inherits that configuration, so R_X and R_Y share it (Q1). Before
+// the first drop, X's list still holds the configuration it inherited from its own
+// cluster's copy, which is the one the previous holder stamped there — the same argument,
+// one claim earlier. A service put under protection starts with one claim, the primary's.
+//
+// The epoch is a fencing token: every claim that serves has a higher epoch than every
+// claim that served before it, because their majorities share a copy, the later claim
+// took that copy over on top of a record carrying the earlier epoch, and writes never
+// lower a copy's epoch (Q4). The keeper records it in the SharedService's status and
+// stamps it on the objects it promotes, so that a data layer can refuse writes of a
+// stale primary.
+//
+// # Adding or removing a witness
+//
+// Adding a witness to a running two-site service moves the active's claim from
+// {standby} to {primary, standby, witness}; removing it moves it back; after a failover in
+// two-site mode the target is the new standby's cluster, so the lease follows the service
+// (the old primary's cluster, once it is back and its copy has expired or been released).
+// Q5 is Raft's joint consensus: while both configurations are in the list the site needs
+// both majorities, so a site whose partner has not seen the change yet — and claims by its
+// own copy's stamp, which still names the old configuration until the drop — can never
+// win a disjoint majority. A change waits, without fencing anything, until the active
+// holds a majority of the target and both partners' copies carry it: removing a witness
+// while the standby is unreachable keeps the quorum until it is back.
+//
+// What breaks the quorum guarantee, besides everything listed above for one copy:
+//   - Deleting a partner's copy by hand while the configurations change, or recreating one
+//     from a backup: the stamps it carried are what the next claim inherits. A deleted
+//     copy is recreated only by a claim that serves and holds both partners' copies (or
+//     by the primary of a service that never had a lease), so deleting the copy a serving
+//     site needs fences it until then.
+//   - Two partners that write their witness copies to different namespaces, or a witness
+//     whose Leases someone else writes.
+//
+// What the quorum survives, and costs:
+//   - Any one site or any one link may be lost without stopping a healthy active: the
+//     standby lost, or the partners' link cut — the active keeps its own copy and the
+//     witness's; the witness lost, or cut off from the active — it keeps both partners'.
+//     The active lost, or cut off from both others: it fences at its majority's deadline,
+//     and the standby takes its own copy and the witness's once they expire by its clock.
+//   - Each service writes each copy every D/3: services × arbiters × 3 / D writes per
+//     second at the active.
+//
+// # What the single lease costs in availability
 //
 // With two sites and no witness, safety wins every tie:
 //   - The primary site cannot tell a dead standby site or a cut link from its own

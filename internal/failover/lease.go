@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"strconv"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -42,7 +43,21 @@ type LeaseRecord struct {
 	Transitions int32
 	// ResourceVersion is the lease's metadata.resourceVersion.
 	ResourceVersion string
+	// Epoch is the fencing token of the claim that wrote the record (EpochAnnotation); zero
+	// on a lease no claim has written yet.
+	Epoch int64
+	// Configs are the configurations of arbiters the writer's claim had to hold a majority
+	// of (ConfigsAnnotation): whoever takes the copy over inherits them.
+	Configs []Config
 }
+
+// The annotations a lease copy carries besides its spec.
+const (
+	// EpochAnnotation holds the epoch of the claim that last wrote the copy.
+	EpochAnnotation = "resilience.deich.io/epoch"
+	// ConfigsAnnotation holds the writer's configurations (FormatConfigs).
+	ConfigsAnnotation = "resilience.deich.io/arbiters"
+)
 
 // Exists reports whether the record is of a lease that exists.
 func (r LeaseRecord) Exists() bool { return r.ResourceVersion != "" }
@@ -71,6 +86,10 @@ func RecordFromLease(l *coordinationv1.Lease) LeaseRecord {
 	if l.Spec.RenewTime != nil {
 		r.RenewTime = l.Spec.RenewTime.Time
 	}
+	if e, err := strconv.ParseInt(l.Annotations[EpochAnnotation], 10, 64); err == nil && e > 0 {
+		r.Epoch = e
+	}
+	r.Configs = ParseConfigs(l.Annotations[ConfigsAnnotation])
 	return r
 }
 
@@ -88,6 +107,13 @@ func ApplyRecord(l *coordinationv1.Lease, r LeaseRecord) {
 	l.Spec.AcquireTime = microTime(r.AcquireTime)
 	l.Spec.RenewTime = microTime(r.RenewTime)
 	l.Spec.LeaseTransitions = ptr.To(r.Transitions)
+	if r.Epoch > 0 || len(r.Configs) > 0 {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[EpochAnnotation] = strconv.FormatInt(r.Epoch, 10)
+		l.Annotations[ConfigsAnnotation] = FormatConfigs(r.Configs)
+	}
 }
 
 // RenewedRecord is the write with which site, the holder, renews the lease at now: the

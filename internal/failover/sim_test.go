@@ -184,6 +184,54 @@ func (q *simQueue) Pop() any {
 	return e
 }
 
+// simCore is what both simulations share: real time, the event queue, the seeded random
+// source and the trace.
+type simCore struct {
+	rng     *rand.Rand
+	now     time.Duration
+	queue   simQueue
+	seq     uint64
+	tracing bool
+	trace   []string
+}
+
+func (s *simCore) at(t time.Duration, fn func()) {
+	s.seq++
+	heap.Push(&s.queue, &simEvent{at: t, seq: s.seq, fn: fn})
+}
+
+func (s *simCore) uniform(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)))
+}
+
+func (s *simCore) chance(p float64) bool { return s.rng.Float64() < p }
+
+func (s *simCore) logf(format string, args ...any) {
+	if s.tracing {
+		s.trace = append(s.trace, fmt.Sprintf("%12s  ", s.now.Round(time.Microsecond))+fmt.Sprintf(format, args...))
+	}
+}
+
+// simClock is one site's clock: offset from real time, running at rate times real time.
+type simClock struct {
+	offset time.Duration
+	rate   float64
+}
+
+// at is what the clock shows at real time now.
+func (c simClock) at(now time.Duration) time.Time {
+	return simEpoch.Add(c.offset + time.Duration(float64(now)*c.rate))
+}
+
+// realAt is the real time at which the clock shows t, never before now.
+func (c simClock) realAt(now time.Duration, t time.Time) time.Duration {
+	r := time.Duration(math.Ceil(float64(t.Sub(simEpoch)-c.offset) / c.rate))
+	return max(r, now+time.Microsecond)
+}
+
 type simWrite struct {
 	kind   string      // "renew", "acquire" or "release"
 	rec    LeaseRecord // what to write; its ResourceVersion is the precondition
@@ -194,10 +242,9 @@ type simSite struct {
 	id      int
 	name    string
 	primary bool
-	offset  time.Duration
-	rate    float64
-	policy  Policy
-	up      bool
+	simClock
+	policy Policy
+	up     bool
 	// incarnation changes when the manager restarts or the site crashes: answers addressed
 	// to an earlier one are lost.
 	incarnation int
@@ -228,24 +275,20 @@ type simSite struct {
 }
 
 type sim struct {
-	world   simWorld
-	rules   simRules
-	rng     *rand.Rand
-	now     time.Duration
-	last    time.Duration
-	queue   simQueue
-	seq     uint64
-	store   LeaseRecord
-	rev     int
-	sites   [2]*simSite
-	linkUp  bool
-	tracing bool
-	result  simResult
+	simCore
+	world  simWorld
+	rules  simRules
+	last   time.Duration
+	store  LeaseRecord
+	rev    int
+	sites  [2]*simSite
+	linkUp bool
+	result simResult
 }
 
 // simulate runs the protocol once; the same seed gives the same run.
 func simulate(seed uint64, world simWorld, rules simRules, tracing bool) simResult {
-	s := &sim{world: world, rules: rules, rng: rand.New(rand.NewPCG(seed, 0x5eed)), linkUp: true, tracing: tracing}
+	s := &sim{world: world, rules: rules, simCore: simCore{rng: rand.New(rand.NewPCG(seed, 0x5eed)), tracing: tracing}, linkUp: true}
 	policy := rules.policy
 	policy.Mode = deichv1alpha1.FailoverAutomatic
 	if s.rng.IntN(4) == 0 {
@@ -254,8 +297,10 @@ func simulate(seed uint64, world simWorld, rules simRules, tracing bool) simResu
 	for i, name := range []string{"sh-kiel", "mv-schwerin"} {
 		s.sites[i] = &simSite{
 			id: i, name: name, primary: i == 0, up: true, justStarted: true, policy: policy,
-			offset: s.uniform(-world.offsetMax, world.offsetMax),
-			rate:   world.clockRate[i][0] + s.rng.Float64()*(world.clockRate[i][1]-world.clockRate[i][0]),
+			simClock: simClock{
+				offset: s.uniform(-world.offsetMax, world.offsetMax),
+				rate:   world.clockRate[i][0] + s.rng.Float64()*(world.clockRate[i][1]-world.clockRate[i][0]),
+			},
 		}
 	}
 	s.logf("start: mode %s, sh-kiel clock offset %s rate %.4f, mv-schwerin clock offset %s rate %.4f",
@@ -280,6 +325,7 @@ func simulate(seed uint64, world simWorld, rules simRules, tracing bool) simResu
 		}
 	}
 	s.run()
+	s.result.trace = s.trace
 	return s.result
 }
 
@@ -320,26 +366,6 @@ func (s *sim) account(until time.Duration) {
 	}
 }
 
-func (s *sim) at(t time.Duration, fn func()) {
-	s.seq++
-	heap.Push(&s.queue, &simEvent{at: t, seq: s.seq, fn: fn})
-}
-
-func (s *sim) uniform(lo, hi time.Duration) time.Duration {
-	if hi <= lo {
-		return lo
-	}
-	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)))
-}
-
-func (s *sim) chance(p float64) bool { return s.rng.Float64() < p }
-
-func (s *sim) logf(format string, args ...any) {
-	if s.tracing {
-		s.result.trace = append(s.result.trace, fmt.Sprintf("%12s  ", s.now.Round(time.Microsecond))+fmt.Sprintf(format, args...))
-	}
-}
-
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "never"
@@ -348,15 +374,10 @@ func fmtTime(t time.Time) string {
 }
 
 // clock is what site x's clock shows now.
-func (s *sim) clock(x *simSite) time.Time {
-	return simEpoch.Add(x.offset + time.Duration(float64(s.now)*x.rate))
-}
+func (s *sim) clock(x *simSite) time.Time { return x.simClock.at(s.now) }
 
 // realAt is the real time at which site x's clock shows t, never before now.
-func (s *sim) realAt(x *simSite, t time.Time) time.Duration {
-	r := time.Duration(math.Ceil(float64(t.Sub(simEpoch)-x.offset) / x.rate))
-	return max(r, s.now+time.Microsecond)
-}
+func (s *sim) realAt(x *simSite, t time.Time) time.Duration { return x.simClock.realAt(s.now, t) }
 
 // wake makes site x's manager decide at real time t at the latest.
 func (s *sim) wake(x *simSite, t time.Duration) {

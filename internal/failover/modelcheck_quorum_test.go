@@ -1,0 +1,200 @@
+package failover
+
+import (
+	"testing"
+	"time"
+)
+
+// The model check of the quorum lease: two partners and a witness run Step in the hostile
+// world of sim_quorum_test.go, and at no simulated instant may both partners serve.
+
+func TestModelCheckQuorumNoTwoSitesServe(t *testing.T) {
+	tests := []struct {
+		name  string
+		world func(*qWorld)
+		rules func(*qRules)
+	}{
+		{name: "while the witness is added and removed and every site and link fails"},
+		{name: "with a witness that stays",
+			world: func(w *qWorld) { w.witnessChanges = false }},
+		{name: "without a witness, as two sites",
+			world: func(w *qWorld) { w.witnessChanges, w.witness = false, false }},
+		{name: "with clocks an hour apart",
+			world: func(w *qWorld) { w.offsetMax = time.Hour }},
+		{name: "when each partner learns of a witness change up to half an hour after the other",
+			world: func(w *qWorld) { w.specLagMax = 30 * time.Minute }},
+		{name: "when the active spends its whole skew on the fence and the standby's clock runs up to 8% fast",
+			world: func(w *qWorld) {
+				w.clockRate = [2][2]float64{{1, 1.08}, {1, 1.08}}
+				w.fenceLatencyMax = 850 * time.Millisecond
+			}},
+	}
+	for _, tt := range tests {
+		t.Run("no two sites serve "+tt.name, func(t *testing.T) {
+			world, rules := defaultQWorld(), qProtocol()
+			if tt.world != nil {
+				tt.world(&world)
+			}
+			if tt.rules != nil {
+				tt.rules(&rules)
+			}
+			var total qStats
+			for seed := range uint64(modelCheckRuns()) {
+				r := simulateQuorum(seed, world, rules, false)
+				if r.violation != "" {
+					traced := simulateQuorum(seed, world, rules, true)
+					t.Fatalf("seed %d: %s\nend of the trace:\n%s", seed, r.violation, lastLines(traced.trace, 120))
+				}
+				total.add(r.stats)
+			}
+			t.Logf("%d runs of %s: %s", modelCheckRuns(), world.duration, total)
+			checkQuorumExercised(t, total, world)
+		})
+	}
+}
+
+func checkQuorumExercised(t *testing.T, s qStats, w qWorld) {
+	t.Helper()
+	checks := []struct {
+		what string
+		n    int
+	}{
+		{"promotions", s.promotions},
+		{"hand-overs", s.handOvers},
+		{"fences at the deadline", s.deadlineFence},
+		{"site losses", s.crashes},
+		{"link cuts", s.cuts},
+		{"deleted copies", s.deletions},
+		{"claims given up", s.givenUp},
+	}
+	if w.witnessChanges {
+		checks = append(checks,
+			struct {
+				what string
+				n    int
+			}{"configurations joined", s.joins},
+			struct {
+				what string
+				n    int
+			}{"configurations dropped", s.drops},
+			struct {
+				what string
+				n    int
+			}{"time served without a witness", int(s.twoSiteServed / time.Second)},
+		)
+	}
+	if w.witness || w.witnessChanges {
+		checks = append(checks, struct {
+			what string
+			n    int
+		}{"time served with a witness", int(s.quorumServed / time.Second)})
+	}
+	for _, c := range checks {
+		if c.n == 0 {
+			t.Errorf("the model check is vacuous: no %s", c.what)
+		}
+	}
+	total := s.served[0] + s.served[1] + s.nobody
+	for i, site := range qNames[:2] {
+		if s.served[i] < total/20 {
+			t.Errorf("the model check is vacuous: %s served only %s of %s", site, s.served[i], total)
+		}
+	}
+}
+
+// TestModelCheckQuorumFindsBrokenRules shows that the checker catches each rule of the quorum
+// lease broken on its own.
+func TestModelCheckQuorumFindsBrokenRules(t *testing.T) {
+	serveWhen := func(ok func(p Policy, s ServiceState, now time.Time) bool) func(*qRules) {
+		return func(r *qRules) {
+			r.mutate = func(p Policy, _, after ServiceState, plan Plan, now time.Time) (ServiceState, Plan) {
+				if !plan.Serve && !after.Claim.Releasing && after.Claim.Epoch != 0 && ok(p, after, now) {
+					plan.Serve = true
+					after.Claim.Established = true
+				}
+				return after, plan
+			}
+		}
+	}
+	tests := []struct {
+		name  string
+		world func(*qWorld)
+		rules func(*qRules)
+	}{
+		{name: "a site that serves on one copy of three",
+			world: func(w *qWorld) { w.witnessChanges = false },
+			rules: serveWhen(func(p Policy, s ServiceState, now time.Time) bool {
+				for a := range s.Arbiters {
+					if _, ok := s.holds(p, a, now); ok {
+						return true
+					}
+				}
+				return false
+			})},
+		{name: "a site that serves on a majority of its target without its own copy or its inherited configurations",
+			rules: serveWhen(func(p Policy, s ServiceState, now time.Time) bool {
+				return !s.majorityUntil(p, s.Target, now).IsZero()
+			})},
+		{name: "a site that drops the old configuration before both partners' copies carry the new one",
+			rules: func(r *qRules) {
+				r.mutate = func(p Policy, _, after ServiceState, plan Plan, now time.Time) (ServiceState, Plan) {
+					if plan.Serve && hasConfig(after.Claim.Configs, after.Target) {
+						after.Claim.Configs = []Config{after.Target}
+					}
+					return after, plan
+				}
+			}},
+		{name: "a site that takes its configuration from its own spec alone, ignoring the configurations stamped on the copies it takes over",
+			rules: func(r *qRules) {
+				r.forgetInherited = true
+				r.mutate = func(p Policy, before, after ServiceState, plan Plan, now time.Time) (ServiceState, Plan) {
+					if before.Claim.Epoch == 0 && after.Claim.Epoch != 0 {
+						after.Claim.Configs = []Config{after.Target}
+						if len(after.Target) == 1 {
+							after.Claim.Configs = []Config{TwoSiteConfig(after.Site)}
+						}
+					}
+					return after, plan
+				}
+			}},
+		{name: "a site that releases its copies before its fence took effect",
+			world: func(w *qWorld) { w.fenceLatencyMax = time.Second },
+			rules: func(r *qRules) { r.releaseBeforeFence = true }},
+		{name: "a skew budget of zero while fences take up to a second",
+			world: func(w *qWorld) {
+				w.clockRate, w.offsetMax, w.fenceLatencyMax = [2][2]float64{{1, 1}, {1, 1}}, 0, time.Second
+			},
+			rules: func(r *qRules) { r.policy.MaxClockSkew = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run("the checker catches "+tt.name, func(t *testing.T) {
+			world, rules := defaultQWorld(), qProtocol()
+			if tt.world != nil {
+				tt.world(&world)
+			}
+			if tt.rules != nil {
+				tt.rules(&rules)
+			}
+			const maxRuns = 200
+			for seed := range uint64(maxRuns) {
+				if r := simulateQuorum(seed, world, rules, false); r.violation != "" {
+					t.Logf("seed %d: %s", seed, r.violation)
+					return
+				}
+			}
+			t.Errorf("no violation in %d runs: the model check cannot tell this mutant from the protocol", maxRuns)
+		})
+	}
+}
+
+// TestModelCheckQuorumReplays shows that a seed names a run: the same seed gives the same
+// run, event for event, so a violation's seed replays it exactly.
+func TestModelCheckQuorumReplays(t *testing.T) {
+	for seed := range uint64(5) {
+		a := simulateQuorum(seed, defaultQWorld(), qProtocol(), false)
+		b := simulateQuorum(seed, defaultQWorld(), qProtocol(), false)
+		if a.stats != b.stats {
+			t.Errorf("seed %d gave two different runs:\n%s\n%s", seed, a.stats, b.stats)
+		}
+	}
+}
