@@ -60,6 +60,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	}
 	if in.judged == r.site && in.failures > 0 {
 		in.peerFailures = r.peerFailures(ctx, svc)
+		in.partnerReady = r.partnerReady(ctx, svc, s.objective)
 	}
 	if sw := r.runningSwitchover(ctx, svc); sw != nil {
 		in.switchover = sw.Name
@@ -240,4 +241,19 @@ func (r *SharedServiceReconciler) failBack(ctx context.Context, s *serviceScope)
 	}
 	r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailbackStarted, "Failback",
 		"%s; created Switchover %s", sw.Spec.Reason, sw.Name)
+}
+
+// partnerReady reports whether the site this one would hand over to can serve: its
+// ReplicationPeer is Ready and it held a complete, current copy of the service no longer ago
+// than the RPO (status.lastSyncTime, which this site, the active, writes).
+func (r *SharedServiceReconciler) partnerReady(ctx context.Context, svc *deichv1alpha1.SharedService, objective *deichv1alpha1.RecoveryObjective) bool {
+	other := svc.Spec.StandbySite
+	if other == r.site {
+		other = svc.Spec.PrimarySite
+	}
+	synced := svc.Status.LastSyncTime
+	if synced == nil || objective == nil || r.clock.Since(synced.Time) > objective.Spec.RPO.Duration {
+		return false
+	}
+	return r.peerReady(ctx, other)
 }

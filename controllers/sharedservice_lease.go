@@ -58,6 +58,9 @@ type leaseInputs struct {
 	// this site; switchover names it.
 	takeOver, handOver bool
 	switchover         string
+	// partnerReady is set while the other site can serve: its ReplicationPeer is Ready and
+	// it held a complete copy of the service within the RPO.
+	partnerReady bool
 	// form says which objects are the service's at this site and how they are rendered.
 	form formSpec
 }
@@ -353,7 +356,7 @@ func (ru *leaseRunner) decideActive(ctx context.Context, in leaseInputs, out *le
 	if in.judged == site {
 		failing = min(in.failures, in.peerFailures)
 	}
-	d := failover.DecideActive(p, failover.ActiveState{Renewal: ru.renewal, ChecksFailing: failing, HandOverRequested: in.handOver}, now)
+	d := failover.DecideActive(p, failover.ActiveState{Renewal: ru.renewal, ChecksFailing: failing, HandOverRequested: in.handOver, PartnerReady: in.partnerReady}, now)
 	out.message = d.Message
 	switch d.Action {
 	case failover.ActionServe, failover.ActionRenew:

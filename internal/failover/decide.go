@@ -55,6 +55,10 @@ type ActiveState struct {
 	ChecksFailing int32
 	// HandOverRequested is set while a Switchover moves the service away from this site.
 	HandOverRequested bool
+	// PartnerReady is set while the other site can serve: it is Ready and its copy of the
+	// service was complete within the RPO. Without it, failing checks of this site never
+	// make it hand over, since nobody would serve after it.
+	PartnerReady bool
 }
 
 // ActiveAction is what a site that holds the lease must do now.
@@ -109,14 +113,14 @@ func (d ActiveDecision) MayServe() bool {
 
 // DecideActive decides for a site whose lease record names it (rules 1–3 of the package
 // documentation): serve, renew, fence when no renewal succeeded for the lease duration minus
-// the clock skew, or hand over.
+// the clock skew, or hand over — on its own failing checks only to a ready partner.
 func DecideActive(p Policy, s ActiveState, now time.Time) ActiveDecision {
 	p = p.normalized()
 	switch {
 	case s.HandOverRequested:
 		return ActiveDecision{Action: ActionHandOver,
 			Message: "a Switchover moves the service away from this site: fencing, then releasing the lease"}
-	case p.automatic() && s.ChecksFailing >= p.FailureThreshold:
+	case p.automatic() && s.ChecksFailing >= p.FailureThreshold && s.PartnerReady:
 		return ActiveDecision{Action: ActionHandOver,
 			Message: fmt.Sprintf("this site's health checks failed %d times in a row (failureThreshold %d): fencing, then releasing the lease so the standby site can promote without waiting for it to expire",
 				s.ChecksFailing, p.FailureThreshold)}
@@ -125,6 +129,11 @@ func DecideActive(p Policy, s ActiveState, now time.Time) ActiveDecision {
 			Message: "the lease names this site, but this manager has no renewal of its own (it has just started, or is handing over): fenced until a renewal succeeds"}
 	}
 
+	why := "this site holds the lease"
+	if p.automatic() && s.ChecksFailing >= p.FailureThreshold {
+		why = fmt.Sprintf("this site's health checks failed %d times in a row (failureThreshold %d), but the standby site has no ready copy within the RPO, so this site keeps serving rather than leave nobody serving; this site holds the lease",
+			s.ChecksFailing, p.FailureThreshold)
+	}
 	deadline := FenceDeadline(p, s.Renewal)
 	validity := deadline.Sub(s.Renewal.SentAt)
 	if validity <= 0 || !now.Before(deadline) {
@@ -136,10 +145,9 @@ func DecideActive(p Policy, s ActiveState, now time.Time) ActiveDecision {
 	renewAt := s.Renewal.SentAt.Add(min(p.RenewInterval(), validity/2))
 	if !now.Before(renewAt) {
 		return ActiveDecision{Action: ActionRenew, NextCheck: deadline,
-			Message: "this site holds the lease and renews it"}
+			Message: why + " and renews it"}
 	}
-	return ActiveDecision{Action: ActionServe, NextCheck: renewAt,
-		Message: "this site holds the lease"}
+	return ActiveDecision{Action: ActionServe, NextCheck: renewAt, Message: why}
 }
 
 // PromoteAfter is the instant after which, by the observing site's clock, the lease in obs

@@ -39,7 +39,7 @@ func FuzzDecisions(f *testing.F) {
 		if sentAgo != 0 {
 			renewal = Renewal{SentAt: t0.Add(-d(sentAgo)), Duration: d(written)}
 		}
-		as := ActiveState{Renewal: renewal, ChecksFailing: failures, HandOverRequested: flags&4 != 0}
+		as := ActiveState{Renewal: renewal, ChecksFailing: failures, HandOverRequested: flags&4 != 0, PartnerReady: flags&64 != 0}
 		now := t0.Add(d(sinceSent))
 		ad := DecideActive(p, as, now)
 		if ad.Message == "" {
@@ -50,7 +50,7 @@ func FuzzDecisions(f *testing.F) {
 			switch {
 			case renewal.SentAt.IsZero():
 				t.Errorf("DecideActive() = %s without a renewal", ad.Action)
-			case as.HandOverRequested || automatic && failures >= threshold:
+			case as.HandOverRequested || automatic && failures >= threshold && as.PartnerReady:
 				t.Errorf("DecideActive() = %s while it must hand over", ad.Action)
 			case !now.Before(deadline):
 				t.Errorf("DecideActive() = %s at %s, at or after the deadline %s", ad.Action, now, deadline)

@@ -575,7 +575,11 @@ func (s *sim) step(x *simSite) {
 			s.write(x, "release", ReleasedRecord(x.obs.Record, now))
 		}
 	case x.obs.Record.HeldBy(x.name):
-		d := s.rules.decideActive(x.policy, ActiveState{Renewal: x.renewal, ChecksFailing: x.ownFailures, HandOverRequested: x.handOverRequested}, now)
+		// Whether the partner is ready depends loosely on the world: safety must not depend
+		// on it.
+		other := s.sites[1-x.id]
+		ready := other.up && !other.sick || s.chance(0.1)
+		d := s.rules.decideActive(x.policy, ActiveState{Renewal: x.renewal, ChecksFailing: x.ownFailures, HandOverRequested: x.handOverRequested, PartnerReady: ready}, now)
 		if d.Action != x.lastActive {
 			s.logf("%s decides %s: %s", x.name, d.Action, d.Message)
 		}
