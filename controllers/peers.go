@@ -86,8 +86,9 @@ func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.Shar
 		cond.Reason = deichv1alpha1.ServiceReasonWitnessNotReady
 		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is not Ready (%s): %s", witness, p.Name, ready.Reason, ready.Message)
 	default:
-		cond.Status, cond.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWitnessReady
-		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is Ready: this site can keep the service's lease in its namespace %s", witness, p.Name, p.Spec.WitnessLeaseNamespace())
+		cond.Reason = deichv1alpha1.ServiceReasonWitnessReady
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is Ready: this site can keep the service's lease in its namespace %s. Failover still decides on the single lease at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site",
+			witness, p.Name, p.Spec.WitnessLeaseNamespace(), failover.ArbiterSite(svc))
 	}
 	return cond
 }

@@ -280,7 +280,7 @@ func TestSharedServiceQuorumConditionFollowsItsWitness(t *testing.T) {
 		g.Eventually(peerCondition(ctx, kiel, witness, deichv1alpha1.ConditionReady)).
 			Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.PeerReasonWitnessConnected))
 		g.Eventually(quorum(kiel)).
-			Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.ServiceReasonWitnessReady))
+			Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonWitnessReady))
 		g.Expect(quorum(kiel)().Message).To(ContainSubstring("witness " + witness))
 		g.Eventually(events).Should(ContainElement(deichv1alpha1.ServiceEventWitnessReady))
 		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)))

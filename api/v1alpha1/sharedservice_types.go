@@ -14,9 +14,11 @@ const (
 	// ServiceConditionObjectivesMet is True when the service meets its RecoveryObjective: the
 	// standby's copy is younger than the RPO and a failover could complete within the RTO.
 	ServiceConditionObjectivesMet = "ObjectivesMet"
-	// ServiceConditionQuorum is True when the service has a usable witness, so that losing any
-	// one site or link does not stop a healthy active site. It is False in two-site mode and
-	// while the witness named in spec.witnessSite cannot be used; the reason says which.
+	// ServiceConditionQuorum is True when the service's failover decides on the quorum lease,
+	// so that losing any one site or link does not stop a healthy active site. It is False in
+	// two-site mode, while the witness named in spec.witnessSite cannot be used, and while
+	// failover still decides on the single lease at the standby's cluster although the witness
+	// is usable (reason WitnessReady); the reason and message say which.
 	ServiceConditionQuorum = "Quorum"
 )
 
@@ -85,7 +87,8 @@ const (
 	// the witness is unreachable or refuses this site the Leases it needs.
 	ServiceReasonWitnessNotReady = "WitnessNotReady"
 	// ServiceReasonWitnessReady means the ReplicationPeer for the witnessSite is a Ready
-	// witness: this site can keep the service's Lease there.
+	// witness: this site can keep the service's Lease there. The message says which lease
+	// failover decides on.
 	ServiceReasonWitnessReady = "WitnessReady"
 )
 
