@@ -86,7 +86,8 @@
 // safety rests on rules 1–5 alone, which is why the model check feeds the decisions
 // arbitrary health-check results.
 //
-// The controller's part, without which the argument below fails:
+// The controller's part, without which the argument below fails (for Step as for the
+// single lease):
 //   - A write counts only when it succeeded: set the Renewal to RenewalOf(written, sentAt)
 //     then, and lower it with Renewal.Sending before every write is sent. A write that
 //     failed, timed out or was abandoned never counts, even if success is reported later;
@@ -192,14 +193,18 @@
 //	Q5. A serving claim moves to its target T: it adds T to its list once it holds a
 //	    majority of T (so moving never fences it), and drops every other configuration only
 //	    once its valid copies at both partners' clusters carry a stamp that contains T.
-//	Q6. A site starts a claim as DecideStandby would promote (a Switchover; Automatic mode
+//	Q6. A manager that starts and finds copies naming its site while the service's copy
+//	    still serves continues that claim (Claim.Resuming): it renews them before it
+//	    switches anything, serves once it holds what Q1 asks, and fences as soon as one of
+//	    those first writes fails (Plan.Hold until then), as rule 2 does for one copy.
+//	Q7. A site starts a claim as DecideStandby would promote (a Switchover; Automatic mode
 //	    with failureThreshold failed checks of the partner, and its own copy of the service
 //	    within the RPO when the partner was last seen healthy — else it recommends a
 //	    failover; the primary of an unclaimed service), and gives up a claim that does not
 //	    serve when it is no longer wanted or the partner holds more live copies.
 //
-// Q6 and the health and readiness inputs only choose when a site claims or hands over;
-// safety rests on Q1–Q5 and rules 1–5 per copy, which is why the model check feeds them
+// Q7 and the health and readiness inputs only choose when a site claims or hands over;
+// safety rests on Q1–Q6 and rules 1–5 per copy, which is why the model check feeds them
 // arbitrary health-check, readiness and RPO results.
 //
 // # Why no two sites serve, with a quorum

@@ -66,6 +66,7 @@ func checkQuorumExercised(t *testing.T, s qStats, w qWorld) {
 		{"link cuts", s.cuts},
 		{"deleted copies", s.deletions},
 		{"claims given up", s.givenUp},
+		{"resumptions after a manager restart", s.resumes},
 	}
 	if w.witnessChanges {
 		checks = append(checks,

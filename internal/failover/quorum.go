@@ -110,6 +110,12 @@ type Claim struct {
 	// Releasing is set while the site gives the claim up: once its fence has taken effect it
 	// releases every copy that names it.
 	Releasing bool
+	// Resuming is set while a manager that has just started, and found copies naming this
+	// site while the service's copy still serves, tries its first renewals: until the claim
+	// can serve or one of those writes failed, the site neither serves nor fences
+	// (Plan.Hold). A compare-and-swap that succeeds on the record the predecessor wrote
+	// proves no other site took that copy since, so its workloads may go on serving.
+	Resuming bool
 }
 
 // ServiceState is everything one site's manager knows about one service's lease: the input
@@ -134,7 +140,7 @@ type ServiceState struct {
 	// once.
 	Unclaimed bool
 	// Fenced reports that this site's copy of the service is in standby form: a fence has
-	// taken effect.
+	// taken effect. The keeper keeps it current before every Observed, Written and Step.
 	Fenced bool
 	// ChecksFailing is how many of this site's own health checks failed in a row, and
 	// PeerChecksFailing how many of its checks of the partner did (a probe that could not
@@ -193,8 +199,12 @@ type Write struct {
 // Plan is what Step asks the keeper to do.
 type Plan struct {
 	// Serve reports that the site may serve until NextCheck; otherwise it must fence at
-	// once.
+	// once, unless Hold is set.
 	Serve bool
+	// Hold asks the keeper to leave the service's copy in the form it has, neither serving
+	// nor fencing anew: a manager that has just started waits for its first renewals
+	// (Claim.Resuming).
+	Hold bool
 	// Writes are the lease writes to send now, at most one per arbiter. The keeper drops
 	// those for arbiters that have a write in flight, and calls Sending before it sends.
 	Writes []Write
@@ -223,6 +233,7 @@ const (
 	PlanRecommend       = "FailoverRecommended"
 	PlanGivingUp        = "ClaimSuperseded"
 	PlanHandOverRefused = "HandOverRefused"
+	PlanResuming        = "Resuming"
 )
 
 // Observed folds a fresh read of the copy at arbiter (rec, read at now) into s. A copy that
@@ -241,6 +252,7 @@ func (s ServiceState) Observed(arbiter string, rec LeaseRecord, now time.Time) S
 		// still serves.
 		if s.Claim.Epoch == 0 {
 			s.Claim.Established = !s.Fenced
+			s.Claim.Resuming = !s.Fenced
 		}
 		s.Claim.Epoch = max(s.Claim.Epoch, rec.Epoch)
 		s.Claim.Configs = addConfigs(s.Claim.Configs, rec.Configs...)
@@ -266,6 +278,9 @@ func (s ServiceState) Sending(w Write) ServiceState {
 func (s ServiceState) Written(w Write, sentAt time.Time, ok bool, got LeaseRecord, now time.Time) ServiceState {
 	s = s.Observed(w.Arbiter, got, now)
 	if !ok || w.Kind == WriteRelease || !got.HeldBy(s.Site) || s.Claim.Releasing {
+		if !ok {
+			s.Claim.Resuming = false
+		}
 		return s
 	}
 	a := s.Arbiters[w.Arbiter]
@@ -274,6 +289,16 @@ func (s ServiceState) Written(w Write, sentAt time.Time, ok bool, got LeaseRecor
 	s.Claim.Epoch = max(s.Claim.Epoch, got.Epoch)
 	if w.inherits {
 		s.Claim.Configs = addConfigs(s.Claim.Configs, got.Configs...)
+	}
+	return s
+}
+
+// WriteFailed folds into s that write w got no answer (it failed, timed out, or could not be
+// sent). Its Renewal stays as Sending lowered it; a manager resuming after a restart stops
+// holding the service's copy as it is.
+func (s ServiceState) WriteFailed(w Write) ServiceState {
+	if w.Kind != WriteRelease {
+		s.Claim.Resuming = false
 	}
 	return s
 }
@@ -397,6 +422,7 @@ func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 	valid := !until.IsZero()
 	if valid {
 		s.Claim.Established = true
+		s.Claim.Resuming = false
 	}
 
 	// Giving the claim up: a hand-over, or a claim that cannot serve and is no longer wanted
@@ -443,11 +469,16 @@ func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 		return s, plan
 	}
 	plan.NextCheck = next
-	if s.Claim.Established {
+	switch {
+	case s.Claim.Resuming:
+		plan.Hold = true
+		plan.Reason = PlanResuming
+		plan.Message = "this manager has just started and found the lease's copies naming this site: renewing them before it switches anything"
+	case s.Claim.Established:
 		plan.Reason = PlanFenceDeadline
 		plan.Message = fmt.Sprintf("this site cannot show its own copy of the lease and a majority of %s renewed within leaseDuration %s minus max clock skew %s: fenced; serving again once it does",
 			formatConfigList(s.Claim.Configs), p.LeaseDuration, p.MaxClockSkew)
-	} else {
+	default:
 		plan.Reason = PlanPromoting
 		plan.Message = why + fmt.Sprintf("; promoting with epoch %d once this site holds its own copy and a majority of %s", s.Claim.Epoch, formatConfigList(s.Claim.Configs))
 	}
@@ -530,7 +561,7 @@ func (s ServiceState) giveUp(plan Plan, now time.Time, reason, msg string) (Serv
 		s.Arbiters[k] = a
 	}
 	s.Claim.Releasing = true
-	s.Claim.Established = false
+	s.Claim.Established, s.Claim.Resuming = false, false
 	s, plan = s.release(plan, now)
 	plan.Reason, plan.Message = reason, msg
 	return s, plan

@@ -56,6 +56,7 @@ func newSite(t *testing.T, name, partner string, primary bool, target Config) *s
 // turn observes, steps and writes once at now, and returns the plan.
 func (x *site) turn(a *arbiters, now time.Time) Plan {
 	x.t.Helper()
+	x.s.Fenced = !x.serving
 	for _, arb := range append(x.s.needed(), kiel, schwer, hamburg) {
 		if x.reachable[arb] {
 			x.s = x.s.Observed(arb, a.copies[arb], now)
@@ -355,4 +356,61 @@ func TestParseConfigs(t *testing.T) {
 			t.Errorf("ParseConfigs(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func TestStepRestartedManagerRenewsBeforeItSwitchesAnything(t *testing.T) {
+	setup := func(t *testing.T) (*arbiters, *site) {
+		a := newArbiters()
+		x := newSite(t, kiel, schwer, true, c3)
+		x.s.Unclaimed = true
+		x.turn(a, t0)
+		x.turn(a, t0)
+		// The manager restarts: a new process with no memory, the workloads still serving.
+		fresh := newSite(t, kiel, schwer, true, c3)
+		fresh.serving = true
+		return a, fresh
+	}
+	t.Run("serves on once its renewals succeed", func(t *testing.T) {
+		a, x := setup(t)
+		now := t0.Add(5 * time.Second)
+		for _, arb := range c3 {
+			x.s.Fenced = false
+			x.s = x.s.Observed(arb, a.copies[arb], now)
+		}
+		next, plan := Step(x.p, x.s, now)
+		if plan.Serve || !plan.Hold || len(plan.Writes) != 3 {
+			t.Fatalf("Serve = %t, Hold = %t, %d writes; want holding the copy as it is while renewing all three", plan.Serve, plan.Hold, len(plan.Writes))
+		}
+		x.s = next
+		for _, w := range plan.Writes {
+			got, ok := a.commit(w)
+			x.s = x.s.Written(w, now, ok, got, now)
+		}
+		if _, plan = Step(x.p, x.s, now); !plan.Serve {
+			t.Errorf("after its renewals succeeded the restarted manager does not serve: %s", plan.Message)
+		}
+	})
+	t.Run("fences once a renewal fails", func(t *testing.T) {
+		a, x := setup(t)
+		now := t0.Add(5 * time.Second)
+		for _, arb := range c3 {
+			x.s.Fenced = false
+			x.s = x.s.Observed(arb, a.copies[arb], now)
+		}
+		next, plan := Step(x.p, x.s, now)
+		x.s = next
+		for _, w := range plan.Writes {
+			x.s = x.s.WriteFailed(w)
+		}
+		if _, plan = Step(x.p, x.s, now); plan.Serve || plan.Hold {
+			t.Errorf("after its renewals failed: Serve = %t, Hold = %t; want a fence", plan.Serve, plan.Hold)
+		}
+	})
+	t.Run("does not hold a copy that was already fenced", func(t *testing.T) {
+		a, x := setup(t)
+		x.serving = false
+		if plan := x.turn(a, t0.Add(5*time.Second)); plan.Hold {
+			t.Error("a restarted manager whose copy was fenced holds it instead of deciding")
+		}
+	})
 }

@@ -114,6 +114,7 @@ type qStats struct {
 	cuts          int
 	deletions     int
 	witnessFlips  int
+	resumes       int // restarted managers that held their copy while renewing
 	maxEpoch      int64
 	events        int
 }
@@ -140,6 +141,7 @@ func (s *qStats) add(o qStats) {
 	s.cuts += o.cuts
 	s.deletions += o.deletions
 	s.witnessFlips += o.witnessFlips
+	s.resumes += o.resumes
 	s.maxEpoch = max(s.maxEpoch, o.maxEpoch)
 	s.events += o.events
 }
@@ -147,10 +149,10 @@ func (s *qStats) add(o qStats) {
 func (s qStats) String() string {
 	return fmt.Sprintf("%d events; served by sh-kiel %s, by mv-schwerin %s, by nobody %s (%s of it while a majority of sites was connected, at most %s at a stretch); "+
 		"served with a witness %s, without %s; promotions %d, hand-overs %d, hand-overs refused %d, claims given up %d, configurations joined %d and dropped %d; "+
-		"fences at the deadline %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d",
+		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d",
 		s.events, s.served[0].Round(time.Second), s.served[1].Round(time.Second), s.nobody.Round(time.Second), s.nobodyHealthy.Round(time.Second), s.longestGap.Round(time.Second),
 		s.quorumServed.Round(time.Second), s.twoSiteServed.Round(time.Second),
-		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.recommends,
+		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.resumes, s.recommends,
 		s.crashes, s.restarts, s.cuts, s.deletions, s.witnessFlips, s.maxEpoch)
 }
 
@@ -532,6 +534,7 @@ func (s *qSim) step(x *qSite) {
 		if qw := x.inflight[a]; now.Sub(qw.sentAt) >= s.world.requestTimeout {
 			s.logf("%s gives up on its %s at %s", x.name, qw.w.Kind, a)
 			delete(x.inflight, a)
+			x.state = x.state.WriteFailed(qw.w)
 		}
 	}
 	st := x.state
@@ -579,9 +582,12 @@ func (s *qSim) step(x *qSite) {
 		}
 		s.at(s.now+s.uniform(0, time.Second), func() { s.cut(link) })
 	}
-	if plan.Serve {
+	switch {
+	case plan.Serve:
 		s.serve(x)
-	} else {
+	case plan.Hold:
+		// A restarted manager leaves the copy as its predecessor left it.
+	default:
 		s.fence(x)
 	}
 	for _, w := range plan.Writes {
@@ -614,6 +620,8 @@ func (s *qSim) count(x *qSite, before, after ServiceState, plan Plan) {
 			st.refused++
 		case PlanGivingUp:
 			st.givenUp++
+		case PlanResuming:
+			st.resumes++
 		case PlanRecommend:
 			st.recommends++
 		case PlanFenceDeadline:
