@@ -193,10 +193,12 @@
 //	Q5. A serving claim moves to its target T: it adds T to its list once it holds a
 //	    majority of T (so moving never fences it), and drops every other configuration only
 //	    once its valid copies at both partners' clusters carry a stamp that contains T.
-//	Q6. A manager that starts and finds copies naming its site while the service's copy
-//	    still serves continues that claim (Claim.Resuming): it renews them before it
-//	    switches anything, serves once it holds what Q1 asks, and fences as soon as one of
-//	    those first writes fails (Plan.Hold until then), as rule 2 does for one copy.
+//	Q6. A manager that starts while the service's copy still serves leaves it as it is
+//	    (Plan.Hold) until it has read its own cluster's copy; if copies name its site it
+//	    continues that claim (Claim.Resuming), renews them, and serves once it holds what
+//	    Q1 asks. It fences as soon as one of those first writes fails, and in any case at
+//	    HoldUntil: its start plus its share of the fence latency, because the predecessor's
+//	    deadline is unknown to it. The hold is part of the fence latency F of the budget.
 //	Q7. A site starts a claim as DecideStandby would promote (a Switchover; Automatic mode
 //	    with failureThreshold failed checks of the partner, and its own copy of the service
 //	    within the RPO when the partner was last seen healthy — else it recommends a

@@ -134,6 +134,15 @@ type ServiceState struct {
 	Arbiters map[string]Arbiter
 	// Claim is this site's current claim; the zero Claim when it has none.
 	Claim Claim
+	// OwnRead is set once this process read its own cluster's copy, or failed to
+	// (ReadFailed). Until then a manager that has just started leaves a serving copy of the
+	// service as it is (Plan.Hold): it cannot know yet whether the copies name its site.
+	OwnRead bool
+	// HoldUntil bounds, by this site's clock, how long a manager that has just started may
+	// leave a serving copy as it is (while OwnRead is unset, or Claim.Resuming): the keeper
+	// sets it to its start plus its share of the fence latency in the timing budget, since
+	// the predecessor's fence deadline is unknown to it.
+	HoldUntil time.Time
 
 	// Unclaimed is set at the primary when no lease was ever recorded for the service: the
 	// service has just been put under protection, so the primary creates missing copies at
@@ -242,6 +251,9 @@ const (
 // which the site serves on only once it renewed a majority.
 func (s ServiceState) Observed(arbiter string, rec LeaseRecord, now time.Time) ServiceState {
 	s.Arbiters = cloneArbiters(s.Arbiters)
+	if arbiter == s.Site {
+		s.OwnRead = true
+	}
 	a := s.Arbiters[arbiter]
 	a.Observation = Observe(a.Observation, rec, now)
 	if !rec.HeldBy(s.Site) {
@@ -289,6 +301,15 @@ func (s ServiceState) Written(w Write, sentAt time.Time, ok bool, got LeaseRecor
 	s.Claim.Epoch = max(s.Claim.Epoch, got.Epoch)
 	if w.inherits {
 		s.Claim.Configs = addConfigs(s.Claim.Configs, got.Configs...)
+	}
+	return s
+}
+
+// ReadFailed folds into s that a read of the copy at arbiter failed; the copy's
+// Observation stays as it was.
+func (s ServiceState) ReadFailed(arbiter string) ServiceState {
+	if arbiter == s.Site {
+		s.OwnRead = true
 	}
 	return s
 }
@@ -402,6 +423,15 @@ func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 
 	if s.Claim.Releasing {
 		return s.release(plan, now)
+	}
+	holding := !s.Fenced && now.Before(s.HoldUntil)
+	if !holding {
+		s.Claim.Resuming = false
+	}
+	if holding && !s.OwnRead && s.Claim.Epoch == 0 {
+		plan.Hold, plan.Reason = true, PlanResuming
+		plan.Message = "this manager has just started: reading the lease before it switches anything"
+		return s, plan
 	}
 	wants, why, recommend := s.wantsToPromote(p)
 	if s.Claim.Epoch == 0 {

@@ -368,6 +368,7 @@ func TestStepRestartedManagerRenewsBeforeItSwitchesAnything(t *testing.T) {
 		// The manager restarts: a new process with no memory, the workloads still serving.
 		fresh := newSite(t, kiel, schwer, true, c3)
 		fresh.serving = true
+		fresh.s.HoldUntil = t0.Add(6 * time.Second)
 		return a, fresh
 	}
 	t.Run("serves on once its renewals succeed", func(t *testing.T) {
@@ -404,6 +405,21 @@ func TestStepRestartedManagerRenewsBeforeItSwitchesAnything(t *testing.T) {
 		}
 		if _, plan = Step(x.p, x.s, now); plan.Serve || plan.Hold {
 			t.Errorf("after its renewals failed: Serve = %t, Hold = %t; want a fence", plan.Serve, plan.Hold)
+		}
+	})
+	t.Run("stops holding at HoldUntil although no write got an answer", func(t *testing.T) {
+		a, x := setup(t)
+		now := t0.Add(5 * time.Second)
+		for _, arb := range c3 {
+			x.s.Fenced = false
+			x.s = x.s.Observed(arb, a.copies[arb], now)
+		}
+		next, plan := Step(x.p, x.s, now)
+		if !plan.Hold {
+			t.Fatalf("Hold = false before HoldUntil")
+		}
+		if _, plan = Step(x.p, next, t0.Add(6*time.Second)); plan.Serve || plan.Hold {
+			t.Errorf("at HoldUntil: Serve = %t, Hold = %t; want a fence", plan.Serve, plan.Hold)
 		}
 	})
 	t.Run("does not hold a copy that was already fenced", func(t *testing.T) {

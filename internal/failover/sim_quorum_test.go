@@ -711,6 +711,9 @@ func (s *qSim) forget(x *qSite) {
 	x.inflight = map[string]*qWrite{}
 	x.ownFailures, x.peerFailures = 0, 0
 	x.justStarted, x.lastReason = true, ""
+	// A manager that has just started may hold its copy as it is for the restart's share
+	// of the fence latency.
+	x.state.HoldUntil = s.clock(x).Add(s.world.restartDelayMax)
 }
 
 // scheduleCrash loses site i for a while: its cluster's API server, and for a partner its

@@ -1,0 +1,403 @@
+// Package lease runs the quorum lease of every SharedService at one site: for each service
+// a loop that reads the lease's copies at their arbiters, asks failover.Step what to do,
+// sends the writes, and switches the service's copy between its active and standby form.
+// The Keeper is a manager.Runnable; its clock is injected, so tests drive renewals and fence
+// deadlines with a fake clock.
+//
+// The loop owns the service's failover.ServiceState and is the only one to touch it. Reads
+// and writes run in their own goroutines, each bounded by the call timeout, and report back
+// to the loop; so a hanging arbiter never delays a decision, and the fence deadline is a
+// timer of the loop's own.
+package lease
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	"github.com/deich-io/deich/internal/failover"
+)
+
+// Store is one arbiter's copy of one service's lease.
+type Store interface {
+	// Read returns the copy; a copy that does not exist is the zero LeaseRecord.
+	Read(ctx context.Context) (failover.LeaseRecord, error)
+	// Write compare-and-swaps rec on its ResourceVersion (creating the copy when that is
+	// empty) and returns the copy as committed. ErrConflict, with the current copy, means
+	// the copy changed since rec's ResourceVersion; any other error means the outcome is
+	// unknown.
+	Write(ctx context.Context, rec failover.LeaseRecord) (failover.LeaseRecord, error)
+}
+
+// ErrConflict is what Store.Write returns, with the current copy, when the compare-and-swap
+// failed.
+var ErrConflict = errors.New("the lease copy changed since it was read")
+
+// Fencer switches one service's copy at this site between its forms.
+type Fencer interface {
+	// Serve switches the copy to its active form.
+	Serve(ctx context.Context) error
+	// Fence switches it to its standby form and reports whether that has taken effect.
+	Fence(ctx context.Context) (bool, error)
+}
+
+// Inputs is what the SharedService reconcile tells the keeper about one service; the keeper
+// always acts on the latest.
+type Inputs struct {
+	Policy failover.Policy
+	// State carries the service's identity and evidence (Site, Partner, Primary, Target,
+	// Unclaimed, checks, Switchover requests, readiness); the keeper keeps its Arbiters,
+	// Claim and Fenced.
+	State failover.ServiceState
+	// Stores are the copies by arbiter site; they must cover this site and every arbiter
+	// of the target.
+	Stores map[string]Store
+	Fencer Fencer
+}
+
+// Snapshot is what the keeper last decided for a service, for the reconcile to report.
+type Snapshot struct {
+	Plan    failover.Plan
+	Claim   failover.Claim
+	Records map[string]failover.LeaseRecord
+	// Serving and Fenced say which form this keeper last switched the copy to, and whether
+	// a fence has taken effect.
+	Serving, Fenced bool
+	// Errors holds the last error per arbiter, and per "fence"/"serve".
+	Errors map[string]string
+}
+
+// Options tune a Keeper.
+type Options struct {
+	// CallTimeout bounds every read, write and switch; default 2s.
+	CallTimeout time.Duration
+	// Notify is called, without blocking, when a service's Snapshot changed.
+	Notify func(types.NamespacedName)
+}
+
+// Keeper runs one loop per service.
+type Keeper struct {
+	clock clock.WithTicker
+	opts  Options
+
+	mu       sync.Mutex
+	ctx      context.Context
+	services map[types.NamespacedName]*runner
+}
+
+// New returns a Keeper using c for every time it measures.
+func New(c clock.WithTicker, opts Options) *Keeper {
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 2 * time.Second
+	}
+	return &Keeper{clock: c, opts: opts, services: map[types.NamespacedName]*runner{}}
+}
+
+// NeedLeaderElection reports that only the elected manager keeps leases.
+func (k *Keeper) NeedLeaderElection() bool { return true }
+
+// Start runs the loops of every service until ctx ends.
+func (k *Keeper) Start(ctx context.Context) error {
+	k.mu.Lock()
+	k.ctx = ctx
+	for _, r := range k.services {
+		go r.run(ctx)
+	}
+	k.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// Update sets a service's inputs, starting its loop on the first call.
+func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r, ok := k.services[key]
+	if !ok {
+		r = &runner{key: key, k: k, wake: make(chan struct{}, 1), results: make(chan result, 16), done: make(chan struct{})}
+		k.services[key] = r
+		if k.ctx != nil {
+			go r.run(k.ctx)
+		}
+	}
+	r.mu.Lock()
+	r.in = in
+	r.mu.Unlock()
+	r.poke()
+}
+
+// Remove stops a service's loop; it does not touch the copies.
+func (k *Keeper) Remove(key types.NamespacedName) {
+	k.mu.Lock()
+	r, ok := k.services[key]
+	delete(k.services, key)
+	k.mu.Unlock()
+	if ok {
+		close(r.done)
+	}
+}
+
+// Snapshot returns what the keeper last decided for a service.
+func (k *Keeper) Snapshot(key types.NamespacedName) (Snapshot, bool) {
+	k.mu.Lock()
+	r, ok := k.services[key]
+	k.mu.Unlock()
+	if !ok {
+		return Snapshot{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snap, r.snapSet
+}
+
+type result struct {
+	arbiter string
+	// A read's outcome, or a write's.
+	read    bool
+	w       failover.Write
+	sentAt  time.Time
+	rec     failover.LeaseRecord
+	ok, err bool
+	errText string
+}
+
+type runner struct {
+	key     types.NamespacedName
+	k       *Keeper
+	wake    chan struct{}
+	results chan result
+	done    chan struct{}
+
+	mu      sync.Mutex
+	in      Inputs
+	snap    Snapshot
+	snapSet bool
+
+	// Owned by the loop.
+	started   bool
+	holdUntil time.Time
+	state     failover.ServiceState
+	reading   map[string]bool
+	writing   map[string]bool
+	readAt    map[string]time.Time
+	serving   bool
+	fenced    bool
+	errors    map[string]string
+}
+
+func (r *runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) run(ctx context.Context) {
+	r.state = failover.ServiceState{Arbiters: map[string]failover.Arbiter{}}
+	r.reading, r.writing, r.readAt, r.errors = map[string]bool{}, map[string]bool{}, map[string]time.Time{}, map[string]string{}
+	timer := r.k.clock.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.done:
+			return
+		case <-r.wake:
+		case <-timer.C():
+		case res := <-r.results:
+			r.fold(res)
+		}
+		next := r.step(ctx)
+		timer.Stop()
+		timer = r.k.clock.NewTimer(max(next.Sub(r.k.clock.Now()), time.Millisecond))
+	}
+}
+
+// fold applies a read's or write's outcome to the state.
+func (r *runner) fold(res result) {
+	now := r.k.clock.Now()
+	r.state.Fenced = r.fenced
+	switch {
+	case res.read:
+		delete(r.reading, res.arbiter)
+		if res.err {
+			r.errors[res.arbiter] = res.errText
+			r.state = r.state.ReadFailed(res.arbiter)
+			return
+		}
+		delete(r.errors, res.arbiter)
+		r.state = r.state.Observed(res.arbiter, res.rec, now)
+	default:
+		delete(r.writing, res.arbiter)
+		if res.err {
+			r.errors[res.arbiter] = res.errText
+			r.state = r.state.WriteFailed(res.w)
+			return
+		}
+		delete(r.errors, res.arbiter)
+		r.state = r.state.Written(res.w, res.sentAt, res.ok, res.rec, now)
+	}
+}
+
+// step decides once and acts; it returns when to decide again at the latest.
+func (r *runner) step(ctx context.Context) time.Time {
+	r.mu.Lock()
+	in := r.in
+	r.mu.Unlock()
+	now := r.k.clock.Now()
+	interval := max(in.Policy.RenewInterval(), 100*time.Millisecond)
+	if !r.started {
+		// The form the copy has when the keeper starts is the reconcile's to tell.
+		r.started, r.fenced, r.serving = true, in.State.Fenced, !in.State.Fenced
+		// Half the skew budget: the other half is the fence's own latency.
+		r.holdUntil = now.Add(in.Policy.MaxClockSkew / 2)
+	}
+
+	st := in.State
+	st.Arbiters, st.Claim, st.OwnRead, st.Fenced = r.state.Arbiters, r.state.Claim, r.state.OwnRead, r.fenced
+	st.HoldUntil = r.holdUntil
+	next, plan := failover.Step(in.Policy, st, now)
+	r.state = next
+
+	// Read every copy it may need, at least every renewal interval.
+	nextRead := now.Add(interval)
+	for _, a := range slices.Sorted(maps.Keys(r.state.Arbiters)) {
+		store := in.Stores[a]
+		if store == nil || r.reading[a] {
+			continue
+		}
+		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval {
+			nextRead = minTime(nextRead, at.Add(interval))
+			continue
+		}
+		r.readAt[a], r.reading[a] = now, true
+		go r.read(ctx, a, store)
+	}
+
+	switch {
+	case plan.Serve:
+		if !r.serving || r.fenced {
+			if err := r.call(ctx, func(c context.Context) error { return in.Fencer.Serve(c) }); err != nil {
+				r.errors["serve"] = err.Error()
+			} else {
+				delete(r.errors, "serve")
+				r.serving, r.fenced = true, false
+			}
+		}
+	case plan.Hold:
+	default:
+		if !r.fenced {
+			var done bool
+			err := r.call(ctx, func(c context.Context) error {
+				var err error
+				done, err = in.Fencer.Fence(c)
+				return err
+			})
+			if err != nil {
+				r.errors["fence"] = err.Error()
+			} else {
+				delete(r.errors, "fence")
+				r.serving, r.fenced = false, done
+			}
+			if r.fenced {
+				r.poke() // a release may wait for the fence
+			}
+		}
+	}
+
+	for _, w := range plan.Writes {
+		store := in.Stores[w.Arbiter]
+		if store == nil || r.writing[w.Arbiter] {
+			continue
+		}
+		if w.Kind == failover.WriteRelease && !r.fenced {
+			continue
+		}
+		r.state = r.state.Sending(w)
+		r.writing[w.Arbiter] = true
+		go r.write(ctx, w, r.k.clock.Now(), store)
+	}
+
+	r.publish(plan)
+	wake := nextRead
+	if !plan.NextCheck.IsZero() {
+		wake = minTime(wake, plan.NextCheck)
+	}
+	if !plan.Serve && !plan.Hold && !r.fenced {
+		wake = minTime(wake, now.Add(250*time.Millisecond)) // the fence has not taken effect yet
+	}
+	return wake
+}
+
+func (r *runner) call(ctx context.Context, f func(context.Context) error) error {
+	c, cancel := context.WithTimeout(ctx, r.k.opts.CallTimeout)
+	defer cancel()
+	return f(c)
+}
+
+func (r *runner) read(ctx context.Context, a string, store Store) {
+	var rec failover.LeaseRecord
+	err := r.call(ctx, func(c context.Context) error {
+		var err error
+		rec, err = store.Read(c)
+		return err
+	})
+	res := result{arbiter: a, read: true, rec: rec}
+	if err != nil {
+		res.err, res.errText = true, err.Error()
+	}
+	r.report(ctx, res)
+}
+
+func (r *runner) write(ctx context.Context, w failover.Write, sentAt time.Time, store Store) {
+	var got failover.LeaseRecord
+	err := r.call(ctx, func(c context.Context) error {
+		var err error
+		got, err = store.Write(c, w.Record)
+		return err
+	})
+	res := result{arbiter: w.Arbiter, w: w, sentAt: sentAt, rec: got, ok: err == nil}
+	if err != nil && !errors.Is(err, ErrConflict) {
+		res.err, res.errText = true, err.Error()
+	}
+	r.report(ctx, res)
+}
+
+func (r *runner) report(ctx context.Context, res result) {
+	select {
+	case r.results <- res:
+	case <-ctx.Done():
+	case <-r.done:
+	}
+}
+
+func (r *runner) publish(plan failover.Plan) {
+	records := map[string]failover.LeaseRecord{}
+	for a, arb := range r.state.Arbiters {
+		records[a] = arb.Observation.Record
+	}
+	snap := Snapshot{Plan: plan, Claim: r.state.Claim, Records: records, Serving: r.serving, Fenced: r.fenced, Errors: maps.Clone(r.errors)}
+	r.mu.Lock()
+	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
+		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held || snap.Fenced != r.snap.Fenced ||
+		snap.Claim.Epoch != r.snap.Claim.Epoch
+	r.snap, r.snapSet = snap, true
+	r.mu.Unlock()
+	if changed && r.k.opts.Notify != nil {
+		r.k.opts.Notify(r.key)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

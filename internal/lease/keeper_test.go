@@ -1,0 +1,256 @@
+package lease
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+)
+
+const (
+	kiel    = "sh-kiel"
+	schwer  = "mv-schwerin"
+	hamburg = "hh-hamburg"
+)
+
+var (
+	t0  = time.Date(2026, time.March, 1, 3, 0, 0, 0, time.UTC)
+	key = types.NamespacedName{Namespace: "buergerkonto", Name: "buergerkonto"}
+	c3  = failover.QuorumConfig(kiel, schwer, hamburg)
+)
+
+// fakeStore is one arbiter's copy, compare-and-swapped in memory. While hanging, calls block
+// until their context ends, as a request to an unreachable API server does.
+type fakeStore struct {
+	mu      sync.Mutex
+	rec     failover.LeaseRecord
+	rev     int
+	hanging bool
+	writes  int
+}
+
+func (f *fakeStore) hang(h bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hanging = h
+}
+
+func (f *fakeStore) wait(ctx context.Context) error {
+	f.mu.Lock()
+	h := f.hanging
+	f.mu.Unlock()
+	if h {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (f *fakeStore) Read(ctx context.Context) (failover.LeaseRecord, error) {
+	if err := f.wait(ctx); err != nil {
+		return failover.LeaseRecord{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rec, nil
+}
+
+func (f *fakeStore) Write(ctx context.Context, rec failover.LeaseRecord) (failover.LeaseRecord, error) {
+	if err := f.wait(ctx); err != nil {
+		return failover.LeaseRecord{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rec.ResourceVersion != f.rec.ResourceVersion {
+		return f.rec, ErrConflict
+	}
+	f.rev++
+	f.writes++
+	rec.ResourceVersion = strconv.Itoa(f.rev)
+	f.rec = rec
+	return rec, nil
+}
+
+func (f *fakeStore) record() failover.LeaseRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rec
+}
+
+// fakeFencer records the form the keeper switched the copy to.
+type fakeFencer struct {
+	mu      sync.Mutex
+	serving bool
+	fences  int
+	serves  int
+}
+
+func (f *fakeFencer) Serve(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.serving = true
+	f.serves++
+	return nil
+}
+
+func (f *fakeFencer) Fence(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.serving = false
+	f.fences++
+	return true, nil
+}
+
+func (f *fakeFencer) state() (serving bool, fences int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.serving, f.fences
+}
+
+type harness struct {
+	g      Gomega
+	clock  *clocktesting.FakeClock
+	keeper *Keeper
+	stores map[string]*fakeStore
+	fencer *fakeFencer
+	in     Inputs
+}
+
+func policy() failover.Policy {
+	return failover.Policy{Mode: deichv1alpha1.FailoverAutomatic, FailureThreshold: 3, ProbeInterval: time.Second,
+		LeaseDuration: 30 * time.Second, MaxClockSkew: 2 * time.Second}
+}
+
+// start runs a keeper for sh-kiel, primary of a service with witness hh-hamburg, on stores
+// (fresh ones when nil); fenced says the form the service's copy has when it starts.
+func start(t *testing.T, stores map[string]*fakeStore, fenced bool) *harness {
+	t.Helper()
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(10 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(time.Millisecond)
+	if stores == nil {
+		stores = map[string]*fakeStore{kiel: {}, schwer: {}, hamburg: {}}
+	}
+	h := &harness{g: g, clock: clocktesting.NewFakeClock(t0), stores: stores, fencer: &fakeFencer{serving: !fenced}}
+	// Calls that hang stay in flight for the whole test: only the fake clock moves time.
+	h.keeper = New(h.clock, Options{CallTimeout: time.Hour})
+	all := map[string]Store{}
+	for a, s := range stores {
+		all[a] = s
+	}
+	h.in = Inputs{
+		Policy: policy(),
+		State: failover.ServiceState{Site: kiel, Partner: schwer, Primary: true, Target: c3,
+			PartnerReady: true, CopyWithinRPO: true, Fenced: fenced},
+		Stores: all,
+		Fencer: h.fencer,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = h.keeper.Start(ctx) }()
+	return h
+}
+
+func (h *harness) update(f func(*failover.ServiceState)) {
+	f(&h.in.State)
+	h.keeper.Update(key, h.in)
+}
+
+// advance moves the fake clock in steps of at most 100ms, letting the keeper catch up with
+// each (it waits on a timer again once it has decided).
+func (h *harness) advance(d time.Duration) {
+	for d > 0 {
+		step := min(d, 100*time.Millisecond)
+		h.g.Eventually(h.clock.HasWaiters).Should(BeTrue())
+		h.clock.Step(step)
+		d -= step
+		h.g.Eventually(h.clock.HasWaiters).Should(BeTrue())
+	}
+}
+
+func (h *harness) serving() bool {
+	s, _ := h.fencer.state()
+	return s
+}
+
+func (h *harness) snapshot() Snapshot {
+	s, _ := h.keeper.Snapshot(key)
+	return s
+}
+
+func TestKeeperServesRenewsAndFencesAtTheMajorityDeadline(t *testing.T) {
+	h := start(t, nil, true)
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue(), "a new service's primary with all arbiters reachable serves")
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(HaveField("Holder", kiel), "copy at %s", a)
+	}
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	// Renewals come every leaseDuration/3.
+	before := h.stores[hamburg].writes
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(func() int { return h.stores[hamburg].writes }).Should(BeNumerically(">", before), "no renewal after leaseDuration/3")
+
+	// Both other arbiters stop answering: writes to them hang. The last renewal that
+	// succeeded was at t0+10s, so the majority lasts until t0+10s+30s-2s.
+	h.stores[schwer].hang(true)
+	h.stores[hamburg].hang(true)
+	deadline := t0.Add(38 * time.Second)
+	h.advance(deadline.Sub(h.clock.Now()) - 200*time.Millisecond)
+	h.g.Expect(h.serving()).To(BeTrue(), "fenced before the majority's deadline")
+	h.advance(400 * time.Millisecond)
+	h.g.Eventually(h.serving).Should(BeFalse(), "still serving after the majority's deadline")
+	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanFenceDeadline))
+}
+
+func TestKeeperHandsOverFenceThenRelease(t *testing.T) {
+	h := start(t, nil, true)
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.update(func(s *failover.ServiceState) { s.Unclaimed, s.HandOverRequested = false, true })
+	h.g.Eventually(h.serving).Should(BeFalse())
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(And(HaveField("Holder", ""), HaveField("Epoch", int64(1))), "copy at %s not released", a)
+	}
+	h.g.Eventually(h.snapshot).Should(HaveField("Claim.Epoch", int64(0)), "the claim is over once every copy is released")
+}
+
+func TestKeeperRestartRenewsBeforeItSwitchesAnything(t *testing.T) {
+	// A first keeper establishes the claim, then its process ends.
+	first := start(t, nil, true)
+	first.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	first.g.Eventually(first.serving).Should(BeTrue())
+	first.keeper.Remove(key)
+
+	t.Run("its renewals succeed: it serves on and never fences", func(t *testing.T) {
+		h := start(t, first.stores, false)
+		h.update(func(*failover.ServiceState) {})
+		h.g.Eventually(h.snapshot).Should(HaveField("Plan.Serve", BeTrue()))
+		_, fences := h.fencer.state()
+		h.g.Expect(fences).To(BeZero(), "the restarted keeper fenced a service whose lease it still held")
+	})
+	t.Run("another site took its copies meanwhile: the compare-and-swap fails and it fences", func(t *testing.T) {
+		stores := map[string]*fakeStore{}
+		for a, st := range first.stores {
+			rec := st.record()
+			rec.Holder, rec.ResourceVersion = schwer, "taken-"+rec.ResourceVersion
+			stores[a] = &fakeStore{rec: rec}
+		}
+		// The keeper reads the copies as the predecessor left them, and writes on top of
+		// that; the copies changed in between.
+		h := start(t, stores, false)
+		h.update(func(*failover.ServiceState) {})
+		h.g.Eventually(h.serving).Should(BeFalse(), "a restarted keeper whose copies name another site must fence")
+		_, fences := h.fencer.state()
+		h.g.Expect(fences).To(BeNumerically(">=", 1))
+	})
+}
