@@ -1,0 +1,70 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/testenv"
+)
+
+// TestKubeStoreOnARealAPIServer: the Store's compare-and-swap is the API server's, by
+// resourceVersion, for creating and for updating a copy.
+func TestKubeStoreOnARealAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server")
+	}
+	env, err := testenv.Start(testenv.Options{}, testenv.SiteKiel)
+	if err != nil {
+		t.Fatalf("start API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	site := env.Site(testenv.SiteKiel)
+	if err := site.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "deich-witness"}}); err != nil {
+		t.Fatal(err)
+	}
+	svc := types.NamespacedName{Namespace: "buergerkonto", Name: "buergerkonto"}
+	s := KubeStore{Client: site.Client, Key: WitnessKey("deich-witness", svc), Labels: map[string]string{"app.kubernetes.io/managed-by": "deich"}}
+	if got := s.Key.Name; got != "deich-buergerkonto.buergerkonto" {
+		t.Errorf("witness lease name = %q", got)
+	}
+
+	rec, err := s.Read(ctx)
+	if err != nil || rec.Exists() {
+		t.Fatalf("Read() of a missing copy = %+v, %v; want the zero record", rec, err)
+	}
+	now := time.Now().Truncate(time.Microsecond)
+	want := failover.LeaseRecord{Holder: testenv.SiteKiel, Duration: 30 * time.Second, AcquireTime: now, RenewTime: now, Epoch: 3,
+		Configs: []failover.Config{failover.QuorumConfig("sh-kiel", "mv-schwerin", "hh-hamburg")}}
+	created, err := s.Write(ctx, want)
+	if err != nil || !created.HeldBy(testenv.SiteKiel) || created.Epoch != 3 || len(created.Configs) != 1 {
+		t.Fatalf("creating the copy: %+v, %v", created, err)
+	}
+	if _, err := s.Write(ctx, want); !errors.Is(err, ErrConflict) {
+		t.Errorf("creating an existing copy: %v, want ErrConflict", err)
+	}
+	renewed := created
+	renewed.RenewTime = now.Add(10 * time.Second)
+	got, err := s.Write(ctx, renewed)
+	if err != nil || got.ResourceVersion == created.ResourceVersion {
+		t.Fatalf("renewing on the current resourceVersion: %+v, %v", got, err)
+	}
+	// A write decided on the record before the renewal must fail and return the current one.
+	stale := created
+	stale.Holder = testenv.SiteSchwerin
+	cur, err := s.Write(ctx, stale)
+	if !errors.Is(err, ErrConflict) || cur.ResourceVersion != got.ResourceVersion || !cur.HeldBy(testenv.SiteKiel) {
+		t.Errorf("a write on a stale resourceVersion: %+v, %v; want ErrConflict and the current copy", cur, err)
+	}
+	read, err := s.Read(ctx)
+	if err != nil || read.ResourceVersion != got.ResourceVersion || read.Epoch != 3 || !read.RenewTime.Equal(renewed.RenewTime) {
+		t.Errorf("Read() = %+v, %v; want the renewed copy", read, err)
+	}
+}
