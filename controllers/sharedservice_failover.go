@@ -124,6 +124,12 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 		return
 	}
 	rec := snap.record
+	if lf := s.before.Status.LastFailover; rec.Holder != r.site && lf != nil && lf.To == r.site && lf.CompletedAt != nil &&
+		snap.observedAt.Before(lf.CompletedAt.Time) {
+		// The keeper recorded this site's promotion after it read this record: the record
+		// is older than the promotion, and its next snapshot will show this site's lease.
+		return
+	}
 	if rec.Exists() {
 		ls := &deichv1alpha1.LeaseStatus{
 			Holder:       rec.Holder,

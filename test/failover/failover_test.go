@@ -65,6 +65,8 @@ func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(svc.Status.LastFailover.RecoveryTime.Duration).To(BeNumerically("<=", objective.Spec.RTO.Duration))
 	g.Eventually(s.events(ctx, schwerin)).Should(ContainElements(deichv1alpha1.ServiceEventFailingOver, deichv1alpha1.ServiceEventFailedOver))
+	g.Expect(s.events(ctx, schwerin)()).NotTo(ContainElement(deichv1alpha1.ServiceEventLeaseLost),
+		"the new active was told it lost the lease it had just taken")
 	inv.check(t)
 
 	t.Run("the returning site comes back fenced and becomes the standby", func(t *testing.T) {
@@ -167,6 +169,8 @@ func TestFailingChecksHandOverWithoutWaitingForTheLease(t *testing.T) {
 		HaveField("Status.LastFailover.From", testenv.SiteKiel)))
 	// mv-schwerin has no check of its own that fails: the service stays there.
 	g.Consistently(s.replicas(ctx, schwerin), 3*time.Second).Should(BeEquivalentTo(sourceReplicas))
+	g.Expect(s.events(ctx, schwerin)()).NotTo(ContainElement(deichv1alpha1.ServiceEventLeaseLost),
+		"the new active was told it lost the lease it had just taken")
 	inv.check(t)
 }
 
