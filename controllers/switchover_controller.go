@@ -377,9 +377,21 @@ func (r *SwitchoverReconciler) earlierUnfinished(ctx context.Context, sw *deichv
 		if o.Name == sw.Name || !unfinished(o) {
 			continue
 		}
-		if o.Status.Phase == deichv1alpha1.SwitchoverRunning || createdBefore(o, sw) {
-			return o, nil
+		if o.Status.Phase != deichv1alpha1.SwitchoverRunning && !createdBefore(o, sw) {
+			continue
 		}
+		// The cache may still hold a Switchover that has just finished or was removed (the
+		// copy of one created at the other site): refuse only on what the API server says.
+		cur := &deichv1alpha1.Switchover{}
+		switch err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(o), cur); {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read Switchover %s/%s: %w", o.Namespace, o.Name, err)
+		case !unfinished(cur) || cur.Status.Phase != deichv1alpha1.SwitchoverRunning && !createdBefore(cur, sw):
+			continue
+		}
+		return cur, nil
 	}
 	return nil, nil
 }
