@@ -9,7 +9,8 @@ import (
 
 // StartDeich starts the sites (sh-kiel and mv-schwerin unless siteNames says otherwise) with
 // Deich's CRDs from <repo>/config/crd/bases installed and clients that know Deich's API: what
-// every two-site test package needs.
+// every two-site test package needs. Fault tests that need a witness as well call
+// [Env.StartWitness] on the result.
 func StartDeich(siteNames ...string) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {

@@ -17,8 +17,19 @@ import (
 // namespace/name, with the token and the CA inline, as the install guides tell a site's
 // administrators to write one for another site. The token comes from the TokenRequest API and
 // expires after ttl: envtest runs no token controller, which would fill the long-lived token
-// Secrets of config/.
+// Secrets of config/. It stays valid across [Site.StopAPIServer] and [Site.StartAPIServer],
+// which keep the site's service-account signing key.
 func (s *Site) ServiceAccountKubeconfig(ctx context.Context, namespace, name string, ttl time.Duration) ([]byte, error) {
+	return s.ServiceAccountKubeconfigFor(ctx, s.URL(), namespace, name, ttl)
+}
+
+// ServiceAccountKubeconfigFor is like [Site.ServiceAccountKubeconfig] but points at server,
+// e.g. the [Link.Proxy] another site reaches this one through. TLS is verified against the
+// site's serving CA, as with [Site.KubeconfigFor].
+func (s *Site) ServiceAccountKubeconfigFor(ctx context.Context, server, namespace, name string, ttl time.Duration) ([]byte, error) {
+	if err := s.checkServer(server); err != nil {
+		return nil, err
+	}
 	cs, err := kubernetes.NewForConfig(s.Config)
 	if err != nil {
 		return nil, fmt.Errorf("clientset for %s: %w", s.Name, err)
@@ -30,7 +41,7 @@ func (s *Site) ServiceAccountKubeconfig(ctx context.Context, namespace, name str
 		return nil, fmt.Errorf("request a token for %s/%s at %s: %w", namespace, name, s.Name, err)
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[s.Name] = &clientcmdapi.Cluster{Server: s.URL(), CertificateAuthorityData: s.Config.CAData}
+	cfg.Clusters[s.Name] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: s.Config.CAData}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	cfg.Contexts[s.Name] = &clientcmdapi.Context{Cluster: s.Name, AuthInfo: name}
 	cfg.CurrentContext = s.Name

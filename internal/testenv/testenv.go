@@ -33,6 +33,9 @@ const (
 	SiteKiel = "sh-kiel"
 	// SiteSchwerin is the name of the second default site.
 	SiteSchwerin = "mv-schwerin"
+	// SiteHamburg is the name of the witness site [Env.StartWitness] adds: a third cluster
+	// that only stores the partners' Leases.
+	SiteHamburg = "hh-hamburg"
 )
 
 // PeerSecretKey is the key in a peer Secret (see [Env.CreatePeerSecret])
@@ -120,6 +123,11 @@ func (s *Site) URL() string {
 	return s.url
 }
 
+// hostPort is the API server's address, 127.0.0.1:<port>.
+func (s *Site) hostPort() string {
+	return strings.TrimPrefix(s.url, "https://")
+}
+
 // Kubeconfig returns a kubeconfig (clientcmd v1 YAML) for the site's admin
 // user pointing at [Site.URL]. CA data and the client certificate and key
 // are embedded; no exec or auth-provider plugins are used and TLS is
@@ -134,12 +142,8 @@ func (s *Site) Kubeconfig() ([]byte, error) {
 // any https://127.0.0.1:<port> or https://localhost:<port> forwarding to the
 // API server works.
 func (s *Site) KubeconfigFor(server string) ([]byte, error) {
-	u, err := url.Parse(server)
-	if err != nil {
-		return nil, fmt.Errorf("site %s: parse server URL %q: %w", s.Name, server, err)
-	}
-	if u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("site %s: server URL %q must be an https URL with a host", s.Name, server)
+	if err := s.checkServer(server); err != nil {
+		return nil, err
 	}
 	if len(s.Config.CAData) == 0 || len(s.Config.CertData) == 0 || len(s.Config.KeyData) == 0 {
 		return nil, fmt.Errorf("site %s: admin config lacks CA or client certificate data", s.Name)
@@ -168,6 +172,19 @@ func (s *Site) KubeconfigFor(server string) ([]byte, error) {
 	return out, nil
 }
 
+// checkServer checks that server is a URL a kubeconfig for the site can
+// point at: https, with a host.
+func (s *Site) checkServer(server string) error {
+	u, err := url.Parse(server)
+	if err != nil {
+		return fmt.Errorf("site %s: parse server URL %q: %w", s.Name, server, err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("site %s: server URL %q must be an https URL with a host", s.Name, server)
+	}
+	return nil
+}
+
 // StopAPIServer stops the site's kube-apiserver process and waits for it to
 // exit; etcd keeps running, so no data is lost. Requests to the site fail
 // until [Site.StartAPIServer] is called. Stopping a stopped API server is a
@@ -185,7 +202,7 @@ func (s *Site) StopAPIServer() error {
 		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
 	}
 	// After a kill the process may take a moment to release its port.
-	if err := waitPortClosed(strings.TrimPrefix(s.url, "https://"), 10*time.Second); err != nil {
+	if err := waitPortClosed(s.hostPort(), 10*time.Second); err != nil {
 		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
 	}
 	s.apiStopped = true
@@ -258,18 +275,30 @@ func (s *Site) stop() error {
 	return errors.Join(errs...)
 }
 
-// Env is a set of running sites started by [Start].
+// Env is a set of running sites started by [Start], and a [Link] between every two of them.
 type Env struct {
-	// Sites maps site names to sites. Do not modify it.
+	// Sites maps site names to sites, including the witness once [Env.StartWitness] has
+	// started it. Do not modify it.
 	Sites map[string]*Site
 
+	// opts are the options the sites were started with, defaults filled in; the witness is
+	// started with them too.
+	opts Options
+	// names are the sites in the order they were started.
 	names []string
+	// links holds the link between every two sites, by [linkKey]; linkOrder the same links
+	// in the order they were made.
+	links     map[[2]string]*Link
+	linkOrder []*Link
+	// witness is set by StartWitness.
+	witness *Witness
 }
 
 // Start starts one control plane per site name (default
-// [DefaultSiteNames]), concurrently, installs opts.CRDDirectoryPaths at each
-// and returns once all API servers are ready. On error, everything already
-// started is stopped again. Call [Env.Stop] when done.
+// [DefaultSiteNames]), concurrently, installs opts.CRDDirectoryPaths at each,
+// puts a [Link] between every two sites and returns once all API servers are
+// ready. On error, everything already started is stopped again. Call
+// [Env.Stop] when done.
 func Start(opts Options, siteNames ...string) (*Env, error) {
 	if len(siteNames) == 0 {
 		siteNames = DefaultSiteNames()
@@ -315,10 +344,24 @@ func Start(opts Options, siteNames ...string) (*Env, error) {
 	}
 	wg.Wait()
 
-	env := &Env{Sites: make(map[string]*Site, len(siteNames)), names: siteNames}
+	env := &Env{
+		Sites: make(map[string]*Site, len(siteNames)),
+		opts:  opts,
+		names: siteNames,
+		links: make(map[[2]string]*Link),
+	}
 	for _, s := range sites {
 		if s != nil {
 			env.Sites[s.Name] = s
+		}
+	}
+	if err := errors.Join(errs...); err == nil {
+		for i, a := range sites {
+			for _, b := range sites[i+1:] {
+				if err := env.addLink(a, b); err != nil {
+					errs = append(errs, err)
+				}
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -441,10 +484,39 @@ func (e *Env) Site(name string) *Site {
 	return e.Sites[name]
 }
 
-// Stop stops all sites' control planes and removes their temporary
-// directories. It is safe to call more than once.
+// addLink puts a new [Link] between sites a and b.
+func (e *Env) addLink(a, b *Site) error {
+	l, err := newLink(a, b)
+	if err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	e.links[linkKey(a.Name, b.Name)] = l
+	e.linkOrder = append(e.linkOrder, l)
+	return nil
+}
+
+// Link returns the link between sites a and b (in either order), or nil if
+// there is none, as for an unknown site or a equal to b.
+func (e *Env) Link(a, b string) *Link {
+	return e.links[linkKey(a, b)]
+}
+
+// Links returns every link of the environment: first those between the
+// sites [Start] started, in the order their names were given, then those to the
+// witness.
+func (e *Env) Links() []*Link {
+	return append([]*Link(nil), e.linkOrder...)
+}
+
+// Stop closes every link and stops all sites' control planes and removes
+// their temporary directories. It is safe to call more than once.
 func (e *Env) Stop() error {
-	errs := make([]error, 0, len(e.Sites))
+	errs := make([]error, 0, len(e.Sites)+len(e.linkOrder))
+	for _, l := range e.linkOrder {
+		if err := l.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, s := range e.Sites {
@@ -468,6 +540,10 @@ func (e *Env) Stop() error {
 // namespace is created if it does not exist. It is idempotent: an existing
 // Secret is updated to hold the current kubeconfig. It returns the Secret as
 // stored at site on.
+//
+// The kubeconfig reaches peer directly, not through the [Link] between the
+// two sites; [Env.StartWitness] writes the witness's peer Secrets through
+// the links.
 func (e *Env) CreatePeerSecret(ctx context.Context, on, peer *Site, namespace, name string) (*corev1.Secret, error) {
 	if on == nil || peer == nil {
 		return nil, errors.New("testenv: create peer secret: nil site")
@@ -476,6 +552,13 @@ func (e *Env) CreatePeerSecret(ctx context.Context, on, peer *Site, namespace, n
 	if err != nil {
 		return nil, fmt.Errorf("testenv: create peer secret: %w", err)
 	}
+	return putPeerSecret(ctx, on, namespace, name, kubeconfig)
+}
+
+// putPeerSecret creates or updates, at site on, the Secret namespace/name so
+// that its key [PeerSecretKey] holds kubeconfig, creating the namespace if
+// needed, and returns the Secret as stored.
+func putPeerSecret(ctx context.Context, on *Site, namespace, name string, kubeconfig []byte) (*corev1.Secret, error) {
 	if err := ensureNamespace(ctx, on.Client, namespace); err != nil {
 		return nil, fmt.Errorf("testenv: create peer secret at %s: %w", on.Name, err)
 	}
@@ -485,7 +568,7 @@ func (e *Env) CreatePeerSecret(ctx context.Context, on, peer *Site, namespace, n
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{PeerSecretKey: kubeconfig},
 	}
-	err = on.Client.Create(ctx, secret)
+	err := on.Client.Create(ctx, secret)
 	if err == nil {
 		return secret, nil
 	}

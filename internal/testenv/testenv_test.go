@@ -39,30 +39,41 @@ const (
 
 var widgetGVK = schema.GroupVersionKind{Group: "testenv.deich.io", Version: "v1", Kind: "WidgetList"}
 
-// shared is the two-site environment shared by all tests of this package.
-// It is started on first use, so tests that need no API server stay fast.
-var shared struct {
+// lazyEnv is an environment shared by the tests of this package that need it. It is started on
+// first use, so tests that need no API server stay fast, and stopped by TestMain.
+type lazyEnv struct {
 	once sync.Once
 	env  *Env
 	err  error
 	took time.Duration
 }
 
+// get starts the environment with start on first use and fails t if that failed.
+func (l *lazyEnv) get(t *testing.T, start func() (*Env, error)) *Env {
+	t.Helper()
+	l.once.Do(func() {
+		begin := time.Now()
+		l.env, l.err = start()
+		l.took = time.Since(begin)
+	})
+	if l.err != nil {
+		t.Fatalf("start env: %v", l.err)
+	}
+	return l.env
+}
+
+// shared is the two-site environment, with the test CRD of testdata/crd.
+var shared lazyEnv
+
 func sharedEnv(t *testing.T) *Env {
 	t.Helper()
-	shared.once.Do(func() {
-		start := time.Now()
-		shared.env, shared.err = Start(Options{
+	return shared.get(t, func() (*Env, error) {
+		return Start(Options{
 			CRDDirectoryPaths:     []string{filepath.Join("testdata", "crd")},
 			ErrorIfCRDPathMissing: true,
 			Scheme:                clientgoscheme.Scheme,
 		})
-		shared.took = time.Since(start)
 	})
-	if shared.err != nil {
-		t.Fatalf("start env: %v", shared.err)
-	}
-	return shared.env
 }
 
 func TestMain(m *testing.M) {
@@ -71,13 +82,16 @@ func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
 
 	code := m.Run()
-	if shared.env != nil {
-		fmt.Printf("testenv: starting %d sites took %s\n", len(shared.env.Sites), shared.took.Round(time.Millisecond))
+	for _, l := range []*lazyEnv{&shared, &witnessed} {
+		if l.env == nil {
+			continue
+		}
+		fmt.Printf("testenv: starting %d sites took %s\n", len(l.env.Sites), l.took.Round(time.Millisecond))
 		var dirs []string
-		for _, s := range shared.env.Sites {
+		for _, s := range l.env.Sites {
 			dirs = append(dirs, s.certDir)
 		}
-		if err := shared.env.Stop(); err != nil {
+		if err := l.env.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "stop env: %v\n", err)
 			code = 1
 		}
@@ -87,7 +101,7 @@ func TestMain(m *testing.M) {
 				code = 1
 			}
 		}
-		if err := shared.env.Stop(); err != nil {
+		if err := l.env.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "second stop: %v\n", err)
 			code = 1
 		}
