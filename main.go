@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/deich-io/deich/controllers"
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/peer"
 )
@@ -25,7 +26,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	var opts operator.Options
-	var peerQPS float64
+	var peerQPS, leaseQPS float64
 	fs.StringVar(&opts.Site, "site", "", "Name of this manager's site, for example sh-kiel (required).")
 	fs.StringVar(&opts.Namespace, "namespace", operator.DefaultNamespace, "Namespace the manager runs in; peer kubeconfig Secrets are read only from here.")
 	fs.DurationVar(&opts.MaxClockSkew, "max-clock-skew", operator.DefaultMaxClockSkew, "Largest clock difference between sites that the failover protocol tolerates.")
@@ -35,6 +36,8 @@ func run() error {
 	fs.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID, "Name of the leader election Lease.")
 	fs.Float64Var(&peerQPS, "peer-qps", float64(peer.DefaultQPS), "Queries per second allowed to each peer's API server.")
 	fs.IntVar(&opts.PeerBurst, "peer-burst", peer.DefaultBurst, "Burst of queries allowed to each peer's API server.")
+	fs.Float64Var(&leaseQPS, "lease-qps", float64(controllers.DefaultLeaseQPS), "Queries per second the lease keeper may send to each cluster that stores a copy of a lease, apart from --peer-qps.")
+	fs.IntVar(&opts.LeaseBurst, "lease-burst", controllers.DefaultLeaseBurst, "Burst of the lease keeper's queries to each cluster.")
 	fs.IntVar(&opts.ApplyParallelism, "apply-parallelism", 16, "How many copies are applied to a peer at once.")
 	config.RegisterFlags(fs) // --kubeconfig
 	zapOpts := zap.Options{}
@@ -43,6 +46,7 @@ func run() error {
 		return err
 	}
 	opts.PeerQPS = float32(peerQPS)
+	opts.LeaseQPS = float32(leaseQPS)
 	if err := opts.Validate(); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
-	"github.com/deich-io/deich/internal/failover"
 )
 
 // findPeer returns the ReplicationPeer for site; nil when there is none.
@@ -51,46 +50,47 @@ func peerReadiness(ctx context.Context, c client.Reader, site string) (bool, str
 }
 
 // witnessQuorum is the Quorum condition of svc at this site: whether the service has a
-// witness, and whether the ReplicationPeer for it is a Ready witness. It reads the peers from
-// c; an error reading them yields an Unknown condition that says so.
-func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.SharedService) metav1.Condition {
+// witness, and whether the ReplicationPeer for it is a Ready witness; and that peer, when it
+// has role Witness, for the lease keeper to keep a copy there. It reads the peers from c; an
+// error reading them yields an Unknown condition that says so.
+func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.SharedService) (metav1.Condition, *deichv1alpha1.ReplicationPeer) {
 	cond := metav1.Condition{Type: deichv1alpha1.ServiceConditionQuorum, ObservedGeneration: svc.Generation, Status: metav1.ConditionFalse}
 	witness := svc.Spec.WitnessSite
 	if witness == "" {
 		cond.Reason = deichv1alpha1.ServiceReasonTwoSiteMode
-		cond.Message = fmt.Sprintf("two-site mode: this service has no witness. Its only lease lives at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site. Set spec.witnessSite to a third site, with a ReplicationPeer of role Witness for it at both sites, so that no single lost site or link stops a healthy active site",
-			failover.ArbiterSite(svc))
-		return cond
+		cond.Message = fmt.Sprintf("two-site mode: this service has no witness. Its lease lives at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site. Set spec.witnessSite to a third site, with a ReplicationPeer of role Witness for it at both sites, so that no single lost site or link stops a healthy active site",
+			peerSite(svc, activeSite(svc)))
+		return cond, nil
 	}
 	p, err := findPeer(ctx, c, witness)
 	switch {
 	case err != nil:
 		cond.Status, cond.Reason = metav1.ConditionUnknown, deichv1alpha1.ReasonReconciling
 		cond.Message = fmt.Sprintf("cannot tell whether witness %s is usable: %v", witness, err)
-		return cond
+		return cond, nil
 	case p == nil:
 		cond.Reason = deichv1alpha1.ServiceReasonWitnessNotFound
 		cond.Message = fmt.Sprintf("no ReplicationPeer at this site has spec.site %s; create one with role Witness for the witness", witness)
-		return cond
+		return cond, nil
 	case !p.Spec.IsWitness():
 		cond.Reason = deichv1alpha1.ServiceReasonNotAWitness
 		cond.Message = fmt.Sprintf("ReplicationPeer %s for site %s has role Partner; spec.witnessSite must name a site whose ReplicationPeer has role Witness", p.Name, witness)
-		return cond
+		return cond, nil
 	}
 	ready := meta.FindStatusCondition(p.Status.Conditions, deichv1alpha1.ConditionReady)
 	switch {
 	case ready == nil:
 		cond.Status, cond.Reason = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWitnessNotReady
-		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) has not answered a heartbeat yet", witness, p.Name)
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) has not answered a heartbeat yet; the service's lease has a copy there, and until it answers losing another site or link stops the service", witness, p.Name)
 	case ready.Status != metav1.ConditionTrue:
 		cond.Reason = deichv1alpha1.ServiceReasonWitnessNotReady
-		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is not Ready (%s): %s", witness, p.Name, ready.Reason, ready.Message)
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is not Ready (%s): %s. The service decides on its quorum lease, and while the witness is unusable losing another site or link stops the service", witness, p.Name, ready.Reason, ready.Message)
 	default:
-		cond.Reason = deichv1alpha1.ServiceReasonWitnessReady
-		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is Ready: this site can keep the service's lease in its namespace %s. Failover still decides on the single lease at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site",
-			witness, p.Name, p.Spec.WitnessLeaseNamespace(), failover.ArbiterSite(svc))
+		cond.Status, cond.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWitnessReady
+		cond.Message = fmt.Sprintf("witness %s (ReplicationPeer %s) is Ready: the service's lease has a copy at %s, at %s and in the witness's namespace %s, and a site serves only while it holds a majority of them, so losing any one site or link does not stop a healthy active site",
+			witness, p.Name, svc.Spec.PrimarySite, svc.Spec.StandbySite, p.Spec.WitnessLeaseNamespace())
 	}
-	return cond
+	return cond, p
 }
 
 // caBundle reads the CA certificates an http check trusts besides the system roots. A missing

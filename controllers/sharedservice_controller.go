@@ -39,6 +39,7 @@ import (
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/health"
 	"github.com/deich-io/deich/internal/informers"
+	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/peer"
 	"github.com/deich-io/deich/internal/render"
@@ -66,6 +67,17 @@ func (e ServiceEvents) Notify(owner types.NamespacedName) {
 	e <- event.GenericEvent{Object: &deichv1alpha1.SharedService{ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: owner.Name}}}
 }
 
+// TryNotify queues a reconcile of owner without blocking the caller: when the channel is
+// full the event is sent from a goroutine of its own.
+func (e ServiceEvents) TryNotify(owner types.NamespacedName) {
+	ev := event.GenericEvent{Object: &deichv1alpha1.SharedService{ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: owner.Name}}}
+	select {
+	case e <- ev:
+	default:
+		go func() { e <- ev }()
+	}
+}
+
 // SharedServiceReconciler keeps each SharedService mirrored: at the active site it renders the
 // selected objects for the standby and applies them there with server-side apply, prunes
 // copies that are no longer selected and reverts edits made to copies; at the standby it
@@ -85,7 +97,13 @@ type SharedServiceReconciler struct {
 	prober      *health.Prober
 	local       dynamic.Interface
 	maxSkew     time.Duration
-	leases      *leaseKeeper
+
+	// keeper keeps every service's lease; leaseClients are its own clients, and
+	// leaseStates what the reconcile keeps per service beside it.
+	keeper       *lease.Keeper
+	leaseClients *leaseClients
+	leaseMu      sync.Mutex
+	leaseStates  map[types.NamespacedName]*leaseState
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -104,6 +122,19 @@ func WithProber(p *health.Prober) SharedServiceOption {
 // WithMaxClockSkew sets the manager's --max-clock-skew, which the failover decisions use.
 func WithMaxClockSkew(d time.Duration) SharedServiceOption {
 	return func(r *SharedServiceReconciler) { r.maxSkew = d }
+}
+
+// WithLeaseRateLimit sets the rate limit of the lease keeper's own client to each cluster
+// (--lease-qps, --lease-burst).
+func WithLeaseRateLimit(qps float32, burst int) SharedServiceOption {
+	return func(r *SharedServiceReconciler) {
+		if qps > 0 {
+			r.leaseClients.qps = qps
+		}
+		if burst > 0 {
+			r.leaseClients.burst = burst
+		}
+	}
 }
 
 // WithApplyParallelism sets how many copies are applied to a peer at once.
@@ -134,11 +165,22 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		namespace:   namespace,
 		parallelism: 16,
 		prober:      health.NewProber(),
+
+		leaseClients: &leaseClients{qps: DefaultLeaseQPS, burst: DefaultLeaseBurst},
+		leaseStates:  map[types.NamespacedName]*leaseState{},
 	}
 	for _, o := range opts {
 		o(r)
 	}
-	r.leases = newLeaseKeeper(r)
+	tick, ok := r.clock.(clock.WithTicker)
+	if !ok {
+		tick = clock.RealClock{}
+	}
+	r.keeper = lease.New(tick, lease.Options{
+		CallTimeout: leaseCallTimeout,
+		Notify:      r.events.TryNotify,
+		Observe:     r.observeLease,
+	})
 	return r
 }
 
@@ -157,7 +199,10 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 
 // SetupWithManager registers the reconciler with mgr. Call SetupIndexes first.
 func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.Add(r.leases); err != nil {
+	if err := r.leaseClients.setLocal(mgr.GetConfig()); err != nil {
+		return err
+	}
+	if err := mgr.Add(r.keeper); err != nil {
 		return fmt.Errorf("add lease keeper: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -265,6 +310,11 @@ type serviceScope struct {
 	// quorum is the Quorum condition this reconcile arrived at: whether a usable witness
 	// breaks ties for the service.
 	quorum metav1.Condition
+	// witness is the ReplicationPeer of the service's witness, when it names one with role
+	// Witness.
+	witness *deichv1alpha1.ReplicationPeer
+	// switchover names the Switchover that moves the service now, if any.
+	switchover string
 	// synced is the Synced condition this reconcile arrived at.
 	synced metav1.Condition
 	// terminal marks a Synced=False the user must fix; the phase becomes Error.
@@ -315,7 +365,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		r.forget(s.owner)
 		return ctrl.Result{}, nil
 	}
-	s.quorum = witnessQuorum(ctx, r.client, svc)
+	s.quorum, s.witness = witnessQuorum(ctx, r.client, svc)
 	if !s.loadObjective(ctx, r.client) || !r.resolveKinds(s) {
 		return ctrl.Result{}, nil
 	}
@@ -334,9 +384,10 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	var err error
 	switch {
-	case !snap.read:
-		// Until the lease has been read this site cannot tell its role; the keeper calls
-		// for a reconcile when it has.
+	case !snap.read || snap.hold:
+		// Until the lease has been read, and while a manager that has just started renews
+		// what its predecessor held, this site cannot tell its role; the keeper calls for a
+		// reconcile when it can.
 		if snap.message != "" {
 			s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonLeaseUnknown, snap.message)
 		}
@@ -344,7 +395,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	case snap.serving || snap.handingOver:
 		result, err = r.reconcileActive(ctx, s)
 		if err == nil && s.synced.Status == metav1.ConditionTrue {
-			r.leases.synced(s.owner, s.now)
+			r.synced(s.owner, s.now)
 		}
 	default:
 		result, err = r.reconcileStandby(ctx, s)
@@ -793,7 +844,8 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if err := r.deleteLease(ctx, s.svc, conn); err != nil {
+		_, witness := witnessQuorum(ctx, r.client, s.svc)
+		if err := r.deleteLeases(ctx, s.svc, witness); err != nil {
 			return ctrl.Result{}, err
 		}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesDeleted, "Delete",
@@ -804,21 +856,6 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		conn.Copies.Retain(s.owner)
 	}
 	return r.removeFinalizer(ctx, s)
-}
-
-// deleteLease removes the service's lease from the cluster that stores it, once its copies
-// are gone: nothing is left to protect.
-func (r *SharedServiceReconciler) deleteLease(ctx context.Context, svc *deichv1alpha1.SharedService, conn *peer.Connection) error {
-	r.leases.stop(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
-	c := r.local
-	if arbiter := failover.ArbiterSite(svc); arbiter != r.site {
-		c = conn.Dynamic
-	}
-	err := c.Resource(leaseResource).Namespace(svc.Namespace).Delete(ctx, failover.LeaseName(svc.Name), metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete lease %s: %w", failover.LeaseName(svc.Name), err)
-	}
-	return nil
 }
 
 // removeFinalizer lets the SharedService go.
@@ -882,7 +919,7 @@ func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceSc
 // forget stops the watches, lease keeper and metrics of a service this site no longer
 // handles. Its objects stay in the form they have.
 func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
-	r.leases.stop(owner)
+	r.stopLease(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
-	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/render"
 )
 
@@ -23,51 +24,18 @@ const peerStatusTimeout = 2 * time.Second
 // health checks run: they judge that site. When it changed, the old results judged another
 // site and are dropped.
 func (r *SharedServiceReconciler) adoptLeaseView(s *serviceScope) {
-	snap, ok := r.leases.snapshot(s.owner)
-	if !ok || snap.record.Holder == "" {
+	raw, ok := r.keeper.Snapshot(s.owner)
+	if !ok || !raw.OwnRead {
+		return
+	}
+	snap := snapshotOf(r.site, raw, nil)
+	if snap.record.Holder == "" {
 		return
 	}
 	if s.svc.Status.ActiveSite != "" && s.svc.Status.ActiveSite != snap.record.Holder {
 		s.svc.Status.HealthChecks = nil
 	}
 	s.svc.Status.ActiveSite = snap.record.Holder
-}
-
-// keepLease hands the lease keeper what this reconcile learned and returns its snapshot.
-func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope) (leaseSnapshot, bool) {
-	svc := s.svc
-	sel, err := metav1.LabelSelectorAsSelector(&svc.Spec.Selector)
-	if err != nil {
-		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
-		return leaseSnapshot{}, false
-	}
-	in := leaseInputs{
-		policy:    failover.PolicyFrom(s.objective, r.maxSkew),
-		primary:   r.site == svc.Spec.PrimarySite,
-		unclaimed: svc.Status.Lease == nil,
-		arbiter:   failover.ArbiterSite(svc),
-		judged:    activeSite(svc),
-		form:      formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby},
-	}
-	for _, hc := range svc.Status.HealthChecks {
-		if hc.ConsecutiveFailures > in.failures {
-			in.failures = hc.ConsecutiveFailures
-		}
-		if hc.ConsecutiveFailures > 0 && hc.LastTransitionTime != nil &&
-			(in.failingSince.IsZero() || hc.LastTransitionTime.Before(&metav1.Time{Time: in.failingSince})) {
-			in.failingSince = hc.LastTransitionTime.Time
-		}
-	}
-	if in.judged == r.site && in.failures > 0 {
-		in.peerFailures = r.peerFailures(ctx, svc)
-		in.partnerReady = r.partnerReady(ctx, svc, s.objective)
-	}
-	if sw := r.runningSwitchover(ctx, svc); sw != nil {
-		in.switchover = sw.Name
-		in.takeOver = sw.Spec.TargetSite == r.site
-		in.handOver = sw.Spec.TargetSite != r.site
-	}
-	return r.leases.update(s.owner, in)
 }
 
 // peerFailures returns how often in a row the peer site's checks of this site failed, as
@@ -116,7 +84,9 @@ func (r *SharedServiceReconciler) runningSwitchover(ctx context.Context, svc *de
 }
 
 // applyLeaseView records in status what the lease keeper found: the lease, the active site,
-// and the events of a lost lease and of a recommended failover.
+// the promotions of this site, and the events of a lost lease, a hand-over and a recommended
+// failover. The reconcile is the only writer of the service's status; the keeper only
+// decides.
 func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	snap := s.lease
 	st := &s.svc.Status
@@ -124,19 +94,25 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 		return
 	}
 	rec := snap.record
-	if lf := s.before.Status.LastFailover; rec.Holder != r.site && lf != nil && lf.To == r.site && lf.CompletedAt != nil &&
-		snap.observedAt.Before(lf.CompletedAt.Time) {
-		// The keeper recorded this site's promotion after it read this record: the record
-		// is older than the promotion, and its next snapshot will show this site's lease.
-		return
-	}
+	before := s.before.Status.Lease
+	r.recordPromotion(s)
 	if rec.Exists() {
 		ls := &deichv1alpha1.LeaseStatus{
 			Holder:       rec.Holder,
-			StoredAt:     failover.ArbiterSite(s.svc),
+			StoredAt:     strings.Join(snap.storedAt, ","),
 			Transitions:  rec.Transitions,
 			ObservedTime: &metav1.Time{Time: snap.observedAt},
 			Message:      truncate(snap.message, 1024),
+		}
+		// The epoch of a claim that served: this site's while it serves, the holder's as its
+		// copy says otherwise. A claim of this site that has not served yet is not recorded.
+		switch {
+		case snap.serving:
+			ls.Epoch = snap.epoch
+		case rec.Holder != "" && rec.Holder != r.site:
+			ls.Epoch = rec.Epoch
+		case before != nil:
+			ls.Epoch = before.Epoch
 		}
 		if !rec.RenewTime.IsZero() {
 			ls.RenewTime = &metav1.MicroTime{Time: rec.RenewTime}
@@ -144,8 +120,8 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 		}
 		// The observation time moves with every read; keep the one already recorded while
 		// nothing else changed, so status is not rewritten every few seconds.
-		if old := s.before.Status.Lease; old != nil && old.ObservedTime != nil && sameLeaseStatus(old, ls) {
-			ls.ObservedTime = old.ObservedTime
+		if before != nil && before.ObservedTime != nil && sameLeaseStatus(before, ls) {
+			ls.ObservedTime = before.ObservedTime
 		}
 		st.Lease = ls
 	} else if st.Lease != nil {
@@ -155,10 +131,14 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	if rec.Holder != "" {
 		st.ActiveSite = rec.Holder
 	}
-	before := s.before.Status.ActiveSite
-	if before == r.site && rec.Holder != "" && rec.Holder != r.site {
+	held := before != nil && before.Holder == r.site || before == nil && s.before.Status.ActiveSite == r.site
+	switch {
+	case held && rec.Released() && snap.handingOver:
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventHandedOver, "HandOver",
+			"Fenced and released the lease so %s can promote without waiting for it to expire", peerSite(s.svc, r.site))
+	case held && rec.Holder != "" && rec.Holder != r.site:
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventLeaseLost, "Lease",
-			"%s holds the lease now; this site is fenced and stays standby until a Switchover (or automatic failback) moves the service back", rec.Holder)
+			"%s holds the lease now (epoch %d); this site is fenced and stays standby until a Switchover (or automatic failback) moves the service back", rec.Holder, rec.Epoch)
 	}
 	if snap.recommend && !recommended(s.before) {
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailoverRecommended, "Recommend",
@@ -166,8 +146,93 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	}
 }
 
+// recordPromotion records this site's promotions in status: a lastFailover without
+// completedAt while the keeper promotes, completed (recovery time, history, metrics, event)
+// once this site serves on a claim newer than the one status last recorded. A promotion the
+// keeper gave up before it served is dropped again. A manager that restarts mid-promotion
+// finds the record and completes it.
+func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
+	snap, st, site := s.lease, &s.svc.Status, r.site
+	lf := st.LastFailover
+	inProgress := lf != nil && lf.CompletedAt == nil && lf.To == site
+	before := s.before.Status.Lease
+	now := r.clock.Now()
+	newClaim := snap.serving && before != nil && before.Epoch > 0 && (before.Holder != site || snap.epoch > before.Epoch)
+	switch {
+	case snap.promoting && !inProgress:
+		from := snap.record.Holder
+		if from == "" || from == site {
+			from = peerSite(s.svc, site)
+		}
+		reason, detected := snap.message, now
+		if s.switchover != "" {
+			reason = fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message)
+		} else if since := failingSince(s.svc); !since.IsZero() {
+			detected = since
+		}
+		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}}
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
+			"Promoting %s (was served by %s): %s", site, from, snap.message)
+	case newClaim || snap.serving && inProgress:
+		rec := deichv1alpha1.FailoverRecord{From: peerSite(s.svc, site), To: site, Reason: truncate(snap.message, 1024), DetectedAt: &metav1.Time{Time: now}}
+		if inProgress {
+			rec = *lf
+		}
+		rec.CompletedAt = &metav1.Time{Time: now}
+		if rec.DetectedAt != nil {
+			rec.RecoveryTime = &metav1.Duration{Duration: now.Sub(rec.DetectedAt.Time).Round(time.Millisecond)}
+		}
+		st.LastFailover = &rec
+		st.ActiveSite = site
+		st.FailoverHistory = append([]deichv1alpha1.FailoverRecord{rec}, st.FailoverHistory...)
+		if len(st.FailoverHistory) > maxFailoverHistory {
+			st.FailoverHistory = st.FailoverHistory[:maxFailoverHistory]
+		}
+		trigger := "failover"
+		if s.switchover != "" || strings.HasPrefix(rec.Reason, "Switchover ") {
+			trigger = "switchover"
+		}
+		metrics.Failovers.WithLabelValues(s.svc.Namespace, s.svc.Name, site, trigger).Inc()
+		recovery := "unknown"
+		if rec.RecoveryTime != nil {
+			metrics.RecoverySeconds.WithLabelValues(s.svc.Namespace, s.svc.Name, site).Observe(rec.RecoveryTime.Seconds())
+			recovery = rec.RecoveryTime.Duration.String()
+		}
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailedOver, "Promote",
+			"%s serves the service with epoch %d (was %s); recovery time %s", site, snap.epoch, rec.From, recovery)
+	case inProgress && !snap.promoting && !snap.serving && !snap.hold:
+		// The promotion was given up before this site served.
+		st.LastFailover = nil
+		if len(st.FailoverHistory) > 0 {
+			last := st.FailoverHistory[0]
+			st.LastFailover = &last
+		}
+	}
+}
+
+// failingSince is when the current run of failing health checks began; zero when none fails.
+func failingSince(svc *deichv1alpha1.SharedService) time.Time {
+	var since time.Time
+	for _, hc := range svc.Status.HealthChecks {
+		if hc.ConsecutiveFailures > 0 && hc.LastTransitionTime != nil && (since.IsZero() || hc.LastTransitionTime.Time.Before(since)) {
+			since = hc.LastTransitionTime.Time
+		}
+	}
+	return since
+}
+
+// maxFailoverHistory is how many moves status.failoverHistory keeps.
+const maxFailoverHistory = 10
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
 func sameLeaseStatus(a, b *deichv1alpha1.LeaseStatus) bool {
-	return a.Holder == b.Holder && a.StoredAt == b.StoredAt && a.Transitions == b.Transitions && a.Message == b.Message &&
+	return a.Holder == b.Holder && a.StoredAt == b.StoredAt && a.Transitions == b.Transitions && a.Message == b.Message && a.Epoch == b.Epoch &&
 		microEqual(a.RenewTime, b.RenewTime)
 }
 
@@ -206,15 +271,23 @@ func (r *SharedServiceReconciler) failBack(ctx context.Context, s *serviceScope)
 	svc, obj := s.svc, s.objective
 	snap := s.lease
 	if obj.Spec.Failback != deichv1alpha1.FailbackAutomatic || r.site != svc.Spec.PrimarySite ||
-		snap == nil || snap.serving || snap.record.Holder == "" || snap.record.Holder == r.site {
+		snap == nil || snap.serving || snap.epoch != 0 || snap.record.Holder == "" || snap.record.Holder == r.site ||
+		s.before.Status.Role != deichv1alpha1.RoleStandby {
 		return
 	}
 	window := obj.Spec.FailbackStabilizationWindow.Duration
 	if window <= 0 {
 		window = 5 * time.Minute
 	}
+	// The window counts from when this site became Ready as the standby: a change of role
+	// restarts the Ready condition (see report), so a Ready condition left from its time
+	// as the active site does not count.
 	ready := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionTrue || s.now.Sub(ready.LastTransitionTime.Time) < window {
+	if ready == nil || ready.Status != metav1.ConditionTrue {
+		return
+	}
+	since := ready.LastTransitionTime.Time
+	if s.now.Sub(since) < window {
 		return
 	}
 	var list deichv1alpha1.SwitchoverList

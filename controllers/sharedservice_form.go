@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/render"
 )
 
@@ -30,7 +33,11 @@ type formSpec struct {
 // idempotent and a retry after a partial failure finishes the job. The standby form is the
 // one the copies at a standby have: Cold/Warm/Hot replicas, suspended Jobs, Standby
 // overrides; the active form is the one recorded on the object when it was switched.
-func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool) (int, error) {
+//
+// A switch to the active form stamps epoch, the fencing token of the claim the site serves
+// on, in the annotation failover.EpochAnnotation of every object, also of those already
+// active, so that a data layer can tell a stale primary.
+func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool, epoch int64) (int, error) {
 	if f.svc == nil {
 		return 0, errors.New("the service's kinds are not known yet")
 	}
@@ -53,6 +60,14 @@ func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, ac
 			switch {
 			case active && render.InStandbyForm(obj):
 				want, err = render.ActiveForm(obj)
+				if err == nil {
+					stampEpoch(want, epoch)
+				}
+			case active && epoch > 0 && obj.GetAnnotations()[failover.EpochAnnotation] != strconv.FormatInt(epoch, 10):
+				if err := r.stampLive(ctx, k, obj, epoch); err != nil {
+					return changed, err
+				}
+				continue
 			case !active && !render.InStandbyForm(obj):
 				target := render.Target{
 					SourceSite: r.site, Site: r.site, Role: deichv1alpha1.RoleStandby, Standby: f.standby,
@@ -83,6 +98,30 @@ func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, ac
 		}
 	}
 	return changed, nil
+}
+
+// stampEpoch sets the epoch annotation on obj.
+func stampEpoch(obj *unstructured.Unstructured, epoch int64) {
+	if epoch <= 0 {
+		return
+	}
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[failover.EpochAnnotation] = strconv.FormatInt(epoch, 10)
+	obj.SetAnnotations(a)
+}
+
+// stampLive sets the epoch annotation on an object that is already in its active form, with a
+// merge patch: an apply of the annotation alone would drop the fields Deich applied before.
+func (r *SharedServiceReconciler) stampLive(ctx context.Context, k *mirroredKind, obj *unstructured.Unstructured, epoch int64) error {
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, failover.EpochAnnotation, strconv.FormatInt(epoch, 10))
+	if _, err := r.local.Resource(k.resource).Namespace(obj.GetNamespace()).
+		Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+		return fmt.Errorf("stamp epoch %d on %s %s: %w", epoch, k.gk.Kind, obj.GetName(), err)
+	}
+	return nil
 }
 
 func formName(active bool) string {

@@ -34,8 +34,8 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	if s.quorum.Type != "" {
 		meta.SetStatusCondition(&st.Conditions, s.quorum)
 	}
-	if s.lease != nil && s.lease.read {
-		st.Quorum = quorumOf(r.site, s.lease)
+	if s.lease != nil && s.lease.read && s.lease.targetSize > 0 {
+		st.Quorum = quorumOf(s.lease)
 	}
 
 	// The copy's age: how long ago it was last confirmed complete and current.
@@ -104,6 +104,12 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		ready.Message = truncate("cannot switch this site's objects to the form the lease allows: "+lease.formErr, 1024)
 	}
 	ready.Message = truncate(ready.Message, 32768)
+	// Ready as the active site and Ready as the standby are different states: a change of
+	// role starts the condition afresh, so its lastTransitionTime says since when this site
+	// has been ready in the role it has now.
+	if before := s.before.Status.Role; before != "" && before != st.Role {
+		meta.RemoveStatusCondition(&st.Conditions, deichv1alpha1.ConditionReady)
+	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 
 	r.recordTransitions(s)
@@ -119,16 +125,10 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	return patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status)
 }
 
-// quorumOf is status.quorum, "held/arbiters": how many of the leases that decide who serves
-// this site holds, by the lease keeper's last reading. The keeper keeps a single lease per
-// service, on the standby's cluster.
-func quorumOf(site string, lease *leaseSnapshot) string {
-	const arbiters = 1
-	held := 0
-	if lease.record.HeldBy(site) {
-		held = 1
-	}
-	return fmt.Sprintf("%d/%d", held, arbiters)
+// quorumOf is status.quorum, "held/arbiters": how many copies of the lease of the target
+// configuration this site holds, by the lease keeper's last decision.
+func quorumOf(lease *leaseSnapshot) string {
+	return fmt.Sprintf("%d/%d", lease.held, lease.targetSize)
 }
 
 // recordQuorumTransition emits one event when the Quorum condition changes to a witness that

@@ -280,10 +280,16 @@ func TestSharedServiceQuorumConditionFollowsItsWitness(t *testing.T) {
 		g.Eventually(peerCondition(ctx, kiel, witness, deichv1alpha1.ConditionReady)).
 			Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.PeerReasonWitnessConnected))
 		g.Eventually(quorum(kiel)).
-			Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonWitnessReady))
-		g.Expect(quorum(kiel)().Message).To(ContainSubstring("witness " + witness))
+			Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.ServiceReasonWitnessReady))
+		g.Expect(quorum(kiel)().Message).To(And(ContainSubstring("witness "+witness), ContainSubstring("majority")))
 		g.Eventually(events).Should(ContainElement(deichv1alpha1.ServiceEventWitnessReady))
-		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)))
+		// sh-kiel moves its claim to the three arbiters and holds all of them, the witness's
+		// copy in the namespace the witness gave.
+		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(And(
+			HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)),
+			HaveField("Status.Quorum", Equal("3/3"))))
+		g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: "quorum-witness", Name: "deich-" + ns + "." + svc.Name}, &coordinationv1.Lease{})).
+			To(Succeed())
 
 		// Each site judges its own peers: mv-schwerin has none for the witness.
 		g.Eventually(quorum(schwerin)).
@@ -298,6 +304,10 @@ func TestSharedServiceQuorumConditionFollowsItsWitness(t *testing.T) {
 		g.Eventually(quorum(kiel)).
 			Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonWitnessNotReady))
 		g.Expect(quorum(kiel)().Message).To(ContainSubstring(deichv1alpha1.PeerReasonUnauthorized))
+		// Without the witness sh-kiel still holds both partners' copies, a majority.
+		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(HaveField("Status.Quorum", Equal("2/3")))
+		g.Consistently(serviceStatus(ctx, kiel, ns, svc.Name), 3*time.Second).
+			Should(HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)))
 	})
 
 	t.Run("removing the witness returns the service to two-site mode", func(t *testing.T) {
@@ -305,6 +315,8 @@ func TestSharedServiceQuorumConditionFollowsItsWitness(t *testing.T) {
 		updateService(ctx, g, kiel, key, func(s *deichv1alpha1.SharedService) { s.Spec.WitnessSite = "" })
 		g.Eventually(quorum(kiel)).
 			Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonTwoSiteMode))
-		g.Expect(serviceStatus(ctx, kiel, ns, svc.Name)()).To(HaveField("Status.Quorum", Equal("1/1")))
+		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(And(
+			HaveField("Status.Quorum", Equal("1/1")),
+			HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected))))
 	})
 }

@@ -14,11 +14,10 @@ const (
 	// ServiceConditionObjectivesMet is True when the service meets its RecoveryObjective: the
 	// standby's copy is younger than the RPO and a failover could complete within the RTO.
 	ServiceConditionObjectivesMet = "ObjectivesMet"
-	// ServiceConditionQuorum is True when the service's failover decides on the quorum lease,
-	// so that losing any one site or link does not stop a healthy active site. It is False in
-	// two-site mode, while the witness named in spec.witnessSite cannot be used, and while
-	// failover still decides on the single lease at the standby's cluster although the witness
-	// is usable (reason WitnessReady); the reason and message say which.
+	// ServiceConditionQuorum is True when the service's failover decides on the quorum lease
+	// with a usable witness, so that losing any one site or link does not stop a healthy
+	// active site (reason WitnessReady). It is False in two-site mode and while the witness
+	// named in spec.witnessSite cannot be used; the reason and message say which.
 	ServiceConditionQuorum = "Quorum"
 )
 
@@ -73,9 +72,10 @@ const (
 	ServiceReasonFailingOver = "FailingOver"
 	// ServiceReasonLeaseUnknown means this site could not read the service's lease yet.
 	ServiceReasonLeaseUnknown = "LeaseUnknown"
-	// ServiceReasonTwoSiteMode means the service has no witnessSite: its only lease lives at
-	// the standby's cluster, so losing that site or the link to it stops the service at the
-	// active site. Set spec.witnessSite to a third site to survive that.
+	// ServiceReasonTwoSiteMode means the service has no witnessSite: the active site serves
+	// only while it holds the copy of the lease at the standby's cluster, so losing that site
+	// or the link to it stops the service at the active site. Set spec.witnessSite to a third
+	// site to survive that.
 	ServiceReasonTwoSiteMode = "TwoSiteMode"
 	// ServiceReasonWitnessNotFound means no ReplicationPeer at this site has the witnessSite
 	// as its spec.site.
@@ -87,8 +87,8 @@ const (
 	// the witness is unreachable or refuses this site the Leases it needs.
 	ServiceReasonWitnessNotReady = "WitnessNotReady"
 	// ServiceReasonWitnessReady means the ReplicationPeer for the witnessSite is a Ready
-	// witness: this site can keep the service's Lease there. The message says which lease
-	// failover decides on.
+	// witness: the service's lease has a copy there, and a site serves only while it holds a
+	// majority of the three copies.
 	ServiceReasonWitnessReady = "WitnessReady"
 )
 
@@ -449,13 +449,14 @@ type SharedServiceSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="standbySite is immutable; create a new SharedService to pair other sites"
 	StandbySite string `json:"standbySite"`
 
-	// witnessSite is a third site that breaks ties for this service: it holds one of the
-	// service's leases beside the two partners, so that a site serves only while it holds a
-	// majority, and losing any one site or link never stops a healthy active site. It needs a
-	// ReplicationPeer with role Witness at both partner sites. Without witnessSite the service
-	// runs in two-site mode: its one lease lives at the standby's cluster, and losing that
-	// site, or the link to it, stops the service at the active site (condition Quorum, reason
-	// TwoSiteMode). It may be added to or removed from a service that is protected.
+	// witnessSite is a third site that breaks ties for this service: it holds one copy of the
+	// service's lease beside the two partners', so that a site serves only while it holds its
+	// own copy and a majority of the three, and losing any one site or link never stops a
+	// healthy active site. It needs a ReplicationPeer with role Witness at both partner sites.
+	// Without witnessSite the service runs in two-site mode: the active site serves only while
+	// it holds the copy at the standby's cluster, so losing that site, or the link to it, stops
+	// the service at the active site (condition Quorum, reason TwoSiteMode). It may be added to
+	// or removed from a service that is protected.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
@@ -572,18 +573,28 @@ type FailoverRecord struct {
 	RecoveryTime *metav1.Duration `json:"recoveryTime,omitempty"`
 }
 
-// LeaseStatus shows the lease that decides which site may serve: a coordination.k8s.io/v1
-// Lease named deich-<service> in the service's namespace, stored at the standbySite's cluster.
+// LeaseStatus shows the lease that decides which site may serve, as this site last read its
+// copies: coordination.k8s.io/v1 Leases named deich-<service> in the service's namespace at
+// the partners' clusters, and deich-<namespace>.<service> in the witness's lease namespace.
+// The fields other than storedAt and epoch describe the copy with the highest epoch.
 type LeaseStatus struct {
 	// holder is the site that holds the lease; empty when it was released.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Holder string `json:"holder,omitempty"`
 
-	// storedAt is the site whose cluster stores the lease.
+	// storedAt lists, comma-separated, the sites whose clusters store a copy of the lease:
+	// in two-site mode the standby's, with a witness both partners' and the witness's.
 	// +optional
-	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:MaxLength=191
 	StoredAt string `json:"storedAt,omitempty"`
+
+	// epoch is the fencing token of the holder's claim. It increases with every change of
+	// holder and is stamped on the objects promoted under it (annotation
+	// resilience.deich.io/epoch), so that a data layer can refuse a stale primary.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Epoch int64 `json:"epoch,omitempty"`
 
 	// renewTime is when the holder last renewed the lease, by the holder's clock.
 	// +optional
@@ -725,10 +736,10 @@ type SharedServiceStatus struct {
 	// +optional
 	Lease *LeaseStatus `json:"lease,omitempty"`
 
-	// quorum is how many of the service's leases this site holds, of how many decide who
-	// serves, as "held/arbiters". In two-site mode there is one, at the standby's cluster: the
-	// site that holds it shows "1/1", the other "0/1". The count comes from the leases as this
-	// site last read them.
+	// quorum is how many copies of the service's lease this site holds, of how many decide who
+	// serves, as "held/arbiters": with a witness "3/3" or "2/3" at the active site; in two-site
+	// mode "1/1" at the active site, which holds the copy at the standby's cluster, and "0/1"
+	// at the standby. The count comes from the copies as this site last read them.
 	// +optional
 	// +kubebuilder:validation:MaxLength=16
 	// +kubebuilder:validation:Pattern=`^[0-9]+/[0-9]+$`
@@ -766,6 +777,7 @@ type SharedServiceStatus struct {
 // +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.role`,priority=1
 // +kubebuilder:printcolumn:name="Objects",type=integer,JSONPath=`.status.mirroredResources.count`,priority=1
 // +kubebuilder:printcolumn:name="Lease",type=string,JSONPath=`.status.lease.holder`,priority=1
+// +kubebuilder:printcolumn:name="Epoch",type=integer,JSONPath=`.status.lease.epoch`,priority=1
 // +kubebuilder:printcolumn:name="Quorum-Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Quorum")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SharedService struct {

@@ -1,47 +1,55 @@
 // Package failover decides, for one SharedService at one site, whether the site may serve
-// and what it must write to the service's lease. It is Deich's safety-critical core. It
-// does no I/O and reads no clock: the keeper observes (reads the lease's copies, runs the
-// health checks), calls Step (or, for the single lease below, DecideActive and
-// DecideStandby) with what it saw and the time now, and acts (fences, unfences, writes).
-// Tests can therefore replay any interleaving: modelcheck_test.go checks the invariant
-// below for the single lease over random interleavings of two sites with drifting clocks, a
-// lossy network, partitions and crashes, and modelcheck_quorum_test.go checks it for the
-// quorum lease with a witness, every site and link failing on its own, and the witness
-// added and removed while the service runs.
+// and what it must write to the copies of the service's lease. It is Deich's safety-critical
+// core. It does no I/O and reads no clock: the keeper (package internal/lease) observes —
+// reads the copies, and learns from the controller the health checks, readiness and
+// Switchovers — calls Step with what it saw and the time now, and acts: it fences, unfences
+// and sends the writes Step asks for. Tests can therefore replay any interleaving:
+// modelcheck_quorum_test.go drives Step itself over random interleavings of two sites with
+// drifting clocks, a lossy network, cut links, lost sites and restarting managers, with a
+// witness, without one, and with the witness added and removed while the service runs,
+// and checks the invariant below throughout.
 //
 // # The invariant
 //
 // For any SharedService, at no instant do two sites both serve it.
 //
-// A site serves from the moment it acts on a decision that MayServe — which needs a lease
-// write of its own that succeeded — until a fence it decided has taken effect (its copy is
-// in standby form).
+// A site serves from the moment it acts on a Plan that serves — which needs lease writes of
+// its own that succeeded — until a fence it decided has taken effect (its copy of the
+// service is in standby form).
 //
-// # The lease
+// # The lease and its copies
 //
-// Each service has one coordination.k8s.io/v1 Lease, deich-<service> (LeaseName) in the
-// service's namespace, stored in the cluster of the service's spec.standbySite (ArbiterSite). While
-// the primary site is active that is the standby's cluster, so a primary cut off from its
-// standby cannot renew and fences itself. After a failover it is the new active's own
-// cluster: the new active keeps serving while the lost primary stays dead, and the primary
-// can serve again only by acquiring the lease there. The Lease's spec (LeaseRecord) says who
-// holds it (holderIdentity: a site name, empty once released), leaseDurationSeconds,
-// acquireTime, renewTime and leaseTransitions.
+// A service's lease is a set of coordination.k8s.io/v1 Leases, one copy at each of its
+// arbiters: sites whose clusters store a copy. At each partner's cluster the copy is
+// deich-<service> (LeaseName) in the service's namespace; the witness keeps its copies in
+// the namespace it gave the pair of sites. A copy's spec (LeaseRecord) says who holds it
+// (holderIdentity: a site name, empty once released), leaseDurationSeconds, acquireTime,
+// renewTime and leaseTransitions; its annotations carry two stamps: the epoch of the claim
+// that wrote it, and the configurations of arbiters that claim had to hold a majority of
+// (Config; EpochAnnotation, ConfigsAnnotation).
 //
-// Every write is a compare-and-swap: an update carries the resourceVersion of the record it
-// was decided on (ApplyRecord), and a missing lease is created, which fails if it exists.
-// The arbiter's API server (its etcd) puts all writes in one order, and each succeeds only
-// on top of the record it was decided on; so at most one site holds the lease at a time.
+// Each site's spec gives Step a target configuration (ServiceState.Target):
+//   - With a witness (spec.witnessSite), QuorumConfig: the primary's cluster, the standby's
+//     and the witness's. The serving site needs its own copy and a majority, two of three.
+//   - Without one, TwoSiteConfig(partner): at each site the single copy at the other
+//     partner's cluster. The serving site needs its own cluster's copy and that one, so
+//     while the primary serves, the lease that decides is written on the standby's cluster,
+//     and a primary cut off from its standby cannot renew it and fences itself. The copy at
+//     the serving site's own cluster carries the stamps a successor inherits. After a
+//     failover the new active serves on the copy at its own cluster — the configuration
+//     stamped there — and, once the old primary's cluster is back and its copy there has
+//     been released or has expired, takes that copy over and moves its claim to its target,
+//     so that the lease is again written on the standby's cluster (rule Q5).
 //
 // # Clocks
 //
 // A site never compares its clock with another site's, nor with a time read back from the
 // API: acquireTime and renewTime are for people. Each site measures intervals on its own
 // clock, as client-go's leader election does:
-//   - Renewal.SentAt is the site's clock just before it sent a lease write that then
+//   - Renewal.SentAt is the site's clock just before it sent a write of a copy that then
 //     succeeded.
-//   - Observation.ObservedAt is the site's clock when it first saw the lease's current
-//     record (holder, renewTime, resourceVersion; see Observe). A manager that starts has no
+//   - Observation.ObservedAt is the site's clock when it first saw a copy's current record
+//     (holder, renewTime, resourceVersion; see Observe). A manager that starts has no
 //     history and takes the record it finds as observed now.
 //
 // Both live only in the memory of the manager process, as its clock returned them; Go's
@@ -49,147 +57,54 @@
 //
 // # The rules
 //
-// D is a lease duration, skew is the manager's --max-clock-skew (Policy.MaxClockSkew).
+// D is a lease duration, skew is the manager's --max-clock-skew (Policy.MaxClockSkew). Rules
+// 1–5 hold for each copy on its own; Q1–Q7 tie the copies together into a claim.
 //
-// When the lease names this site (DecideActive):
-//  1. The site may serve until FenceDeadline = Renewal.SentAt + D − skew, with D the shorter
-//     of the policy's leaseDuration and every duration this process wrote since that
-//     renewal (Renewal.Sending). It renews every D/3 (Renew); from the deadline on, the
-//     decision is Fence.
-//  2. Without a Renewal — the manager has just started, or is handing over — the site may
-//     not serve (Fence) until a renewal succeeds, and keeps trying. A manager that has just
-//     started tries one renewal, on the record it read, before it switches anything: if
-//     that compare-and-swap succeeds, no other site took the lease since the record was
-//     written, so the workloads its predecessor left serving may go on; if it fails, the
-//     site fences.
-//  3. HandOver (in Automatic mode when this site's own checks failed failureThreshold
-//     times in a row, or when a Switchover moves the service away): fence, forget the
-//     Renewal, abandon any write in flight, and only once the fence has taken effect write
-//     ReleasedRecord.
+//  1. Every write of a copy is a compare-and-swap: an update carries the resourceVersion of
+//     the record it was decided on, as observed (ApplyRecord), never of one read later; a
+//     missing copy is created, which fails if it exists. The arbiter's API server (its etcd)
+//     puts all writes of the copy in one order, each succeeding only on top of the record it
+//     was decided on, so the copy's holders follow one another.
+//  2. A site counts a copy only while the copy names it, and only until FenceDeadline =
+//     Renewal.SentAt + D − skew of its last write there that succeeded, with D the shorter
+//     of the policy's leaseDuration and every duration this process wrote there since
+//     (Renewal.Sending). It renews the copies it needs every D/3, or twice per renewal's
+//     validity if the skew leaves less.
+//  3. Without a Renewal of its own — the manager has just started, or has handed over — a
+//     site does not count a copy, even one that names it, until a write of its own there
+//     succeeds (rule Q6 says what a manager that has just started does meanwhile).
+//  4. A site gives copies up only after its fence has taken effect: it fences, forgets its
+//     Renewals, and then writes ReleasedRecord on every copy that names it.
+//  5. A site takes a copy over (AcquiredRecord, WriteAcquire) only when it is free: released;
+//     or unchanged by the site's own clock for longer than D + skew since ObservedAt
+//     (PromoteAfter), with D the longer of the policy's leaseDuration and the record's
+//     leaseDurationSeconds. A missing copy counts as held by an unknown site; it is created
+//     only by the primary of a service that never had a lease (ServiceState.Unclaimed: the
+//     service has just been put under protection), or by a claim that serves and holds both
+//     partners' copies.
 //
-// When the lease names another site or nobody, or does not exist (DecideStandby):
-//  4. The site does not serve: the controller fences it.
-//  5. It writes AcquiredRecord (Promote) only on a free lease: released; or unchanged by its
-//     own clock for longer than D + skew since ObservedAt (PromoteAfter), with D the longer
-//     of the policy's leaseDuration and the record's leaseDurationSeconds. A missing lease
-//     counts as held by an unknown site, and only the service's primary site creates it:
-//     that is also how the lease comes to exist. The primary creates it at once when it
-//     never recorded a lease for the service (StandbyState.Unclaimed): a service newly put
-//     under protection.
-//  6. It wants to promote when failover mode is Automatic and its checks of the active site
-//     failed failureThreshold times in a row (a probe that could not run because the peer
-//     is unreachable counts as failed), when a Switchover moves the service here, or, at the
-//     primary site, to create a missing lease. In Manual mode failed checks give Recommend,
-//     never Promote.
-//
-// Rule 6 and the health checks of rule 3 only choose when a site takes over or hands over;
-// safety rests on rules 1–5 alone, which is why the model check feeds the decisions
-// arbitrary health-check results.
-//
-// The controller's part, without which the argument below fails (for Step as for the
-// single lease):
-//   - A write counts only when it succeeded: set the Renewal to RenewalOf(written, sentAt)
-//     then, and lower it with Renewal.Sending before every write is sent. A write that
-//     failed, timed out or was abandoned never counts, even if success is reported later;
-//     keep at most one write in flight.
-//   - Forget the Renewal when handing over, and fence and forget it whenever the lease
-//     names another site or nobody, is missing, or has not been read since the start.
-//   - Write a promotion on top of the observed record, whose resourceVersion is the
-//     precondition — never on a record read after the wait. Call Observe only with what was
-//     read; when the lease cannot be read, keep the old Observation.
-//   - Fence before releasing; act on Fence at once; decide again no later than NextCheck
-//     (the fence deadline is a timer, not a hope).
-//
-// # Why no two sites serve
-//
-// The writes are in one order, so the holders follow one another, and it is enough to look
-// at one change of holder: the write with which site B took the lease from site A (or from
-// nobody). B decided that write on a record R, and it succeeded, so R was still the latest
-// record when it committed.
-//
-// R was released. A wrote R only after its fence had taken effect and it had forgotten its
-// Renewal. A serves again only after a write of its own, sent after R, succeeds; that write
-// is a compare-and-swap like B's, so either it commits first and B's fails, or it fails.
-//
-// R names A, or says the lease is missing. Let W be the write that gave A the Renewal it
-// serves on, and t_r the real time A read its clock for Renewal.SentAt. W committed before
-// B's write, hence no later than R, and R committed before B first read it, at real time
-// t_o (B's ObservedAt):
-//
-//	t_r ≤ commit(W) ≤ commit(R) ≤ t_o
-//
-// Every record A wrote since W carries at least the duration D_A its deadline uses
-// (Renewal.Sending), and B waits at least R's duration: D_B ≥ D_A. (A missing record has
-// no duration; there D_B ≥ D_A needs the objectives to agree, see below.)
-//   - A has stopped serving by real time t_r + D_A. Its clock must advance D_A − skew_A
-//     past SentAt, which takes at most D_A − skew_A + e_A of real time, where e_A is how
-//     much A's clock loses over that interval; then its fence takes effect within F_A,
-//     which includes any delay in deciding (a late timer, a manager paused or restarting at
-//     the deadline). This holds while e_A + F_A ≤ skew_A.
-//   - B starts serving after real time t_o + D_B. It sends its write only once its clock
-//     has advanced more than D_B + skew_B past ObservedAt, which takes more than
-//     D_B + skew_B − e_B of real time, where e_B is how much B's clock gains over that
-//     interval. This holds while e_B ≤ skew_B.
-//
-// So A stops by t_r + D_A ≤ t_o + D_B, before B starts: nominally a gap of
-// skew_A + skew_B in which nobody serves, of which each site may spend its own skew. The offset between the sites'
-// clocks does not appear at all — each site only measures intervals on its own clock — so
-// --max-clock-skew is a budget for clock rate errors and, above all, fence latency: clocks
-// that differ by hours are fine, a quartz clock's 100 ppm costs 3ms over 30s.
-//
-// What breaks the guarantee:
-//   - A clock that loses (active) or gains (standby) more than skew over one lease
-//     duration, as the monotonic clock of a suspended VM does.
-//   - A fence that takes effect more than skew (minus the clock's error) after the
-//     deadline: pods that keep serving through a long terminationGracePeriodSeconds, a
-//     manager that is down, paused or stuck in a slow queue at the deadline. What "taken
-//     effect" means is the controller's to define and keep within the budget — which is
-//     also why it fences before it releases the lease, and why a manager that starts
-//     fences unless its first renewal succeeds.
-//   - Anything that serves without the manager's consent: a site back from a total outage
-//     starts its workloads in the form they had before its manager runs (the manager then
-//     fences them at once, rules 2 and 4); a person scaling up a fenced copy.
-//   - Writes that are not compare-and-swap: editing or replacing the lease by hand.
-//   - Deleting the lease by hand while the two sites' objectives disagree about
-//     leaseDuration. A missing lease counts as held, but the deleted record's duration is
-//     gone, so the primary site times it by its own leaseDuration; that is safe only if
-//     the last holder's is no longer.
-//   - Carrying times across processes: a Renewal or ObservedAt restored from the API or
-//     from an earlier process.
-//
-// # The quorum lease
-//
-// Step generalises the single lease to copies at several arbiters. Each arbiter is a site
-// whose cluster stores one copy of the lease (a LeaseRecord, CAS-written exactly as above):
-// with a witness (spec.witnessSite) the arbiters are the primary's cluster, the standby's
-// and the witness's (QuorumConfig); without one, the standby's cluster alone
-// (TwoSiteConfig). Each copy on its own obeys rules 1–5: a site's right to count a copy
-// lasts until FenceDeadline of its last write there that succeeded, and it takes a copy
-// over only when it is released or has stood unchanged for longer than D + skew by its own
-// clock (PromoteAfter). Every write of a copy also stamps two things on it (annotations):
-// the claim's epoch, and the list of configurations the writer must hold a majority of.
-//
-// A claim is one site's attempt to serve (Claim). The rules of Step:
+// A claim is one site's attempt to serve (Claim), from its decision to promote, or from
+// finding after a restart copies that name it, until it has handed over or given up.
 //
 //	Q1. A site serves only while, by its own clock, it holds a valid copy at its own
 //	    cluster and, for each configuration C in its claim's list, valid copies at a
-//	    majority of C — all written with the claim's epoch (ServeUntil). The fence deadline
+//	    majority of C — all written with the claim's epoch (ServeUntil). Its fence deadline
 //	    is the earliest of these: its own copy's, and for each C the Majority()-th latest
 //	    deadline among C's copies.
-//	Q2. It renews every copy it needs (its own, its configurations', its target's) every
-//	    D/3, and takes over free copies it needs. A missing copy is created only by the
-//	    primary of a service that never had a lease (Unclaimed), or by a claim that serves
-//	    and holds both partners' copies.
-//	Q3. A hand-over (a Switchover, or in Automatic mode failing own checks while the partner
-//	    has a ready copy within the RPO) fences, forgets every renewal, and once the fence
-//	    has taken effect releases every copy that names the site; a release keeps the
-//	    copy's epoch and configurations.
+//	Q2. It renews every copy it needs (its own, its configurations', its target's) and takes
+//	    over free copies it needs (rules 2 and 5).
+//	Q3. A hand-over (a Switchover moving the service away, or in Automatic mode this site's
+//	    own checks failing failureThreshold times in a row while the partner has a ready
+//	    copy within the RPO) fences and releases (rule 4); a release keeps the copy's epoch
+//	    and configurations. Without a ready partner the site keeps serving on failing checks
+//	    rather than leave nobody serving.
 //	Q4. A claim starts with epoch 1 + the highest epoch the site has seen, and with the
-//	    configurations stamped on its own cluster's copy (with a witness, also the target).
-//	    A write of its own cluster's copy made while the claim cannot serve stamps the
-//	    configurations the copy carried as well, and once it succeeded the claim must hold
-//	    a majority of those too (inheritance). A write on a copy with a higher epoch raises
-//	    the claim's epoch; copies written with a lower one stop counting until rewritten.
+//	    configurations stamped on its own cluster's copy (with a witness, also the target;
+//	    without one, the target only if that copy carries none). A write of its own
+//	    cluster's copy made while the claim cannot serve stamps the configurations the copy
+//	    carried as well, and once it succeeded the claim must hold a majority of those too
+//	    (inheritance). A copy that names the site at a higher epoch raises the claim's
+//	    epoch; copies written with a lower one stop counting until rewritten.
 //	Q5. A serving claim moves to its target T: it adds T to its list once it holds a
 //	    majority of T (so moving never fences it), and drops every other configuration only
 //	    once its valid copies at both partners' clusters carry a stamp that contains T.
@@ -198,27 +113,99 @@
 //	    continues that claim (Claim.Resuming), renews them, and serves once it holds what
 //	    Q1 asks. It fences as soon as one of those first writes fails, and in any case at
 //	    HoldUntil: its start plus its share of the fence latency, because the predecessor's
-//	    deadline is unknown to it. The hold is part of the fence latency F of the budget.
-//	Q7. A site starts a claim as DecideStandby would promote (a Switchover; Automatic mode
-//	    with failureThreshold failed checks of the partner, and its own copy of the service
-//	    within the RPO when the partner was last seen healthy — else it recommends a
-//	    failover; the primary of an unclaimed service), and gives up a claim that does not
-//	    serve when it is no longer wanted or the partner holds more live copies.
+//	    deadline is unknown to it. A compare-and-swap that succeeds on the record the
+//	    predecessor wrote proves that no other site took that copy since. The hold is part
+//	    of the fence latency F of the budget below.
+//	Q7. A site starts a claim when it wants the service: a Switchover moves the service to
+//	    it (in either failover mode, whatever the checks say); or failover mode is
+//	    Automatic, its checks of the partner failed failureThreshold times in a row (a probe
+//	    that could not run because the partner is unreachable counts as failed) and its own
+//	    copy of the service was within the RPO when the partner was last seen healthy; or
+//	    it is the primary of an unclaimed service. Failed checks in Manual mode, or with a
+//	    copy older than the RPO, give Plan.Recommend instead. It gives up a claim that
+//	    cannot serve when the partner holds more live copies than it holds valid ones (or
+//	    as many, and the partner is the primary), and one that never served once it is no
+//	    longer wanted.
+//	Q8. The primary of an unclaimed service whose workloads are in active form leaves them
+//	    as they are (Plan.Hold) while its claim creates the first copies, as long as its own
+//	    copy was read and every copy it needs is missing or validly this claim's — or not
+//	    read yet, until HoldUntil. The workloads ran before the service was put under
+//	    protection; fencing them for the seconds the first writes take would interrupt a
+//	    service nobody else can serve. Unclaimed means that the SharedService's status
+//	    records no epoch: no claim has served it.
 //
-// Q7 and the health and readiness inputs only choose when a site claims or hands over;
-// safety rests on Q1–Q6 and rules 1–5 per copy, which is why the model check feeds them
-// arbitrary health-check, readiness and RPO results.
+// Q3's and Q7's health, readiness and RPO inputs only choose when a site claims or hands
+// over; safety rests on rules 1–5, Q1–Q6 and Q8 alone, which is why the model check feeds
+// Step arbitrary health-check, readiness and RPO results, and starts half its runs with the
+// primary's workloads already serving.
 //
-// # Why no two sites serve, with a quorum
+// The keeper's part, without which the argument below fails:
+//   - A write counts only when it succeeded: fold its outcome in with
+//     ServiceState.Written, which sets the Renewal to RenewalOf(written, sentAt), and lower
+//     the Renewal with ServiceState.Sending before every write is sent. A write that failed,
+//     timed out or was abandoned never counts, even if success is reported later
+//     (ServiceState.WriteFailed); keep at most one write in flight per copy.
+//   - Fold in only what was read (ServiceState.Observed); when a copy cannot be read, keep
+//     the old Observation (ServiceState.ReadFailed). Send writes exactly as the Plan has
+//     them: their records were decided on the observed ones.
+//   - Keep ServiceState.Fenced true to the service's copy; fence before releasing; act on a
+//     Plan that does not serve at once; step again no later than NextCheck (the fence
+//     deadline is a timer, not a hope).
 //
-// Per copy, the single-lease argument holds unchanged: the intervals in which two sites
-// may count one copy never overlap in real time (each ends, fence latency included, before
-// the next holder's takeover write is sent). Call a site's interval at a copy its claim on
-// that copy. By Q1, at any instant at which a site serves it has a claim on its own
-// cluster's copy and on a majority of each configuration in its list. So two sites serving
-// at once is impossible as soon as their lists share a configuration, or one site's list
-// contains the single-copy configuration of the other's own cluster: two majorities of one
-// configuration share a copy, and no copy has two claims at an instant.
+// # Why no two sites count one copy at once
+//
+// The writes of a copy are in one order (rule 1), so its holders follow one another, and it
+// is enough to look at one change of holder: the write with which site B took the copy from
+// site A (or from nobody). B decided that write on a record R, and it succeeded, so R was
+// still the latest record when it committed.
+//
+// R was released. A wrote R only after its fence had taken effect and it had forgotten its
+// Renewal (rule 4). A counts the copy again only after a write of its own, sent after R,
+// succeeds (rule 3); that write is a compare-and-swap like B's, so either it commits first
+// and B's fails, or it fails.
+//
+// R says the copy is missing. B creates a missing copy only as the primary of a service
+// that never had a lease, when no claim existed before, or while it serves and holds both
+// partners' copies (rule 5). In the second case A may still count the copy until its
+// deadline, but cannot serve on it: Q1 needs A's own cluster's copy, on which B has a
+// claim.
+//
+// R names A. Let W be the write that gave A the Renewal it counts the copy on, and t_r the
+// real time A read its clock for Renewal.SentAt. W committed before B's write, hence no
+// later than R, and R committed before B first read it, at real time t_o (B's ObservedAt):
+//
+//	t_r ≤ commit(W) ≤ commit(R) ≤ t_o
+//
+// Every record A wrote since W carries at least the duration D_A its deadline uses
+// (Renewal.Sending), and B waits at least R's duration: D_B ≥ D_A (rule 5), whatever the
+// two sites' objectives say.
+//   - A has stopped counting the copy, and stopped serving on it, by real time t_r + D_A.
+//     Its clock must advance D_A − skew_A past SentAt, which takes at most
+//     D_A − skew_A + e_A of real time, where e_A is how much A's clock loses over that
+//     interval; then its fence takes effect within F_A, which includes any delay in
+//     deciding (a late timer, a manager paused or restarting at the deadline, Q6's hold).
+//     This holds while e_A + F_A ≤ skew_A.
+//   - B counts the copy only after real time t_o + D_B. It sends its write only once its
+//     clock has advanced more than D_B + skew_B past ObservedAt, which takes more than
+//     D_B + skew_B − e_B of real time, where e_B is how much B's clock gains over that
+//     interval. This holds while e_B ≤ skew_B.
+//
+// So A stops by t_r + D_A ≤ t_o + D_B, before B starts: nominally a gap of skew_A + skew_B
+// in which nobody counts the copy, of which each site may spend its own skew. The offset
+// between the sites' clocks does not appear at all — each site only measures intervals on
+// its own clock — so --max-clock-skew is a budget for clock rate errors and, above all,
+// fence latency: clocks that differ by hours are fine, a quartz clock's 100 ppm costs 3ms
+// over 30s. Call the interval in which a site counts a copy, fence latency included, its
+// claim on that copy: no copy has two claims at an instant — but for a recreated copy,
+// counted by a site that cannot serve on it (above).
+//
+// # Why no two sites serve
+//
+// By Q1, at any instant at which a site serves it has a claim on its own cluster's copy and
+// on a majority of each configuration in its list. So two sites serving at once is
+// impossible as soon as their lists share a configuration, or one site's list contains the
+// single-copy configuration of the other's own cluster: two majorities of one configuration
+// share a copy, and no copy has two claims at an instant.
 //
 // Only the partners ever claim. Let X serve with list R_X and Y start serving later, with
 // list R_Y. Y's claim on its own cluster's copy began with a takeover write on top of the
@@ -232,12 +219,45 @@
 // cluster's copy, which is the one the previous holder stamped there — the same argument,
 // one claim earlier. A service put under protection starts with one claim, the primary's.
 //
+// The primary serving under Q8 counts every copy the other site could serve on as its own
+// or missing. The other site creates no missing copy (rule 5, as it is not the primary) and
+// takes over one the primary counts only as the previous paragraphs allow, so it cannot hold
+// a majority while Q8 holds. A copy not read yet is the exception, for at most HoldUntil,
+// the same hold a manager that has just started takes under Q6 and part of the same budget.
+//
+// In two-site mode the lists are single copies: the primary serves on {standby}, stamped on
+// both partners' copies, so a standby that takes over its own cluster's copy inherits
+// {standby} and shares it with the primary's list; the primary cannot serve without
+// renewing that copy, and the standby cannot count it until the primary's claim on it has
+// ended.
+//
 // The epoch is a fencing token: every claim that serves has a higher epoch than every
 // claim that served before it, because their majorities share a copy, the later claim
 // took that copy over on top of a record carrying the earlier epoch, and writes never
 // lower a copy's epoch (Q4). The keeper records it in the SharedService's status and
 // stamps it on the objects it promotes, so that a data layer can refuse writes of a
 // stale primary.
+//
+// # What breaks the guarantee
+//
+//   - A clock that loses (active) or gains (standby) more than skew over one lease
+//     duration, as the monotonic clock of a suspended VM does.
+//   - A fence that takes effect more than skew (minus the clock's error) after the
+//     deadline: pods that keep serving through a long terminationGracePeriodSeconds, a
+//     manager that is down, paused or stuck in a slow queue at the deadline. What "taken
+//     effect" means is the keeper's to define and keep within the budget — which is also
+//     why it fences before it releases, and why a manager that starts holds the service's
+//     copy as it is only until HoldUntil (Q6).
+//   - Anything that serves without the manager's consent: a site back from a total outage
+//     starts its workloads in the form they had before its manager runs (the manager then
+//     fences them at once); a person scaling up a fenced copy.
+//   - Writes that are not compare-and-swap: editing or replacing a copy by hand.
+//   - Deleting a partner's copy by hand while the configurations change, or recreating one
+//     from a backup: the stamps it carried are what the next claim inherits.
+//   - Two partners that write their witness copies to different namespaces, or a witness
+//     whose Leases someone else writes.
+//   - Carrying times across processes: a Renewal or ObservedAt restored from the API or
+//     from an earlier process.
 //
 // # Adding or removing a witness
 //
@@ -252,48 +272,42 @@
 // holds a majority of the target and both partners' copies carry it: removing a witness
 // while the standby is unreachable keeps the quorum until it is back.
 //
-// What breaks the quorum guarantee, besides everything listed above for one copy:
-//   - Deleting a partner's copy by hand while the configurations change, or recreating one
-//     from a backup: the stamps it carried are what the next claim inherits. A deleted
-//     copy is recreated only by a claim that serves and holds both partners' copies (or
-//     by the primary of a service that never had a lease), so deleting the copy a serving
-//     site needs fences it until then.
-//   - Two partners that write their witness copies to different namespaces, or a witness
-//     whose Leases someone else writes.
+// # What it costs in availability
 //
-// What the quorum survives, and costs:
+// With a witness:
 //   - Any one site or any one link may be lost without stopping a healthy active: the
 //     standby lost, or the partners' link cut — the active keeps its own copy and the
 //     witness's; the witness lost, or cut off from the active — it keeps both partners'.
 //     The active lost, or cut off from both others: it fences at its majority's deadline,
 //     and the standby takes its own copy and the witness's once they expire by its clock.
+//
+// Without a witness, safety wins every tie:
+//   - The active cannot tell a dead standby or a cut link from its own isolation, so when
+//     it cannot renew the standby's copy for D − skew it fences: losing the standby or the
+//     link stops a healthy active. The standby then promotes only if it is alive and wants
+//     the service (Q7), on its own cluster's copy once that has expired by its clock — so
+//     a cut link moves the service to the standby, and a dead standby leaves nobody
+//     serving.
+//   - After a failover the new active serves on its own cluster's copy, and serves on
+//     while the old primary stays dead or cut off; a loss of the new active in that time
+//     leaves nobody serving until it returns or an operator intervenes. Once the old
+//     primary's cluster is back and its copy there has been released or has expired by the
+//     new active's clock, the lease moves there (Q5), and a later loss of the new active is
+//     survived like the first one.
+//
+// Either way:
+//   - In Manual mode nobody promotes without a Switchover, and an active that cannot renew
+//     still fences.
+//   - A manager that restarts keeps the service's copy as it is only while its first
+//     renewals are on their way, and at most until HoldUntil (Q6); when one of them fails
+//     (an arbiter is unreachable, or another site took the copy) it fences. Trusting the
+//     renewTime an earlier process wrote would make the guarantee depend on the clocks of
+//     two processes, possibly on different nodes, and on the wall clock never stepping.
+//   - A missing copy is recreated only by a claim that serves and holds both partners'
+//     copies (or by the primary of a service that never had a lease), so deleting by hand
+//     a copy the serving site needs fences it.
 //   - Each service writes each copy every D/3: services × arbiters × 3 / D writes per
 //     second at the active.
-//
-// # What the single lease costs in availability
-//
-// With two sites and no witness, safety wins every tie:
-//   - The primary site cannot tell a dead standby site or a cut link from its own
-//     isolation, so when it cannot write the lease for D − skew it fences: a dead standby
-//     site or a cut link stops a healthy primary. The standby site then promotes only if it
-//     is alive, can write the lease on its own cluster and (Automatic) sees its checks of
-//     the primary fail — so a cut link moves the service to the standby site, and a dead
-//     standby site leaves nobody serving.
-//   - After a failover to the standby site the lease lives on the new active's cluster: it
-//     serves on while the primary site stays dead or cut off, but a later loss of that site
-//     leaves nobody serving until it returns or an operator intervenes, because nobody else
-//     can write the lease.
-//   - In Manual mode nobody promotes without a Switchover, and the primary still fences
-//     when it cannot renew.
-//   - A manager that restarts serves only on a renewal of its own, because it cannot know
-//     when its predecessor last renewed; when its first renewal fails (the arbiter is
-//     unreachable, or another site took the lease) it fences the services its site served.
-//     Trusting the renewTime an earlier process wrote would make the guarantee depend on
-//     the clocks of two processes, possibly on different nodes, and on the wall clock never
-//     stepping.
-//   - The primary site creates a missing lease it recorded before only D + skew after it
-//     first saw it missing (someone deleted it by hand). A service newly put under Deich's
-//     protection has no recorded lease; its primary creates the lease at once.
 //   - Recovery takes max(failureThreshold × probeInterval, D + skew) after the active fails,
-//     plus the workloads' start-up; a handover skips the lease wait.
+//     plus the workloads' start-up; a hand-over skips the wait for expiry.
 package failover

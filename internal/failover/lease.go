@@ -7,29 +7,22 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 )
 
 // LeaseNamePrefix starts the name of every service's lease, so `kubectl get leases` shows
 // which leases are Deich's.
 const LeaseNamePrefix = "deich-"
 
-// LeaseName is the name of a service's lease, in the service's namespace. SharedService
-// names are at most 63 characters, so the result is a valid object name.
+// LeaseName is the name of a service's copy of the lease at each partner's cluster, in the
+// service's namespace (the witness keeps its copies in one namespace for all services, under
+// longer names). SharedService names are at most 63 characters, so the result is a valid
+// object name.
 func LeaseName(service string) string {
 	return LeaseNamePrefix + service
 }
 
-// ArbiterSite is the site whose cluster stores a service's lease: the service's standby
-// site, so that the standby promotes by writing to its own API server and a primary cut off
-// from it cannot keep its claim.
-func ArbiterSite(svc *deichv1alpha1.SharedService) string {
-	return svc.Spec.StandbySite
-}
-
-// LeaseRecord is what a service's lease says. A zero ResourceVersion means the lease does
-// not exist; otherwise it is the precondition of the compare-and-swap a write of this record
+// LeaseRecord is what one copy of a service's lease says. A zero ResourceVersion means the
+// copy does not exist; otherwise it is the precondition of the compare-and-swap a write of this record
 // makes, which is why the record*, Renewed*, Released* and Acquired* functions keep it.
 type LeaseRecord struct {
 	// Holder is the site that holds the lease, empty when it was released.
@@ -65,8 +58,8 @@ func (r LeaseRecord) Exists() bool { return r.ResourceVersion != "" }
 // Released reports whether the lease exists and nobody holds it.
 func (r LeaseRecord) Released() bool { return r.Exists() && r.Holder == "" }
 
-// HeldBy reports whether the lease names site as its holder: the controller decides with
-// DecideActive if so, and with DecideStandby otherwise.
+// HeldBy reports whether the copy names site as its holder: only then may site renew it and
+// count it towards serving (rule 2 of the package documentation).
 func (r LeaseRecord) HeldBy(site string) bool { return r.Exists() && site != "" && r.Holder == site }
 
 // RecordFromLease reads a lease; a nil lease (not found) gives the zero record.
@@ -128,8 +121,8 @@ func RenewedRecord(rec LeaseRecord, site string, p Policy, now time.Time) LeaseR
 	return rec
 }
 
-// ReleasedRecord is the write with which the holder gives the lease up at now, after it
-// has fenced itself, so that the standby may promote without waiting for the lease to
+// ReleasedRecord is the write with which the holder gives a copy up at now, after it has
+// fenced itself, so that the partner may take the copy over without waiting for it to
 // expire.
 func ReleasedRecord(rec LeaseRecord, now time.Time) LeaseRecord {
 	rec.Holder = ""

@@ -8,17 +8,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/deich-io/deich/internal/testobjects"
 )
 
-func TestLeaseNameAndArbiter(t *testing.T) {
-	svc := testobjects.MakeSharedService("buergerkonto", "buergerdienste").Obj()
-	if got, want := LeaseName(svc.Name), "deich-buergerkonto"; got != want {
+func TestLeaseName(t *testing.T) {
+	if got, want := LeaseName("buergerkonto"), "deich-buergerkonto"; got != want {
 		t.Errorf("LeaseName() = %q, want %q", got, want)
-	}
-	if got, want := ArbiterSite(svc), "mv-schwerin"; got != want {
-		t.Errorf("ArbiterSite() = %q, want the standby site %q", got, want)
 	}
 }
 

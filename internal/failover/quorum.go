@@ -26,8 +26,8 @@ func NewConfig(sites ...string) Config {
 	return slices.Compact(c)
 }
 
-// TwoSiteConfig is the configuration of a service without a witness: one lease, on the
-// cluster of the site that stands by while the other serves.
+// TwoSiteConfig is the configuration of a service without a witness, as a site's target: the
+// single copy at its partner's cluster, the standby's while this site serves.
 func TwoSiteConfig(standby string) Config { return NewConfig(standby) }
 
 // QuorumConfig is the configuration of a service with a witness: a lease on each partner's
@@ -127,7 +127,7 @@ type ServiceState struct {
 	Site, Partner string
 	Primary       bool
 	// Target is the configuration this site's spec asks for: QuorumConfig with a witness,
-	// TwoSiteConfig of the standby otherwise.
+	// TwoSiteConfig(Partner) otherwise.
 	Target Config
 	// Arbiters holds what this process knows of each arbiter's copy, by site name. Step adds
 	// the arbiters it needs.
@@ -243,6 +243,7 @@ const (
 	PlanGivingUp        = "ClaimSuperseded"
 	PlanHandOverRefused = "HandOverRefused"
 	PlanResuming        = "Resuming"
+	PlanProtecting      = "Protecting"
 )
 
 // Observed folds a fresh read of the copy at arbiter (rec, read at now) into s. A copy that
@@ -408,7 +409,7 @@ func (s ServiceState) maxEpoch() int64 {
 
 // Step decides, for one service at one site, whether the site may serve and which lease
 // writes to send, and returns the state updated by that decision. It is the rule set of the
-// package documentation ("The quorum lease") and owns every one of its rules; the keeper
+// package documentation ("The rules") and owns every one of its rules; the keeper
 // only observes, sends, reports outcomes and switches the copy's form.
 func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 	p = p.normalized()
@@ -504,6 +505,12 @@ func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 		plan.Hold = true
 		plan.Reason = PlanResuming
 		plan.Message = "this manager has just started and found the lease's copies naming this site: renewing them before it switches anything"
+	case s.Primary && s.Unclaimed && !s.Claim.Established && !s.Fenced && s.onlyOwnCopies(p, now):
+		// Q8: the workloads of a service that Deich has never protected ran before it; they
+		// keep running while the first copies are created.
+		plan.Hold = true
+		plan.Reason = PlanProtecting
+		plan.Message = "the service has just been put under protection: its workloads keep running while this site creates the lease's copies"
 	case s.Claim.Established:
 		plan.Reason = PlanFenceDeadline
 		plan.Message = fmt.Sprintf("this site cannot show its own copy of the lease and a majority of %s renewed within leaseDuration %s minus max clock skew %s: fenced; serving again once it does",
@@ -543,7 +550,7 @@ func (s ServiceState) heldOf(p Policy, c Config, now time.Time) int {
 	return n
 }
 
-// wantsToPromote is rule Q6: whether this site wants the service, and why (or why not).
+// wantsToPromote is rule Q7: whether this site wants the service, and why (or why not).
 func (s ServiceState) wantsToPromote(p Policy) (wants bool, why string, recommend bool) {
 	failed := s.PeerChecksFailing >= p.FailureThreshold
 	switch {
@@ -618,7 +625,7 @@ func (s ServiceState) release(plan Plan, now time.Time) (ServiceState, Plan) {
 	return s, plan
 }
 
-// moveConfig is rule Q4: while serving, the claim moves towards the target configuration —
+// moveConfig is rule Q5: while serving, the claim moves towards the target configuration —
 // it adds the target once it holds a majority of it, and drops every other configuration
 // once both partners' copies carry a stamp with the target written by this claim.
 func (s *ServiceState) moveConfig(p Policy, now time.Time) {
@@ -695,6 +702,28 @@ func (s ServiceState) writeFor(p Policy, a string, valid bool, now time.Time) (W
 		w.Record.Configs = addConfigs(s.Claim.Configs, rec.Configs...)
 	}
 	return w, time.Time{}, true
+}
+
+// onlyOwnCopies is Q8's condition: this site's own copy was read and is missing or validly
+// this claim's, and every other copy it needs is missing or validly this claim's — or, until
+// HoldUntil, not read yet.
+func (s ServiceState) onlyOwnCopies(p Policy, now time.Time) bool {
+	for _, a := range s.needed() {
+		obs := s.Arbiters[a].Observation
+		if obs.ObservedAt.IsZero() {
+			if a == s.Site || !now.Before(s.HoldUntil) {
+				return false
+			}
+			continue
+		}
+		if !obs.Record.Exists() {
+			continue
+		}
+		if _, ok := s.holds(p, a, now); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (s ServiceState) holdsBothPartners(p Policy, now time.Time) bool {

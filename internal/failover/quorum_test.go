@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	coordinationv1 "k8s.io/api/coordination/v1"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 )
 
 const (
@@ -427,6 +429,58 @@ func TestStepRestartedManagerRenewsBeforeItSwitchesAnything(t *testing.T) {
 		x.serving = false
 		if plan := x.turn(a, t0.Add(5*time.Second)); plan.Hold {
 			t.Error("a restarted manager whose copy was fenced holds it instead of deciding")
+		}
+	})
+}
+
+func TestStepTwoSiteStandbyPromotesOnlyWhenItWantsTheService(t *testing.T) {
+	setup := func(t *testing.T, p Policy) (*arbiters, *site) {
+		a := newArbiters()
+		x := newSite(t, kiel, schwer, true, TwoSiteConfig(schwer))
+		x.s.Unclaimed = true
+		x.turn(a, t0)
+		y := newSite(t, schwer, kiel, false, TwoSiteConfig(kiel))
+		y.p = p
+		y.reachable[kiel] = false
+		return a, y
+	}
+	policy := func(f func(*Policy)) Policy {
+		p := testPolicy()
+		f(&p)
+		return p
+	}
+	never := []struct {
+		name   string
+		policy Policy
+		peer   int32
+		reason string
+	}{
+		{"recommends a failover in Manual mode and never promotes, even on an expired copy",
+			policy(func(p *Policy) { p.Mode = deichv1alpha1.FailoverManual }), 3, PlanRecommend},
+		{"treats an unknown failover mode as Manual",
+			policy(func(p *Policy) { p.Mode = "Sometimes" }), 3, PlanRecommend},
+		{"waits while its checks of the partner failed fewer than failureThreshold times",
+			testPolicy(), 2, PlanStandby},
+		{"counts a failureThreshold below 1 as 1, never as no failure at all",
+			policy(func(p *Policy) { p.FailureThreshold = 0 }), 0, PlanStandby},
+	}
+	for _, tt := range never {
+		t.Run(tt.name, func(t *testing.T) {
+			a, y := setup(t, tt.policy)
+			y.s.PeerChecksFailing = tt.peer
+			for now := t0; now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
+				if plan := y.turn(a, now); plan.Serve || len(plan.Writes) > 0 || plan.Reason != tt.reason {
+					t.Fatalf("at %s: Serve = %t, %d writes, Reason = %q; want %q and no writes", now.Sub(t0), plan.Serve, len(plan.Writes), plan.Reason, tt.reason)
+				}
+			}
+		})
+	}
+	t.Run("takes a released copy over at once for a Switchover in Manual mode, whatever the checks say", func(t *testing.T) {
+		a, y := setup(t, policy(func(p *Policy) { p.Mode = deichv1alpha1.FailoverManual }))
+		a.copies[schwer] = ReleasedRecord(a.copies[schwer], t0)
+		y.s.TakeOverRequested = true
+		if at, _ := y.until(a, t0, time.Second, time.Minute, serving); !at.Equal(t0.Add(time.Second)) {
+			t.Errorf("served %s after the copy was released, want on its second turn, without waiting for expiry", at.Sub(t0))
 		}
 	})
 }

@@ -12,13 +12,16 @@ import (
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 )
 
-// This file simulates the quorum lease for the model check in modelcheck_quorum_test.go:
-// two partner sites, each running the keeper's part of the protocol around Step, and a
-// witness whose cluster only stores copies of the lease. Site 0 (sh-kiel) is the primary,
+// This file simulates Step, with a witness and without, for the model check in
+// modelcheck_quorum_test.go: two partner sites, each running the keeper's part of the
+// protocol around Step, and a witness whose cluster only stores copies of the lease (while
+// the service has no witness, nobody writes there). Site 0 (sh-kiel) is the primary,
 // site 1 (mv-schwerin) the standby, site 2 (hh-hamburg) the witness; each site's cluster
-// stores one copy. As in sim_test.go the world is hostile — drifting clocks, delayed,
-// reordered and lost messages, each of the three links cut on its own, whole sites lost
-// and back, managers restarting, arbitrary health checks, Switchovers — and on top of it
+// stores one copy. The simulation is a discrete-event one in real time (sim_test.go); each
+// site sees only its own clock, which is offset and runs fast or slow. The world is hostile
+// — delayed, reordered and lost messages, each of the three links cut on its own, whole
+// sites lost and back, managers restarting (forgetting everything while the site's
+// workloads keep serving), arbitrary health checks, Switchovers — and on top of it
 // the witness is added to and removed from the service, each partner learning of the
 // change on its own time (as when a GitOps tool syncs one state's cluster later than the
 // other's), copies are deleted by hand, and lease durations disagree. The simulation stops
@@ -245,6 +248,12 @@ func simulateQuorum(seed uint64, world qWorld, rules qRules, tracing bool) qResu
 			inflight: map[string]*qWrite{},
 		}
 		s.sites[i].state = s.freshState(s.sites[i])
+	}
+	// In half the runs the primary's workloads ran before the service was put under
+	// protection, so they serve from the start.
+	if s.rng.IntN(2) == 0 {
+		s.sites[0].serving = true
+		s.logf("start: the primary's workloads already serve")
 	}
 	s.logf("start: mode %s, witness %t", policy.Mode, world.witness)
 	for _, x := range s.sites {

@@ -41,8 +41,9 @@ var ErrConflict = errors.New("the lease copy changed since it was read")
 
 // Fencer switches one service's copy at this site between its forms.
 type Fencer interface {
-	// Serve switches the copy to its active form.
-	Serve(ctx context.Context) error
+	// Serve switches the copy to its active form, stamping epoch, the claim's fencing token,
+	// on what it promotes. ctx ends no later than the site may serve.
+	Serve(ctx context.Context, epoch int64) error
 	// Fence switches it to its standby form and reports whether that has taken effect.
 	Fence(ctx context.Context) (bool, error)
 }
@@ -63,9 +64,15 @@ type Inputs struct {
 
 // Snapshot is what the keeper last decided for a service, for the reconcile to report.
 type Snapshot struct {
-	Plan    failover.Plan
-	Claim   failover.Claim
-	Records map[string]failover.LeaseRecord
+	Plan   failover.Plan
+	Claim  failover.Claim
+	Target failover.Config
+	// Observations are the copies as last read, by arbiter; OwnRead is set once this
+	// site's own copy was read or failed to be.
+	Observations map[string]failover.Observation
+	OwnRead      bool
+	// ServeUntil is, while the site serves, when it must be fenced unless it renews.
+	ServeUntil time.Time
 	// Serving and Fenced say which form this keeper last switched the copy to, and whether
 	// a fence has taken effect.
 	Serving, Fenced bool
@@ -75,10 +82,16 @@ type Snapshot struct {
 
 // Options tune a Keeper.
 type Options struct {
-	// CallTimeout bounds every read, write and switch; default 2s.
+	// CallTimeout bounds every read and write of a copy; default 2s.
 	CallTimeout time.Duration
+	// SwitchTimeout bounds every switch of the service's form; default 10s. A switch to the
+	// active form is also bounded by how long the site may serve.
+	SwitchTimeout time.Duration
 	// Notify is called, without blocking, when a service's Snapshot changed.
 	Notify func(types.NamespacedName)
+	// Observe, if set, is called after every decision with the service's Snapshot, for
+	// gauges that count down (the lease remaining); it must not block.
+	Observe func(types.NamespacedName, Snapshot)
 }
 
 // Keeper runs one loop per service.
@@ -95,6 +108,9 @@ type Keeper struct {
 func New(c clock.WithTicker, opts Options) *Keeper {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 2 * time.Second
+	}
+	if opts.SwitchTimeout <= 0 {
+		opts.SwitchTimeout = 10 * time.Second
 	}
 	return &Keeper{clock: c, opts: opts, services: map[types.NamespacedName]*runner{}}
 }
@@ -120,11 +136,12 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 	defer k.mu.Unlock()
 	r, ok := k.services[key]
 	if !ok {
-		r = &runner{key: key, k: k, wake: make(chan struct{}, 1), results: make(chan result, 16), done: make(chan struct{})}
+		r = &runner{key: key, k: k, wake: make(chan struct{}, 1), results: make(chan result, 16), done: make(chan struct{}), in: in}
 		k.services[key] = r
 		if k.ctx != nil {
 			go r.run(k.ctx)
 		}
+		return
 	}
 	r.mu.Lock()
 	r.in = in
@@ -254,8 +271,10 @@ func (r *runner) step(ctx context.Context) time.Time {
 	now := r.k.clock.Now()
 	interval := max(in.Policy.RenewInterval(), 100*time.Millisecond)
 	if !r.started {
-		// The form the copy has when the keeper starts is the reconcile's to tell.
-		r.started, r.fenced, r.serving = true, in.State.Fenced, !in.State.Fenced
+		// Whether a fence has taken effect when the keeper starts is the reconcile's to tell;
+		// the first decision to serve switches the copy to its active form in any case (the
+		// switch is idempotent), since a predecessor may have left it in either form.
+		r.started, r.fenced, r.serving = true, in.State.Fenced, false
 		// Half the skew budget: the other half is the fence's own latency.
 		r.holdUntil = now.Add(in.Policy.MaxClockSkew / 2)
 	}
@@ -284,7 +303,10 @@ func (r *runner) step(ctx context.Context) time.Time {
 	switch {
 	case plan.Serve:
 		if !r.serving || r.fenced {
-			if err := r.call(ctx, func(c context.Context) error { return in.Fencer.Serve(c) }); err != nil {
+			// A switch that outlasts the claim's majority would serve past the fence deadline.
+			timeout := min(r.k.opts.SwitchTimeout, r.state.ServeUntil(in.Policy, now).Sub(now))
+			epoch := r.state.Claim.Epoch
+			if err := r.callFor(ctx, timeout, func(c context.Context) error { return in.Fencer.Serve(c, epoch) }); err != nil {
 				r.errors["serve"] = err.Error()
 			} else {
 				delete(r.errors, "serve")
@@ -295,7 +317,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 	default:
 		if !r.fenced {
 			var done bool
-			err := r.call(ctx, func(c context.Context) error {
+			err := r.callFor(ctx, r.k.opts.SwitchTimeout, func(c context.Context) error {
 				var err error
 				done, err = in.Fencer.Fence(c)
 				return err
@@ -325,7 +347,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 		go r.write(ctx, w, r.k.clock.Now(), store)
 	}
 
-	r.publish(plan)
+	r.publish(plan, in, now)
 	wake := nextRead
 	if !plan.NextCheck.IsZero() {
 		wake = minTime(wake, plan.NextCheck)
@@ -337,7 +359,11 @@ func (r *runner) step(ctx context.Context) time.Time {
 }
 
 func (r *runner) call(ctx context.Context, f func(context.Context) error) error {
-	c, cancel := context.WithTimeout(ctx, r.k.opts.CallTimeout)
+	return r.callFor(ctx, r.k.opts.CallTimeout, f)
+}
+
+func (r *runner) callFor(ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
+	c, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return f(c)
 }
@@ -378,21 +404,46 @@ func (r *runner) report(ctx context.Context, res result) {
 	}
 }
 
-func (r *runner) publish(plan failover.Plan) {
-	records := map[string]failover.LeaseRecord{}
+func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
+	obs := map[string]failover.Observation{}
 	for a, arb := range r.state.Arbiters {
-		records[a] = arb.Observation.Record
+		obs[a] = arb.Observation
 	}
-	snap := Snapshot{Plan: plan, Claim: r.state.Claim, Records: records, Serving: r.serving, Fenced: r.fenced, Errors: maps.Clone(r.errors)}
+	snap := Snapshot{
+		Plan: plan, Claim: r.state.Claim, Target: in.State.Target, Observations: obs, OwnRead: r.state.OwnRead,
+		Serving: r.serving && !r.fenced && plan.Serve, Fenced: r.fenced, Errors: maps.Clone(r.errors),
+	}
+	if snap.Serving {
+		snap.ServeUntil = r.state.ServeUntil(in.Policy, now)
+	}
 	r.mu.Lock()
 	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
 		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held || snap.Fenced != r.snap.Fenced ||
-		snap.Claim.Epoch != r.snap.Claim.Epoch
+		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.Serving != r.snap.Serving || snap.OwnRead != r.snap.OwnRead ||
+		holdersChanged(snap.Observations, r.snap.Observations) || !maps.Equal(snap.Errors, r.snap.Errors)
 	r.snap, r.snapSet = snap, true
 	r.mu.Unlock()
+	if r.k.opts.Observe != nil {
+		r.k.opts.Observe(r.key, snap)
+	}
 	if changed && r.k.opts.Notify != nil {
 		r.k.opts.Notify(r.key)
 	}
+}
+
+// holdersChanged reports whether a copy's holder, epoch or existence differs between a and b.
+func holdersChanged(a, b map[string]failover.Observation) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || x.Record.Holder != y.Record.Holder || x.Record.Epoch != y.Record.Epoch ||
+			x.Record.Exists() != y.Record.Exists() || x.ObservedAt.IsZero() != y.ObservedAt.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -91,12 +91,14 @@ type fakeFencer struct {
 	serving bool
 	fences  int
 	serves  int
+	epoch   int64
 }
 
-func (f *fakeFencer) Serve(context.Context) error {
+func (f *fakeFencer) Serve(_ context.Context, epoch int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.serving = true
+	f.epoch = epoch
 	f.serves++
 	return nil
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/render"
 )
 
 // PartnerKey is where a partner's cluster stores a service's copy: failover.LeaseName in the
@@ -37,6 +39,10 @@ type KubeStore struct {
 	Key client.ObjectKey
 	// Labels are set on the Lease when Deich writes it, for `kubectl get leases -l`.
 	Labels map[string]string
+	// CreateNamespace lets the first write create the Lease's namespace when the cluster
+	// lacks it: a partner's cluster may not have the service's namespace before its first
+	// mirroring round. A witness gives its namespace; Deich never creates one there.
+	CreateNamespace bool
 }
 
 // Read returns the copy; a Lease that does not exist is the zero record.
@@ -60,6 +66,13 @@ func (s KubeStore) Write(ctx context.Context, rec failover.LeaseRecord) (failove
 	var err error
 	if rec.ResourceVersion == "" {
 		err = s.Client.Create(ctx, l)
+		if apierrors.IsNotFound(err) && s.CreateNamespace {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Key.Namespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedByDeich}}}
+			if nsErr := s.Client.Create(ctx, ns); nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
+				return failover.LeaseRecord{}, fmt.Errorf("create namespace %s for lease %s: %w", s.Key.Namespace, s.Key, nsErr)
+			}
+			err = s.Client.Create(ctx, l)
+		}
 	} else {
 		err = s.Client.Update(ctx, l)
 	}

@@ -1,4 +1,4 @@
-package lease
+package lease_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
+	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
 )
 
@@ -31,7 +33,7 @@ func TestKubeStoreOnARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := types.NamespacedName{Namespace: "buergerkonto", Name: "buergerkonto"}
-	s := KubeStore{Client: site.Client, Key: WitnessKey("deich-witness", svc), Labels: map[string]string{"app.kubernetes.io/managed-by": "deich"}}
+	s := lease.KubeStore{Client: site.Client, Key: lease.WitnessKey("deich-witness", svc), Labels: map[string]string{"app.kubernetes.io/managed-by": "deich"}}
 	if got := s.Key.Name; got != "deich-buergerkonto.buergerkonto" {
 		t.Errorf("witness lease name = %q", got)
 	}
@@ -47,7 +49,7 @@ func TestKubeStoreOnARealAPIServer(t *testing.T) {
 	if err != nil || !created.HeldBy(testenv.SiteKiel) || created.Epoch != 3 || len(created.Configs) != 1 {
 		t.Fatalf("creating the copy: %+v, %v", created, err)
 	}
-	if _, err := s.Write(ctx, want); !errors.Is(err, ErrConflict) {
+	if _, err := s.Write(ctx, want); !errors.Is(err, lease.ErrConflict) {
 		t.Errorf("creating an existing copy: %v, want ErrConflict", err)
 	}
 	renewed := created
@@ -60,11 +62,46 @@ func TestKubeStoreOnARealAPIServer(t *testing.T) {
 	stale := created
 	stale.Holder = testenv.SiteSchwerin
 	cur, err := s.Write(ctx, stale)
-	if !errors.Is(err, ErrConflict) || cur.ResourceVersion != got.ResourceVersion || !cur.HeldBy(testenv.SiteKiel) {
+	if !errors.Is(err, lease.ErrConflict) || cur.ResourceVersion != got.ResourceVersion || !cur.HeldBy(testenv.SiteKiel) {
 		t.Errorf("a write on a stale resourceVersion: %+v, %v; want ErrConflict and the current copy", cur, err)
 	}
 	read, err := s.Read(ctx)
 	if err != nil || read.ResourceVersion != got.ResourceVersion || read.Epoch != 3 || !read.RenewTime.Equal(renewed.RenewTime) {
 		t.Errorf("Read() = %+v, %v; want the renewed copy", read, err)
+	}
+}
+
+// A partner's copy may be the first object of its namespace there: CreateNamespace lets the
+// first write create the namespace, and only then.
+func TestKubeStoreCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server")
+	}
+	env, err := testenv.Start(testenv.Options{}, testenv.SiteKiel)
+	if err != nil {
+		t.Fatalf("start API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	site := env.Site(testenv.SiteKiel)
+	svc := types.NamespacedName{Namespace: "kita-portal", Name: "kita-portal"}
+	now := time.Now().Truncate(time.Microsecond)
+	rec := failover.LeaseRecord{Holder: testenv.SiteKiel, Duration: 30 * time.Second, AcquireTime: now, RenewTime: now, Epoch: 1}
+
+	witness := lease.KubeStore{Client: site.Client, Key: lease.WitnessKey("no-such-namespace", svc)}
+	if _, err := witness.Write(ctx, rec); err == nil || errors.Is(err, lease.ErrConflict) {
+		t.Errorf("writing into a missing namespace without CreateNamespace: %v, want an error", err)
+	}
+	partner := lease.KubeStore{Client: site.Client, Key: lease.PartnerKey(svc), CreateNamespace: true}
+	got, err := partner.Write(ctx, rec)
+	if err != nil || !got.HeldBy(testenv.SiteKiel) {
+		t.Fatalf("writing with CreateNamespace: %+v, %v", got, err)
+	}
+	ns := &corev1.Namespace{}
+	if err := site.Client.Get(ctx, types.NamespacedName{Name: svc.Namespace}, ns); err != nil {
+		t.Fatalf("namespace %s was not created: %v", svc.Namespace, err)
+	}
+	if ns.Labels[render.LabelManagedBy] != render.ManagedByDeich {
+		t.Errorf("namespace labels = %v, want managed-by deich", ns.Labels)
 	}
 }

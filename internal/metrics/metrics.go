@@ -79,11 +79,11 @@ var (
 		Name: "deich_serving",
 		Help: "Whether this site serves the SharedService (1) or not (0).",
 	}, []string{"namespace", "service", "site"})
-	// Fenced is 1 while this site holds the lease but may not serve, or had to switch its
-	// objects to standby form because another site took over.
+	// Fenced is 1 while this site has a claim on the lease it served on but can no longer
+	// show the copies it needs to serve: it stays fenced until it renews them.
 	Fenced = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "deich_fenced",
-		Help: "Whether this site holds the lease of the SharedService but may not serve (1) or not (0).",
+		Help: "Whether this site served the SharedService on its claim of the lease but is fenced because it cannot renew the copies it needs (1) or not (0).",
 	}, []string{"namespace", "service", "site"})
 	// Failovers counts completed promotions at this site, by kind (failover, handover,
 	// switchover).

@@ -62,6 +62,11 @@ type Options struct {
 	// peer.DefaultBurst.
 	PeerQPS   float32
 	PeerBurst int
+	// LeaseQPS and LeaseBurst rate-limit the lease keeper's own client to each cluster that
+	// stores a copy of a lease, apart from mirroring (--lease-qps, --lease-burst). Default to
+	// controllers.DefaultLeaseQPS and controllers.DefaultLeaseBurst.
+	LeaseQPS   float32
+	LeaseBurst int
 	// ApplyParallelism is how many copies are applied to a peer at once (--apply-parallelism).
 	ApplyParallelism int
 	// Clock is read by the controllers; defaults to the real clock. Tests inject a fake.
@@ -89,6 +94,9 @@ func (o Options) Validate() error {
 	}
 	if o.PeerQPS < 0 || o.PeerBurst < 0 {
 		errs = append(errs, errors.New("--peer-qps and --peer-burst must not be negative"))
+	}
+	if o.LeaseQPS < 0 || o.LeaseBurst < 0 {
+		errs = append(errs, errors.New("--lease-qps and --lease-burst must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -192,6 +200,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		controllers.WithServiceClock(opts.Clock),
 		controllers.WithApplyParallelism(opts.ApplyParallelism),
 		controllers.WithMaxClockSkew(opts.MaxClockSkew),
+		controllers.WithLeaseRateLimit(opts.LeaseQPS, opts.LeaseBurst),
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SharedService controller: %w", err)
 	}

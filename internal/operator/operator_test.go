@@ -20,6 +20,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"requires --namespace", func(o *Options) { o.Namespace = "" }, "--namespace is required"},
 		{"rejects a negative clock skew", func(o *Options) { o.MaxClockSkew = -time.Second }, "--max-clock-skew -1s must not be negative"},
 		{"rejects a negative peer rate limit", func(o *Options) { o.PeerQPS = -1 }, "--peer-qps and --peer-burst must not be negative"},
+		{"rejects a negative lease rate limit", func(o *Options) { o.LeaseBurst = -1 }, "--lease-qps and --lease-burst must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+)
+
+// TestRecordPromotion: the reconcile, the only writer of the service's status, records a
+// promotion when the keeper starts it and completes it once this site serves on a newer claim;
+// a restart of a serving manager and the first protection of a service record nothing.
+func TestRecordPromotion(t *testing.T) {
+	now := time.Date(2026, time.March, 1, 3, 0, 0, 0, time.UTC)
+	detected := now.Add(-40 * time.Second)
+	const site, partner = "mv-schwerin", "sh-kiel"
+	leaseOf := func(holder string, epoch int64) *deichv1alpha1.LeaseStatus {
+		return &deichv1alpha1.LeaseStatus{Holder: holder, Epoch: epoch}
+	}
+	started := &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected}}
+	earlier := deichv1alpha1.FailoverRecord{From: site, To: partner, CompletedAt: &metav1.Time{Time: now.Add(-time.Hour)}}
+	for _, tt := range []struct {
+		name       string
+		status     deichv1alpha1.SharedServiceStatus
+		snap       leaseSnapshot
+		wantEvent  string
+		wantLast   *deichv1alpha1.FailoverRecord
+		wantCount  int // failoverHistory entries
+		wantRecord bool
+	}{
+		{
+			name:      "the keeper starts promoting: recorded without completedAt",
+			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
+			snap:      leaseSnapshot{read: true, promoting: true, message: "health checks of sh-kiel failed 3 times in a row", record: failover.LeaseRecord{Holder: partner, Epoch: 4}},
+			wantEvent: deichv1alpha1.ServiceEventFailingOver,
+			wantLast:  &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks of sh-kiel failed 3 times in a row", DetectedAt: &metav1.Time{Time: now}},
+		},
+		{
+			name:      "serving on a newer claim completes the recorded promotion",
+			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
+			snap:      leaseSnapshot{read: true, serving: true, epoch: 5},
+			wantEvent: deichv1alpha1.ServiceEventFailedOver,
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
+			wantCount: 2,
+		},
+		{
+			name:      "a promotion whose start was not recorded is recorded complete",
+			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
+			snap:      leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"},
+			wantEvent: deichv1alpha1.ServiceEventFailedOver,
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "serving", DetectedAt: &metav1.Time{Time: now},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{}},
+			wantCount: 1,
+		},
+		{
+			name:   "a restarted manager serving on the claim status recorded records nothing",
+			status: deichv1alpha1.SharedServiceStatus{Lease: leaseOf(site, 5)},
+			snap:   leaseSnapshot{read: true, serving: true, epoch: 5},
+		},
+		{
+			name:   "the first claim of a service newly put under protection is no failover",
+			status: deichv1alpha1.SharedServiceStatus{},
+			snap:   leaseSnapshot{read: true, serving: true, epoch: 1},
+		},
+		{
+			name:     "a promotion given up before it served is dropped",
+			status:   deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 6), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
+			snap:     leaseSnapshot{read: true, reason: failover.PlanStandby},
+			wantLast: &earlier, wantCount: 1,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := events.NewFakeRecorder(10)
+			r := &SharedServiceReconciler{site: site, recorder: rec, clock: clocktesting.NewFakePassiveClock(now)}
+			svc := &deichv1alpha1.SharedService{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "buergerkonto", Name: "buergerkonto"},
+				Spec:       deichv1alpha1.SharedServiceSpec{PrimarySite: partner, StandbySite: site},
+				Status:     tt.status,
+			}
+			snap := tt.snap
+			s := &serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap}
+			r.recordPromotion(s)
+			got := s.svc.Status
+			if tt.wantLast == nil {
+				tt.wantLast = tt.status.LastFailover
+			}
+			if !sameRecord(got.LastFailover, tt.wantLast) {
+				t.Errorf("lastFailover = %+v, want %+v", got.LastFailover, tt.wantLast)
+			}
+			if tt.wantCount == 0 {
+				tt.wantCount = len(tt.status.FailoverHistory)
+			}
+			if len(got.FailoverHistory) != tt.wantCount {
+				t.Errorf("failoverHistory has %d entries, want %d", len(got.FailoverHistory), tt.wantCount)
+			}
+			var evts []string
+			for len(rec.Events) > 0 {
+				evts = append(evts, <-rec.Events)
+			}
+			switch {
+			case tt.wantEvent == "" && len(evts) > 0:
+				t.Errorf("events %q, want none", evts)
+			case tt.wantEvent != "" && (len(evts) != 1 || !strings.Contains(evts[0], tt.wantEvent)):
+				t.Errorf("events %q, want one %s", evts, tt.wantEvent)
+			}
+		})
+	}
+}
+
+func sameRecord(a, b *deichv1alpha1.FailoverRecord) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	timeEq := func(x, y *metav1.Time) bool { return x == nil && y == nil || x != nil && y != nil && x.Equal(y) }
+	durEq := func(x, y *metav1.Duration) bool {
+		return x == nil && y == nil || x != nil && y != nil && x.Duration == y.Duration
+	}
+	return a.From == b.From && a.To == b.To && a.Reason == b.Reason && timeEq(a.DetectedAt, b.DetectedAt) &&
+		timeEq(a.CompletedAt, b.CompletedAt) && durEq(a.RecoveryTime, b.RecoveryTime)
+}

@@ -1,0 +1,226 @@
+// Package quorum holds the fault matrix of the quorum lease: three real control planes — the
+// partners sh-kiel and mv-schwerin, each with a manager, and the witness hh-hamburg, which runs
+// none — and one fault per test: the standby site lost, the witness cut off, the link between
+// the partners cut, the active site cut off from both others. Every connection from one site
+// to another goes through the testenv link between them, so a test cuts exactly the pair it
+// names. Throughout each test an invariant checker samples both partners for an instant in
+// which both hold the service's Deployment in its active form.
+package quorum
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/deich-io/deich/internal/operator"
+	"github.com/deich-io/deich/internal/testenv"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+const (
+	managerNamespace = operator.DefaultNamespace
+	// maxClockSkew is the --max-clock-skew the managers run with.
+	maxClockSkew = time.Second
+)
+
+// The three sites and the partners' managers.
+var (
+	env      *testenv.Env
+	kiel     *testenv.Site
+	schwerin *testenv.Site
+	witness  *testenv.Witness
+
+	managersMu sync.Mutex
+	managers   = map[string]*testenv.Manager{}
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	level := zapcore.Level(2)
+	if os.Getenv("DEICH_TEST_VERBOSE") != "" {
+		level = -1
+	}
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
+	var err error
+	env, err = testenv.StartDeich()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		stopManagers()
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop sites:", err)
+		}
+	}()
+	kiel, schwerin = env.Site(testenv.SiteKiel), env.Site(testenv.SiteSchwerin)
+	ctx := context.Background()
+	if witness, err = env.StartWitness(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := connectPartners(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		if err := startManager(site); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// connectPartners gives each partner a ReplicationPeer for the other whose kubeconfig reaches
+// it through the link between the two, so that cutting that link cuts the managers off from
+// each other's API servers. StartWitness already did the same for the witness.
+func connectPartners(ctx context.Context) error {
+	link := env.Link(kiel.Name, schwerin.Name)
+	for _, on := range []*testenv.Site{kiel, schwerin} {
+		other := link.Other(on.Name)
+		kubeconfig, err := link.Kubeconfig(on.Name)
+		if err != nil {
+			return err
+		}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}
+		if err := on.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create manager namespace at %s: %w", on.Name, err)
+		}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + other.Name},
+			Data:       map[string][]byte{testenv.PeerSecretKey: kubeconfig},
+		}
+		if err := on.Client.Create(ctx, secret); err != nil {
+			return fmt.Errorf("create peer Secret for %s at %s: %w", other.Name, on.Name, err)
+		}
+		peer := testobjects.MakeReplicationPeer(other.Name).Heartbeat(time.Second).Obj()
+		if err := on.Client.Create(ctx, peer); err != nil {
+			return fmt.Errorf("create ReplicationPeer %s at %s: %w", other.Name, on.Name, err)
+		}
+	}
+	return nil
+}
+
+// startManager starts an in-process manager for site.
+func startManager(site *testenv.Site) error {
+	mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: maxClockSkew})
+	if err != nil {
+		return err
+	}
+	managersMu.Lock()
+	managers[site.Name] = mgr
+	managersMu.Unlock()
+	return nil
+}
+
+// stopManager stops site's manager, if it runs.
+func stopManager(site *testenv.Site) error {
+	managersMu.Lock()
+	mgr := managers[site.Name]
+	delete(managers, site.Name)
+	managersMu.Unlock()
+	if mgr == nil {
+		return nil
+	}
+	return mgr.Stop()
+}
+
+// managerRunning reports whether site's manager runs.
+func managerRunning(site *testenv.Site) bool {
+	managersMu.Lock()
+	defer managersMu.Unlock()
+	_, ok := managers[site.Name]
+	return ok
+}
+
+func stopManagers() {
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		if err := stopManager(site); err != nil {
+			fmt.Fprintln(os.Stderr, "stop manager:", err)
+		}
+	}
+}
+
+// loseSite takes site's data centre down: its manager and its API server stop. The returned
+// function brings both back; it is also registered as a cleanup, and does nothing the second
+// time.
+func loseSite(t *testing.T, site *testenv.Site) (bringBack func() error) {
+	t.Helper()
+	if err := stopManager(site); err != nil {
+		t.Fatalf("stop the manager of %s: %v", site.Name, err)
+	}
+	if err := site.StopAPIServer(); err != nil {
+		t.Fatalf("stop the API server of %s: %v", site.Name, err)
+	}
+	var once sync.Once
+	var err error
+	bringBack = func() error {
+		once.Do(func() {
+			err = site.StartAPIServer()
+			if err == nil && !managerRunning(site) {
+				err = startManager(site)
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() {
+		if err := bringBack(); err != nil {
+			t.Errorf("bring %s back: %v", site.Name, err)
+		}
+	})
+	return bringBack
+}
+
+// cut cuts the links between from and each of the others. The returned function restores
+// them; it is also registered as a cleanup.
+func cut(t *testing.T, from string, others ...string) (restore func()) {
+	t.Helper()
+	links := make([]*testenv.Link, 0, len(others))
+	for _, o := range others {
+		l := env.Link(from, o)
+		if l == nil {
+			t.Fatalf("no link between %s and %s", from, o)
+		}
+		links = append(links, l)
+	}
+	for _, l := range links {
+		l.Cut()
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			for _, l := range links {
+				l.Restore()
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// requireSites skips a test when the sites are not running (go test -short).
+func requireSites(t testing.TB) {
+	t.Helper()
+	if env == nil {
+		t.Skip("fault test: needs real API servers (not run with -short)")
+	}
+}
