@@ -138,6 +138,8 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 	if !ok {
 		r = &runner{key: key, k: k, wake: make(chan struct{}, 1), results: make(chan result, 16), done: make(chan struct{}), in: in}
 		k.services[key] = r
+		// The first decision is due at once, whichever clock the keeper runs on.
+		r.poke()
 		if k.ctx != nil {
 			go r.run(k.ctx)
 		}

@@ -90,8 +90,9 @@ func (s service) key() types.NamespacedName {
 //
 // sh-kiel's manager reads its own Deployment and always finds it ready; mv-schwerin's reads it
 // through the link between the partners, so its check fails as soon as it cannot reach
-// sh-kiel. The status is written by hand: no controller runs pods here.
-func setUp(ctx context.Context, t *testing.T, g Gomega, ns string) service {
+// sh-kiel. The status is written by hand: no controller runs pods here. extraChecks are
+// added to the service's health checks.
+func setUp(ctx context.Context, t *testing.T, g Gomega, ns string, extraChecks ...deichv1alpha1.HealthCheck) service {
 	t.Helper()
 	objective := testobjects.MakeRecoveryObjective(ns).Failover(failureThreshold, probeInterval, leaseDuration).RTO(rto).Obj()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
@@ -119,11 +120,15 @@ func setUp(ctx context.Context, t *testing.T, g Gomega, ns string) service {
 	g.Expect(kiel.Client.Status().Update(ctx, dep)).To(Succeed(), "sh-kiel's web reports its replicas ready")
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings", Labels: labels}, Data: map[string]string{"v": "1"}}
 	g.Expect(kiel.Client.Create(ctx, cm)).To(Succeed())
-	svc := testobjects.MakeSharedService("buergerkonto", ns).Objective(ns).Witness(testenv.SiteHamburg).
+	b := testobjects.MakeSharedService("buergerkonto", ns).Objective(ns).Witness(testenv.SiteHamburg).
 		HealthCheck(deichv1alpha1.HealthCheck{
 			Name: "kiel-web", Site: testenv.SiteKiel,
 			Workload: &deichv1alpha1.WorkloadCheck{Kind: "Deployment", Name: "web", MinReady: 1},
-		}).Obj()
+		})
+	for _, hc := range extraChecks {
+		b = b.HealthCheck(hc)
+	}
+	svc := b.Obj()
 	g.Expect(kiel.Client.Create(ctx, svc)).To(Succeed())
 	s := service{ns: ns, name: svc.Name}
 	t.Cleanup(func() { s.tearDown(objective) })
