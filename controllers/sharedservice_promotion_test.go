@@ -125,3 +125,34 @@ func sameRecord(a, b *deichv1alpha1.FailoverRecord) bool {
 	return a.From == b.From && a.To == b.To && a.Reason == b.Reason && timeEq(a.DetectedAt, b.DetectedAt) &&
 		timeEq(a.CompletedAt, b.CompletedAt) && durEq(a.RecoveryTime, b.RecoveryTime)
 }
+
+func TestCopyWithinRPOWhenLastHealthy(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	p := failover.Policy{ProbeInterval: time.Second, MaxClockSkew: time.Second}
+	objective := &deichv1alpha1.RecoveryObjective{Spec: deichv1alpha1.RecoveryObjectiveSpec{RPO: metav1.Duration{Duration: 10 * time.Second}}}
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	failing := func(n int32, probed time.Duration) []deichv1alpha1.HealthCheckStatus {
+		return []deichv1alpha1.HealthCheckStatus{{Name: "kiel-web", ConsecutiveFailures: n, LastProbeTime: at(probed)}}
+	}
+	for _, tc := range []struct {
+		name      string
+		lastSync  *metav1.Time
+		checks    []deichv1alpha1.HealthCheckStatus
+		objective *deichv1alpha1.RecoveryObjective
+		want      bool
+	}{
+		{name: "no objective: no RPO to keep", objective: nil, want: true},
+		{name: "never synced", objective: objective, want: false},
+		{name: "synced 5s before the first failure", objective: objective, lastSync: at(-8 * time.Second), checks: failing(3, 0), want: true},
+		{name: "synced 11s before the last success: within the skew margin", objective: objective, lastSync: at(-14 * time.Second), checks: failing(3, 0), want: true},
+		{name: "synced 12s before the last success", objective: objective, lastSync: at(-15 * time.Second), checks: failing(3, 0), want: false},
+		{name: "a long outage after a current copy", objective: objective, lastSync: at(-time.Hour - 2*time.Second), checks: failing(3600, 0), want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := &deichv1alpha1.SharedService{Status: deichv1alpha1.SharedServiceStatus{LastSyncTime: tc.lastSync, HealthChecks: tc.checks}}
+			if got := copyWithinRPOWhenLastHealthy(svc, tc.objective, p, now); got != tc.want {
+				t.Errorf("copyWithinRPOWhenLastHealthy = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}

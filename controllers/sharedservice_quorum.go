@@ -356,6 +356,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 		state.PartnerReady = r.partnerReady(ctx, svc, s.objective)
 	case judged != r.site:
 		state.PeerChecksFailing = failures
+		state.CopyWithinRPO = copyWithinRPOWhenLastHealthy(svc, s.objective, policy, s.now)
 	}
 	ls := r.leaseStateOf(s.owner)
 	prev, hadPrev := r.keeper.Snapshot(s.owner)
@@ -473,4 +474,30 @@ func (r *SharedServiceReconciler) deleteLeases(ctx context.Context, svc *deichv1
 	}
 	logf.FromContext(ctx).V(1).Info("Deleted the lease's copies", "arbiters", arbiters)
 	return nil
+}
+
+// copyWithinRPOWhenLastHealthy reports whether this site's copy was within the RPO when the
+// active site was last seen healthy: the gate of an automatic promotion (a Switchover with
+// force promotes a copy that was not). The copy's age is taken from status.lastSyncTime, which
+// the active stamps by its clock, hence the clock-skew margin; the active was last seen
+// healthy one probe interval before the first of the failures its checks count now. A copy
+// never synced is never within the RPO. Without an objective there is no RPO to keep.
+func copyWithinRPOWhenLastHealthy(svc *deichv1alpha1.SharedService, objective *deichv1alpha1.RecoveryObjective, p failover.Policy, now time.Time) bool {
+	if objective == nil {
+		return true
+	}
+	if svc.Status.LastSyncTime == nil {
+		return false
+	}
+	healthy := now
+	for _, hc := range svc.Status.HealthChecks {
+		if hc.ConsecutiveFailures == 0 || hc.LastProbeTime == nil {
+			continue
+		}
+		at := hc.LastProbeTime.Add(-time.Duration(hc.ConsecutiveFailures) * p.ProbeInterval)
+		if at.Before(healthy) {
+			healthy = at
+		}
+	}
+	return healthy.Sub(svc.Status.LastSyncTime.Time) <= objective.Spec.RPO.Duration+p.MaxClockSkew
 }

@@ -9,11 +9,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/testenv"
@@ -41,47 +37,7 @@ func TestFailingChecksDoNotHandOverToAStandbyWithoutAReadyCopy(t *testing.T) {
 
 	// mv-schwerin's API server refuses every write of the copies in the service's
 	// namespace, so its copy ages past the RPO while the lease still works.
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: s.ns},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "copies refused for this test"}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: s.ns},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        s.ns,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{corev1.LabelMetadataName: s.ns}}},
-		},
-	}
-	g.Expect(schwerin.Client.Create(ctx, policy)).To(Succeed())
-	g.Expect(schwerin.Client.Create(ctx, binding)).To(Succeed())
-	unblock := func() {
-		_ = schwerin.Client.Delete(context.Background(), binding)
-		_ = schwerin.Client.Delete(context.Background(), policy)
-	}
-	t.Cleanup(unblock)
-	// Change the source so that the copy must change, which the policy refuses. The policy
-	// takes effect once the API server has loaded it, so keep changing until a sync fails.
-	g.Eventually(func(g Gomega) {
-		cm := &corev1.ConfigMap{}
-		g.Expect(kiel.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: "settings"}, cm)).To(Succeed())
-		cm.Data["v"] = time.Now().Format(time.RFC3339Nano)
-		g.Expect(kiel.Client.Update(ctx, cm)).To(Succeed())
-		svc, err := s.status(ctx, kiel)()
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(svc.Status.ReplicationLag).NotTo(BeNil())
-		g.Expect(svc.Status.ReplicationLag.Duration).To(BeNumerically(">", rpo))
-	}, time.Minute, time.Second).Should(Succeed(), "mv-schwerin's copy never aged past the RPO")
+	unblock := s.ageCopyPastRPO(ctx, t, g, kiel, rpo)
 
 	code.Store(http.StatusInternalServerError)
 	// Two failed checks a second apart would hand over within a few seconds; the active
