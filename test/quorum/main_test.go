@@ -1,8 +1,9 @@
 // Package quorum holds the fault matrix of the quorum lease: three real control planes — the
 // partners sh-kiel and mv-schwerin, each with a manager, and the witness hh-hamburg, which runs
 // none — and one fault per test: the standby site lost, the witness lost, the witness cut off,
-// the link between the partners cut, the active site cut off from both others, and the active
-// site lost whole twice in turn, each time after the other partner had taken over. Every
+// either partner's link to the witness cut, the link between the partners cut, the active site
+// cut off from both others, and the active site lost whole twice in turn, each time after the
+// other partner had taken over. Every
 // connection from one site to another goes through the testenv link between them, so a test
 // cuts exactly the pair it names. Throughout each test an invariant checker samples both
 // partners for an instant in which both hold the service's Deployment in its active form.
