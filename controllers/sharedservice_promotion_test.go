@@ -72,7 +72,7 @@ func TestRecordPromotion(t *testing.T) {
 		{
 			name:     "a promotion given up before it served is dropped",
 			status:   deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 6), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
-			snap:     leaseSnapshot{read: true, reason: failover.PlanStandby},
+			snap:     leaseSnapshot{read: true},
 			wantLast: &earlier, wantCount: 1,
 		},
 	} {

@@ -218,8 +218,8 @@ type leaseSnapshot struct {
 	held, targetSize int
 	// deadline is, while serving, when this site must be fenced unless it renews.
 	deadline time.Time
-	// reason and message say what the keeper decided.
-	reason, message string
+	// message says what the keeper decided.
+	message string
 	// formErr is the last failure to switch this site's objects to the decided form.
 	formErr string
 }
@@ -232,7 +232,7 @@ func snapshotOf(site string, snap lease.Snapshot, st *leaseState) leaseSnapshot 
 		handingOver: snap.Claim.Releasing || snap.Plan.Reason == failover.PlanHandingOver,
 		fenced:      snap.Plan.Reason == failover.PlanFenceDeadline,
 		held:        snap.Plan.Held, targetSize: len(snap.Target), deadline: snap.ServeUntil,
-		reason: snap.Plan.Reason, message: snap.Plan.Message,
+		message: snap.Plan.Message,
 	}
 	for _, k := range []string{"serve", "fence"} {
 		if e := snap.Errors[k]; e != "" {

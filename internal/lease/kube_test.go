@@ -19,16 +19,8 @@ import (
 // TestKubeStoreOnARealAPIServer: the Store's compare-and-swap is the API server's, by
 // resourceVersion, for creating and for updating a copy.
 func TestKubeStoreOnARealAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API server")
-	}
-	env, err := testenv.Start(testenv.Options{}, testenv.SiteKiel)
-	if err != nil {
-		t.Fatalf("start API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	site := startSite(t)
 	ctx := context.Background()
-	site := env.Site(testenv.SiteKiel)
 	if err := site.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "deich-witness"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +66,8 @@ func TestKubeStoreOnARealAPIServer(t *testing.T) {
 // A partner's copy may be the first object of its namespace there: CreateNamespace lets the
 // first write create the namespace, and only then.
 func TestKubeStoreCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API server")
-	}
-	env, err := testenv.Start(testenv.Options{}, testenv.SiteKiel)
-	if err != nil {
-		t.Fatalf("start API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	site := startSite(t)
 	ctx := context.Background()
-	site := env.Site(testenv.SiteKiel)
 	svc := types.NamespacedName{Namespace: "kita-portal", Name: "kita-portal"}
 	now := time.Now().Truncate(time.Microsecond)
 	rec := failover.LeaseRecord{Holder: testenv.SiteKiel, Duration: 30 * time.Second, AcquireTime: now, RenewTime: now, Epoch: 1}
@@ -104,4 +88,19 @@ func TestKubeStoreCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
 	if ns.Labels[render.LabelManagedBy] != render.ManagedByDeich {
 		t.Errorf("namespace labels = %v, want managed-by deich", ns.Labels)
 	}
+}
+
+// startSite starts one real API server for the test; in -short mode, which runs only the
+// tests that need none, the test is skipped.
+func startSite(t *testing.T) *testenv.Site {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server")
+	}
+	env, err := testenv.Start(testenv.Options{}, testenv.SiteKiel)
+	if err != nil {
+		t.Fatalf("start API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env.Site(testenv.SiteKiel)
 }
