@@ -163,7 +163,14 @@ BENCH_TIMEOUT ?= 30m
 .PHONY: bench
 bench: $(CONTROL_PLANE) ## Run the benchmarks and print their tables (see docs/benchmarks.md).
 	$(GO) test -run='^$$' -bench=. -benchmem $$($(GO) list ./... | grep -v /test/)
-	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./test/bench/ ./test/failover/
+	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./test/bench/ ./test/failover/ ./test/quorum/
+
+SOAK_DURATION ?= 30m
+SOAK_TIMEOUT ?= 60m
+
+.PHONY: soak
+soak: $(CONTROL_PLANE) ## Inject random faults of the fault matrix for SOAK_DURATION (default 30m) and report split brain and gaps (see docs/failover.md).
+	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test -tags soak -run='^TestSoak$$' -v -count=1 -timeout=$(SOAK_TIMEOUT) ./test/quorum/ -args -soak=$(SOAK_DURATION) $(if $(SOAK_SEED),-soak-seed=$(SOAK_SEED))
 
 ##@ Tools
 

@@ -30,12 +30,29 @@ type RecoveryObjectiveReconciler struct {
 	client       client.Client
 	recorder     events.EventRecorder
 	maxClockSkew time.Duration
+	// electionTakeover is how long, at most, the manager's replicas go without a leader after
+	// the leader dies (election lease plus two retry periods); zero without leader election.
+	electionTakeover time.Duration
+}
+
+// RecoveryObjectiveOption configures a RecoveryObjectiveReconciler.
+type RecoveryObjectiveOption func(*RecoveryObjectiveReconciler)
+
+// WithLeaderElection tells the reconciler that the manager's replicas elect a leader with
+// the given election lease duration and retry period, so that it can report objectives whose
+// lease is too short for a new leader to take over in time.
+func WithLeaderElection(leaseDuration, retryPeriod time.Duration) RecoveryObjectiveOption {
+	return func(r *RecoveryObjectiveReconciler) { r.electionTakeover = leaseDuration + 2*retryPeriod }
 }
 
 // NewRecoveryObjectiveReconciler returns a reconciler for a manager started with the given
 // maximum clock skew between sites.
-func NewRecoveryObjectiveReconciler(c client.Client, recorder events.EventRecorder, maxClockSkew time.Duration) *RecoveryObjectiveReconciler {
-	return &RecoveryObjectiveReconciler{client: c, recorder: recorder, maxClockSkew: maxClockSkew}
+func NewRecoveryObjectiveReconciler(c client.Client, recorder events.EventRecorder, maxClockSkew time.Duration, opts ...RecoveryObjectiveOption) *RecoveryObjectiveReconciler {
+	r := &RecoveryObjectiveReconciler{client: c, recorder: recorder, maxClockSkew: maxClockSkew}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=recoveryobjectives,verbs=get;list;watch
@@ -108,11 +125,10 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 
 	valid := metav1.Condition{Type: deichv1alpha1.ObjectiveConditionValid, ObservedGeneration: gen}
 	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: gen}
-	if obj.Spec.RTO.Duration < minimum {
-		valid.Status = metav1.ConditionFalse
-		valid.Reason = deichv1alpha1.ObjectiveReasonRTOTooShort
-		valid.Message = fmt.Sprintf("rto %s is shorter than %s (leaseDuration %s + failureThreshold %d × probeInterval %s + max clock skew %s): the objective could never be met; raise rto or shorten the failover settings",
-			obj.Spec.RTO.Duration, minimum, obj.Spec.Failover.LeaseDuration.Duration, obj.Spec.Failover.FailureThreshold, obj.Spec.Failover.ProbeInterval.Duration, r.maxClockSkew)
+	if reason, msg := r.invalidity(obj.Spec); reason != "" {
+		valid.Status, valid.Reason, valid.Message = metav1.ConditionFalse, reason, msg
+	}
+	if valid.Status == metav1.ConditionFalse {
 		ready.Status = metav1.ConditionFalse
 		ready.Reason = deichv1alpha1.ObjectiveReasonInvalid
 		ready.Message = valid.Message
@@ -141,6 +157,33 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// invalidity says why an objective's settings cannot be met together with the manager's
+// flags, or returns an empty reason.
+func (r *RecoveryObjectiveReconciler) invalidity(spec deichv1alpha1.RecoveryObjectiveSpec) (reason, message string) {
+	f := spec.Failover
+	if minimum := MinimumRTO(spec, r.maxClockSkew); spec.RTO.Duration < minimum {
+		return deichv1alpha1.ObjectiveReasonRTOTooShort, fmt.Sprintf(
+			"rto %s is shorter than %s (leaseDuration %s + failureThreshold %d × probeInterval %s + max clock skew %s): the objective could never be met; raise rto or shorten the failover settings",
+			spec.RTO.Duration, minimum, f.LeaseDuration.Duration, f.FailureThreshold, f.ProbeInterval.Duration, r.maxClockSkew)
+	}
+	if budget := LeaderTakeoverBudget(f.LeaseDuration.Duration); r.electionTakeover > budget {
+		return deichv1alpha1.ObjectiveReasonLeaderElectionTooSlow, fmt.Sprintf(
+			"a new leader of this site's manager replicas may take up to %s (--leader-elect-lease-duration + 2 × --leader-elect-retry-period) after the leader dies, longer than the %s (2/3 × leaseDuration %s) in which it must renew the lease before the partner may take it over: lengthen leaseDuration or shorten the leader election timings",
+			r.electionTakeover, budget, f.LeaseDuration.Duration)
+	}
+	return "", ""
+}
+
+// LeaderTakeoverBudget is how long a site's manager may go without a leader, after the leader
+// died, before the partner may take over the lease copies it stopped renewing: the leader
+// renews every leaseDuration/3, and the partner waits leaseDuration (plus the clock skew,
+// left as a margin for the new leader's start and first writes) after the last renewal it
+// saw. A new leader that comes later finds the copies taken and fences, but the service's
+// workloads at this site ran on meanwhile, with nobody to fence them.
+func LeaderTakeoverBudget(leaseDuration time.Duration) time.Duration {
+	return leaseDuration * 2 / 3
 }
 
 // MinimumRTO is the shortest RTO an objective's failover settings can meet: in the worst case

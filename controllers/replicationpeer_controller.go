@@ -14,9 +14,11 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -73,11 +75,51 @@ func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, reco
 // Secrets they reference.
 // Call SetupIndexes first.
 func (r *ReplicationPeerReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.ReplicationPeer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.peersForSecret)).
 		Named("replicationpeer").
-		Complete(r)
+		Complete(r); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&deichv1alpha1.ReplicationPeer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.peersForSecret)).
+		Named("replicationpeer-connection").
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(peerConnectionReconciler{r})
+}
+
+// peerConnectionReconciler keeps the registry's connections to the peers current on every
+// replica of the manager, elected or not, so that a replica that becomes leader renews the
+// services' leases at the peers at once instead of after its first ReplicationPeer
+// reconcile: a new leader holds a service's workloads as they are only briefly (rule Q6 of
+// internal/failover) before it fences them. It writes nothing; the ReplicationPeer
+// reconciler, on the leader, reports status.
+type peerConnectionReconciler struct {
+	peers *ReplicationPeerReconciler
+}
+
+// Reconcile connects to one peer, or forgets a deleted one.
+func (r peerConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obj := &deichv1alpha1.ReplicationPeer{}
+	if err := r.peers.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.peers.registry.Remove(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get ReplicationPeer %s: %w", req.Name, err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		r.peers.registry.Remove(obj.Name)
+		return ctrl.Result{}, nil
+	}
+	if _, obs := r.peers.connect(ctx, obj); obs.heartbeatErr != nil {
+		// Reading the Secret failed; try again. Refusals wait for a change of the peer or
+		// its Secret, which are watched.
+		return ctrl.Result{}, obs.heartbeatErr
+	}
+	return ctrl.Result{}, nil
 }
 
 // peersForSecret maps a Secret to the ReplicationPeers that read it.
@@ -144,61 +186,10 @@ func (r *ReplicationPeerReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 // observe reads the peer's Secret, keeps the connection current and sends one heartbeat.
 func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alpha1.ReplicationPeer) peerObservation {
-	var obs peerObservation
-	ref := obj.Spec.KubeconfigSecretRef
-
-	if obj.Spec.Site == r.site {
-		obs.refusedReason = deichv1alpha1.PeerReasonSiteIsLocal
-		obs.refusedMessage = fmt.Sprintf("spec.site %q is this manager's own site; a ReplicationPeer names the partner site", obj.Spec.Site)
-		r.registry.Remove(obj.Name)
+	conn, obs := r.connect(ctx, obj)
+	if conn == nil {
 		return obs
 	}
-	if ref.Namespace != r.namespace {
-		obs.refusedReason = deichv1alpha1.PeerReasonSecretNamespaceNotAllowed
-		obs.refusedMessage = fmt.Sprintf("Secret %s/%s is outside the manager's namespace %q; peer credentials are read only from there", ref.Namespace, ref.Name, r.namespace)
-		r.registry.Remove(obj.Name)
-		return obs
-	}
-
-	var secret corev1.Secret
-	if err := r.client.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &secret); err != nil {
-		r.registry.Remove(obj.Name)
-		if apierrors.IsNotFound(err) {
-			obs.refusedReason = deichv1alpha1.PeerReasonSecretNotFound
-			obs.refusedMessage = fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)
-			return obs
-		}
-		obs.heartbeatErr = fmt.Errorf("get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
-		return obs
-	}
-	key := ref.Key
-	if key == "" {
-		key = deichv1alpha1.DefaultKubeconfigKey
-	}
-	kubeconfig, ok := secret.Data[key]
-	if !ok || len(kubeconfig) == 0 {
-		r.registry.Remove(obj.Name)
-		obs.refusedReason = deichv1alpha1.PeerReasonSecretKeyNotFound
-		obs.refusedMessage = fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
-		return obs
-	}
-
-	conn, rebuilt, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
-	if err != nil {
-		var credErr *peer.CredentialError
-		switch {
-		case errors.As(err, &credErr):
-			obs.refusedReason = deichv1alpha1.PeerReasonCredentialsRefused
-			obs.refusedMessage = fmt.Sprintf("kubeconfig in Secret %s/%s refused (%s): %s", ref.Namespace, ref.Name, credErr.Reason, credErr.Message)
-		case errors.Is(err, peer.ErrSiteTaken):
-			obs.refusedReason = deichv1alpha1.PeerReasonDuplicateSite
-			obs.refusedMessage = err.Error()
-		default:
-			obs.heartbeatErr = err
-		}
-		return obs
-	}
-	obs.rebuilt = rebuilt
 
 	hbCtx, cancel := context.WithTimeout(ctx, heartbeatTimeout(obj.Spec.HeartbeatInterval.Duration))
 	defer cancel()
@@ -219,6 +210,68 @@ func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alp
 	}
 	obs.heartbeat = &hb
 	return obs
+}
+
+// connect reads the peer's Secret and keeps the registry's connection to the peer current:
+// it returns the connection, or nil and why there is none. It writes nothing, so that every
+// replica of the manager may run it (see peerConnectionReconciler).
+func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alpha1.ReplicationPeer) (*peer.Connection, peerObservation) {
+	var obs peerObservation
+	ref := obj.Spec.KubeconfigSecretRef
+
+	if obj.Spec.Site == r.site {
+		obs.refusedReason = deichv1alpha1.PeerReasonSiteIsLocal
+		obs.refusedMessage = fmt.Sprintf("spec.site %q is this manager's own site; a ReplicationPeer names the partner site", obj.Spec.Site)
+		r.registry.Remove(obj.Name)
+		return nil, obs
+	}
+	if ref.Namespace != r.namespace {
+		obs.refusedReason = deichv1alpha1.PeerReasonSecretNamespaceNotAllowed
+		obs.refusedMessage = fmt.Sprintf("Secret %s/%s is outside the manager's namespace %q; peer credentials are read only from there", ref.Namespace, ref.Name, r.namespace)
+		r.registry.Remove(obj.Name)
+		return nil, obs
+	}
+
+	var secret corev1.Secret
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &secret); err != nil {
+		r.registry.Remove(obj.Name)
+		if apierrors.IsNotFound(err) {
+			obs.refusedReason = deichv1alpha1.PeerReasonSecretNotFound
+			obs.refusedMessage = fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)
+			return nil, obs
+		}
+		obs.heartbeatErr = fmt.Errorf("get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		return nil, obs
+	}
+	key := ref.Key
+	if key == "" {
+		key = deichv1alpha1.DefaultKubeconfigKey
+	}
+	kubeconfig, ok := secret.Data[key]
+	if !ok || len(kubeconfig) == 0 {
+		r.registry.Remove(obj.Name)
+		obs.refusedReason = deichv1alpha1.PeerReasonSecretKeyNotFound
+		obs.refusedMessage = fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		return nil, obs
+	}
+
+	conn, rebuilt, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
+	if err != nil {
+		var credErr *peer.CredentialError
+		switch {
+		case errors.As(err, &credErr):
+			obs.refusedReason = deichv1alpha1.PeerReasonCredentialsRefused
+			obs.refusedMessage = fmt.Sprintf("kubeconfig in Secret %s/%s refused (%s): %s", ref.Namespace, ref.Name, credErr.Reason, credErr.Message)
+		case errors.Is(err, peer.ErrSiteTaken):
+			obs.refusedReason = deichv1alpha1.PeerReasonDuplicateSite
+			obs.refusedMessage = err.Error()
+		default:
+			obs.heartbeatErr = err
+		}
+		return nil, obs
+	}
+	obs.rebuilt = rebuilt
+	return conn, obs
 }
 
 // heartbeatTimeout bounds one heartbeat: long enough for a loaded API server, short enough to

@@ -18,6 +18,10 @@ const (
 	// ObjectiveReasonRTOTooShort means the RTO is shorter than the earliest moment the protocol may
 	// promote a standby, so it could never be met.
 	ObjectiveReasonRTOTooShort = "RTOTooShort"
+	// ObjectiveReasonLeaderElectionTooSlow means the manager's replicas elect a leader so
+	// slowly that, after the leader dies, the partner could take the lease over before a new
+	// leader renews it, while the dead leader's site still runs the workloads in active form.
+	ObjectiveReasonLeaderElectionTooSlow = "LeaderElectionTooSlow"
 	// ObjectiveReasonInUse means the objective is valid and SharedServices refer to it.
 	ObjectiveReasonInUse = "InUse"
 	// ObjectiveReasonUnused means the objective is valid and no SharedService refers to it yet.

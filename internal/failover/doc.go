@@ -247,7 +247,10 @@
 //     manager that is down, paused or stuck in a slow queue at the deadline. What "taken
 //     effect" means is the keeper's to define and keep within the budget — which is also
 //     why it fences before it releases, and why a manager that starts holds the service's
-//     copy as it is only until HoldUntil (Q6).
+//     copy as it is only until HoldUntil (Q6). With several replicas, a leader that dies
+//     leaves the site without a fence until the next one is elected and renews; the
+//     manager reports objectives whose leaseDuration leaves less than that takes
+//     (LeaderElectionTooSlow).
 //   - Anything that serves without the manager's consent: a site back from a total outage
 //     starts its workloads in the form they had before its manager runs (the manager then
 //     fences them at once); a person scaling up a fenced copy.
@@ -270,7 +273,10 @@
 // own copy's stamp, which still names the old configuration until the drop — can never
 // win a disjoint majority. A change waits, without fencing anything, until the active
 // holds a majority of the target and both partners' copies carry it: removing a witness
-// while the standby is unreachable keeps the quorum until it is back.
+// while the standby is unreachable keeps the quorum until it is back. Once the target is
+// in the list the active needs its majority as well, so an arbiter of the target lost
+// between the adding and the drop — the standby, cut off right as its witness is removed —
+// fences the active, as losing it would in the target configuration.
 //
 // # What it costs in availability
 //

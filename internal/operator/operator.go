@@ -39,6 +39,15 @@ const (
 	DefaultNamespace        = "deich-system"
 	DefaultMaxClockSkew     = 2 * time.Second
 	DefaultLeaderElectionID = "deich-manager.resilience.deich.io"
+
+	// DefaultLeaderElectionLeaseDuration, DefaultLeaderElectionRenewDeadline and
+	// DefaultLeaderElectionRetryPeriod are the leader election timings. A new leader must
+	// renew a service's lease within 2/3 of its leaseDuration after the old leader died
+	// (controllers.LeaderTakeoverBudget); these let one do so for a leaseDuration of 15s,
+	// where controller-runtime's defaults (15s, 10s, 2s) would need 29s.
+	DefaultLeaderElectionLeaseDuration = 8 * time.Second
+	DefaultLeaderElectionRenewDeadline = 6 * time.Second
+	DefaultLeaderElectionRetryPeriod   = time.Second
 )
 
 // Options configure a manager. Site and Namespace are required.
@@ -58,6 +67,14 @@ type Options struct {
 	LeaderElect bool
 	// LeaderElectionID names the leader election Lease. Defaults to DefaultLeaderElectionID.
 	LeaderElectionID string
+	// LeaderElectionLeaseDuration is how long a replica waits after the leader's last renewal
+	// of the election Lease before it takes over; LeaderElectionRenewDeadline is how long the
+	// leader keeps trying to renew before it gives up leading, and LeaderElectionRetryPeriod
+	// how often every replica tries (--leader-elect-lease-duration, --leader-elect-renew-deadline,
+	// --leader-elect-retry-period). Zero means the Default values.
+	LeaderElectionLeaseDuration time.Duration
+	LeaderElectionRenewDeadline time.Duration
+	LeaderElectionRetryPeriod   time.Duration
 	// PeerQPS and PeerBurst rate-limit the clients to peers. Default to peer.DefaultQPS and
 	// peer.DefaultBurst.
 	PeerQPS   float32
@@ -98,7 +115,41 @@ func (o Options) Validate() error {
 	if o.LeaseQPS < 0 || o.LeaseBurst < 0 {
 		errs = append(errs, errors.New("--lease-qps and --lease-burst must not be negative"))
 	}
+	if err := o.withElectionDefaults().validateElection(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// withElectionDefaults fills the leader election timings left zero.
+func (o Options) withElectionDefaults() Options {
+	if o.LeaderElectionLeaseDuration == 0 {
+		o.LeaderElectionLeaseDuration = DefaultLeaderElectionLeaseDuration
+	}
+	if o.LeaderElectionRenewDeadline == 0 {
+		o.LeaderElectionRenewDeadline = DefaultLeaderElectionRenewDeadline
+	}
+	if o.LeaderElectionRetryPeriod == 0 {
+		o.LeaderElectionRetryPeriod = DefaultLeaderElectionRetryPeriod
+	}
+	return o
+}
+
+// validateElection checks the order client-go's leader election needs: a leader gives up
+// leading (renew deadline) before another replica may take over (lease duration), and
+// retries several times within the renew deadline.
+func (o Options) validateElection() error {
+	switch {
+	case o.LeaderElectionLeaseDuration < 0 || o.LeaderElectionRenewDeadline < 0 || o.LeaderElectionRetryPeriod < 0:
+		return errors.New("--leader-elect-lease-duration, --leader-elect-renew-deadline and --leader-elect-retry-period must not be negative")
+	case o.LeaderElectionRenewDeadline >= o.LeaderElectionLeaseDuration:
+		return fmt.Errorf("--leader-elect-renew-deadline %s must be shorter than --leader-elect-lease-duration %s: a leader must stop leading before another replica may take over",
+			o.LeaderElectionRenewDeadline, o.LeaderElectionLeaseDuration)
+	case float64(o.LeaderElectionRetryPeriod)*1.2 >= float64(o.LeaderElectionRenewDeadline):
+		return fmt.Errorf("--leader-elect-retry-period %s must be shorter than --leader-elect-renew-deadline %s divided by 1.2 (client-go's jitter)",
+			o.LeaderElectionRetryPeriod, o.LeaderElectionRenewDeadline)
+	}
+	return nil
 }
 
 // NewScheme returns a scheme with the Kubernetes built-in kinds and Deich's API.
@@ -118,6 +169,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if opts.LeaderElectionID == "" {
 		opts.LeaderElectionID = DefaultLeaderElectionID
 	}
+	opts = opts.withElectionDefaults()
 	if opts.PeerQPS == 0 {
 		opts.PeerQPS = peer.DefaultQPS
 	}
@@ -140,6 +192,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,
+		LeaseDuration:           &opts.LeaderElectionLeaseDuration,
+		RenewDeadline:           &opts.LeaderElectionRenewDeadline,
+		RetryPeriod:             &opts.LeaderElectionRetryPeriod,
 		// Release the lease on a clean shutdown so a standby replica takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
@@ -189,8 +244,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationPeer controller: %w", err)
 	}
+	var objectiveOpts []controllers.RecoveryObjectiveOption
+	if opts.LeaderElect {
+		objectiveOpts = append(objectiveOpts, controllers.WithLeaderElection(opts.LeaderElectionLeaseDuration, opts.LeaderElectionRetryPeriod))
+	}
 	if err := controllers.NewRecoveryObjectiveReconciler(
-		mgr.GetClient(), mgr.GetEventRecorder("deich-objective"), opts.MaxClockSkew,
+		mgr.GetClient(), mgr.GetEventRecorder("deich-objective"), opts.MaxClockSkew, objectiveOpts...,
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
 	}

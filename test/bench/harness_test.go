@@ -127,11 +127,11 @@ func (m *runningManager) reconcileStats(ctx context.Context, b *testing.B) (reco
 		return reconciles{}, false
 	}
 	const sharedService = `controller="sharedservice"`
-	count, err := scrapeSum(ctx, m.metricsAddr, "controller_runtime_reconcile_total", sharedService)
+	count, err := testenv.ScrapeSum(ctx, m.metricsAddr, "controller_runtime_reconcile_total", sharedService)
 	if err != nil {
 		b.Fatal(err)
 	}
-	secs, err := scrapeSum(ctx, m.metricsAddr, "controller_runtime_reconcile_time_seconds_sum", sharedService)
+	secs, err := testenv.ScrapeSum(ctx, m.metricsAddr, "controller_runtime_reconcile_time_seconds_sum", sharedService)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func startManager(b *testing.B, s *sites, site *testenv.Site, dir string) *runni
 		b.Cleanup(func() { rm.stop(b) })
 		return rm
 	}
-	addr, err := freeAddr()
+	addr, err := testenv.FreeAddr()
 	if err != nil {
 		b.Fatal(err)
 	}

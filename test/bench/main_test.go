@@ -138,11 +138,8 @@ func startSites() (*sites, error) {
 			return nil, err
 		}
 	}
-	build := exec.Command("go", "build", "-trimpath", "-o", s.binary, ".")
-	build.Dir = src
-	build.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build manager: %w\n%s", err, out)
+	if err := testenv.BuildManager(src, s.binary); err != nil {
+		return nil, err
 	}
 
 	s.env, err = testenv.Start(testenv.Options{

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -336,49 +335,6 @@ func scrapeGauge(ctx context.Context, addr, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s not served at %s", name, addr)
-}
-
-// scrapeSum adds up the samples of a Prometheus metric whose labels contain match, e.g.
-// controller_runtime_reconcile_total with `controller="sharedservice"`.
-func scrapeSum(ctx context.Context, addr, name, match string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", http.NoBody)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		labels, ok := strings.CutPrefix(line, name+"{")
-		if !ok || !strings.Contains(labels, match) {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse %q: %w", line, err)
-		}
-		sum += v
-	}
-	return sum, nil
-}
-
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr, nil
 }
 
 const mib = 1 << 20

@@ -92,7 +92,7 @@ func (s service) key() types.NamespacedName {
 // through the link between the partners, so its check fails as soon as it cannot reach
 // sh-kiel. The status is written by hand: no controller runs pods here. extraChecks are
 // added to the service's health checks.
-func setUp(ctx context.Context, t *testing.T, g Gomega, ns string, extraChecks ...deichv1alpha1.HealthCheck) service {
+func setUp(ctx context.Context, t testing.TB, g Gomega, ns string, extraChecks ...deichv1alpha1.HealthCheck) service {
 	t.Helper()
 	objective := testobjects.MakeRecoveryObjective(ns).Failover(failureThreshold, probeInterval, leaseDuration).RTO(rto).Obj()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
@@ -156,7 +156,7 @@ func setUp(ctx context.Context, t *testing.T, g Gomega, ns string, extraChecks .
 // standby's cluster keeps no copy at the primary's cluster nor at the witness. It reports a
 // failure and lets the test go on, so the fault that follows shows what the missing lease
 // costs.
-func (s service) expectQuorumLease(ctx context.Context, t *testing.T, holder string) {
+func (s service) expectQuorumLease(ctx context.Context, t testing.TB, holder string) {
 	t.Helper()
 	g := NewGomega(func(message string, _ ...int) {
 		t.Helper()
@@ -462,7 +462,7 @@ func (inv *invariant) take(ctx context.Context) {
 }
 
 // check stops sampling and reports what the samples show.
-func (inv *invariant) check(t *testing.T) {
+func (inv *invariant) check(t testing.TB) {
 	t.Helper()
 	close(inv.stop)
 	<-inv.done

@@ -46,7 +46,7 @@ func TestEachActiveLostInTurnIsSurvived(t *testing.T) {
 // loseActive loses the site active, checks that standby promotes within the RTO under an
 // epoch above before, lets standby's web report ready, brings active back, waits until it stands by, and returns the new
 // epoch.
-func (s service) loseActive(ctx context.Context, t *testing.T, g Gomega, active, standby *testenv.Site, before int64) int64 {
+func (s service) loseActive(ctx context.Context, t testing.TB, g Gomega, active, standby *testenv.Site, before int64) int64 {
 	t.Helper()
 	inv := watchInvariant(ctx, s)
 	lostAt := time.Now()

@@ -11,6 +11,7 @@ package quorum
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -44,7 +45,10 @@ var (
 	witness  *testenv.Witness
 
 	managersMu sync.Mutex
-	managers   = map[string]*testenv.Manager{}
+	managers   = map[string][]*replica{}
+	// replicaCount is how many manager binaries run per partner; 0 runs one in-process
+	// manager without leader election instead.
+	replicaCount int
 )
 
 func TestMain(m *testing.M) {
@@ -62,6 +66,18 @@ func run(m *testing.M) int {
 	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
 	var err error
+	if workDir, err = os.MkdirTemp("", "deich-quorum-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := 1
+	defer func() {
+		if code == 0 {
+			_ = os.RemoveAll(workDir) // best effort: a temporary directory
+		} else {
+			fmt.Fprintln(os.Stderr, "manager binaries' kubeconfigs and logs kept in", workDir)
+		}
+	}()
 	env, err = testenv.StartDeich()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,7 +105,8 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code = m.Run()
+	return code
 }
 
 // connectPartners gives each partner a ReplicationPeer for the other whose kubeconfig reaches
@@ -122,36 +139,48 @@ func connectPartners(ctx context.Context) error {
 	return nil
 }
 
-// startManager starts an in-process manager for site.
+// startManager starts what runs at site as its manager: one in-process manager, or, while a
+// test runs with replicas (useReplicas), that many manager binaries electing a leader.
 func startManager(site *testenv.Site) error {
-	mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: maxClockSkew})
-	if err != nil {
-		return err
-	}
 	managersMu.Lock()
-	managers[site.Name] = mgr
+	n := replicaCount
 	managersMu.Unlock()
+	if n == 0 {
+		mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: maxClockSkew})
+		if err != nil {
+			return err
+		}
+		managersMu.Lock()
+		managers[site.Name] = []*replica{{Manager: mgr}}
+		managersMu.Unlock()
+		return nil
+	}
+	for range n {
+		if err := startReplica(site); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// stopManager stops site's manager, if it runs.
+// stopManager stops every manager of site, if any runs.
 func stopManager(site *testenv.Site) error {
 	managersMu.Lock()
-	mgr := managers[site.Name]
+	running := managers[site.Name]
 	delete(managers, site.Name)
 	managersMu.Unlock()
-	if mgr == nil {
-		return nil
+	var errs []error
+	for _, r := range running {
+		errs = append(errs, r.Stop())
 	}
-	return mgr.Stop()
+	return errors.Join(errs...)
 }
 
-// managerRunning reports whether site's manager runs.
+// managerRunning reports whether a manager runs at site.
 func managerRunning(site *testenv.Site) bool {
 	managersMu.Lock()
 	defer managersMu.Unlock()
-	_, ok := managers[site.Name]
-	return ok
+	return len(managers[site.Name]) > 0
 }
 
 func stopManagers() {
@@ -165,7 +194,7 @@ func stopManagers() {
 // loseSite takes site's data centre down: its manager and its API server stop. The returned
 // function brings both back; it is also registered as a cleanup, and does nothing the second
 // time.
-func loseSite(t *testing.T, site *testenv.Site) (bringBack func() error) {
+func loseSite(t testing.TB, site *testenv.Site) (bringBack func() error) {
 	t.Helper()
 	if err := stopManager(site); err != nil {
 		t.Fatalf("stop the manager of %s: %v", site.Name, err)
@@ -192,9 +221,31 @@ func loseSite(t *testing.T, site *testenv.Site) (bringBack func() error) {
 	return bringBack
 }
 
+// loseWitness takes the witness's data centre down: its API server stops. The returned
+// function brings it back; it is also registered as a cleanup, and does nothing the second
+// time.
+func loseWitness(t testing.TB) (bringBack func() error) {
+	t.Helper()
+	if err := witness.Site.StopAPIServer(); err != nil {
+		t.Fatalf("stop the API server of %s: %v", witness.Site.Name, err)
+	}
+	var once sync.Once
+	var err error
+	bringBack = func() error {
+		once.Do(func() { err = witness.Site.StartAPIServer() })
+		return err
+	}
+	t.Cleanup(func() {
+		if err := bringBack(); err != nil {
+			t.Errorf("bring %s back: %v", witness.Site.Name, err)
+		}
+	})
+	return bringBack
+}
+
 // cut cuts the links between from and each of the others. The returned function restores
 // them; it is also registered as a cleanup.
-func cut(t *testing.T, from string, others ...string) (restore func()) {
+func cut(t testing.TB, from string, others ...string) (restore func()) {
 	t.Helper()
 	links := make([]*testenv.Link, 0, len(others))
 	for _, o := range others {

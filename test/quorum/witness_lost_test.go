@@ -21,20 +21,7 @@ func TestActiveKeepsServingWhenTheWitnessIsLost(t *testing.T) {
 	s := setUp(ctx, t, g, "quorum-witness-lost")
 	inv := watchInvariant(ctx, s, kiel)
 
-	g.Expect(witness.Site.StopAPIServer()).To(Succeed())
-	back := false
-	bringBack := func() error {
-		if back {
-			return nil
-		}
-		back = true
-		return witness.Site.StartAPIServer()
-	}
-	t.Cleanup(func() {
-		if err := bringBack(); err != nil {
-			t.Errorf("bring %s back: %v", testenv.SiteHamburg, err)
-		}
-	})
+	bringBack := loseWitness(t)
 
 	g.Consistently(func() error {
 		if err := s.keepsServing(ctx, kiel)(); err != nil {

@@ -1,0 +1,163 @@
+package quorum
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/testenv"
+)
+
+// TestLeaderKilledDuringEachFault runs the single-fault matrix with two manager replicas per
+// partner, as the chart deploys them, and kills the elected leader of the site that has to
+// act while the fault lasts: the active's where the active must serve on, the standby's
+// where the standby must stand by or promote. The replica that is elected next resumes every
+// service from what the clusters hold: an active serves on without a gap, a standby that
+// must promote does so within the RTO and records one failover, not two.
+func TestLeaderKilledDuringEachFault(t *testing.T) {
+	requireSites(t)
+	g := newG(t)
+	useReplicas(t, g, 2)
+
+	serving := []struct {
+		name  string
+		fault func(t testing.TB) (heal func() error)
+		// kill is the site whose leader is killed once the fault took effect.
+		kill *testenv.Site
+		// quorum is what sh-kiel holds while the fault lasts.
+		quorum string
+		// standbyLost is set when mv-schwerin's API server is down during the fault.
+		standbyLost bool
+	}{
+		{"standby site lost", func(t testing.TB) func() error { return loseSite(t, schwerin) }, kiel, "2/3", true},
+		{"witness lost", loseWitness, kiel, "2/3", false},
+		{"partners cut apart", func(t testing.TB) func() error {
+			return noError(cut(t, testenv.SiteKiel, testenv.SiteSchwerin))
+		}, kiel, "2/3", false},
+		{"active cut from the witness", func(t testing.TB) func() error {
+			return noError(cut(t, testenv.SiteKiel, testenv.SiteHamburg))
+		}, kiel, "2/3", false},
+		{"standby cut from the witness", func(t testing.TB) func() error {
+			return noError(cut(t, testenv.SiteSchwerin, testenv.SiteHamburg))
+		}, schwerin, "3/3", false},
+	}
+	for _, tc := range serving {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			g := newG(t)
+			s := setUp(ctx, t, g, "quorum-leader-"+slug(tc.name))
+			s.expectObjectiveValid(ctx, g)
+			inv := watchInvariant(ctx, s, kiel)
+
+			heal := tc.fault(t)
+			g.Eventually(s.quorum(ctx, kiel)).WithTimeout(2*leaseDuration).Should(Equal(tc.quorum), "the fault took effect at sh-kiel")
+			killLeader(ctx, t, g, tc.kill)
+			g.Consistently(func() error {
+				if err := s.keepsServing(ctx, kiel)(); err != nil {
+					return err
+				}
+				if tc.standbyLost {
+					return nil
+				}
+				return s.staysStandby(ctx, schwerin)()
+			}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by through the fault and the new leader's start")
+			g.Expect(s.quorum(ctx, kiel)()).To(Equal(tc.quorum), "the new leader at %s holds what the old one held", tc.kill.Name)
+
+			g.Expect(heal()).To(Succeed())
+			g.Eventually(s.quorum(ctx, kiel)).Should(Equal("3/3"), "sh-kiel holds all three copies once the fault heals")
+			g.Eventually(s.status(ctx, kiel)).Should(HaveField("Status.Phase", deichv1alpha1.PhaseProtected))
+			g.Eventually(s.staysStandby(ctx, schwerin)).Should(Succeed())
+			for _, site := range []*testenv.Site{kiel, schwerin} {
+				g.Expect(s.status(ctx, site)()).To(HaveField("Status.LastFailover", BeNil()), "no failover at %s", site.Name)
+			}
+			inv.check(t)
+		})
+	}
+
+	promoting := []struct {
+		name  string
+		fault func(t testing.TB) (heal func() error)
+	}{
+		{"active lost", func(t testing.TB) func() error { return loseSite(t, kiel) }},
+		{"active cut off from both", func(t testing.TB) func() error {
+			return noError(cut(t, testenv.SiteKiel, testenv.SiteSchwerin, testenv.SiteHamburg))
+		}},
+	}
+	for _, tc := range promoting {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			g := newG(t)
+			s := setUp(ctx, t, g, "quorum-leader-"+slug(tc.name))
+			s.expectObjectiveValid(ctx, g)
+			before, err := s.epoch(ctx, kiel)()
+			g.Expect(err).NotTo(HaveOccurred())
+			inv := watchInvariant(ctx, s)
+
+			faultAt := time.Now()
+			heal := tc.fault(t)
+			g.Eventually(s.checkFailures(ctx, schwerin)).WithTimeout(rto).Should(BeNumerically(">=", 1),
+				"mv-schwerin's checks of sh-kiel start failing")
+			killLeader(ctx, t, g, schwerin)
+			served := s.firstSeen(ctx, g, rto+leaseDuration, map[*testenv.Site]form{schwerin: formActive})[schwerin.Name]
+			t.Logf("%s; mv-schwerin, its leader killed while detecting, served after %s (RTO %s)",
+				tc.name, served.Sub(faultAt).Round(time.Millisecond), rto)
+			// The new leader has no history of the copies: rule 5 lets it take one over only a
+			// lease plus the skew after its own first read of it, whatever the old leader saw.
+			bound := rto + electionLease + leaseDuration + maxClockSkew
+			g.Expect(served.Sub(faultAt)).To(BeNumerically("<=", bound), "mv-schwerin serves within the RTO plus the election and one lease")
+			g.Eventually(s.status(ctx, schwerin)).Should(And(
+				HaveField("Status.Role", deichv1alpha1.RoleActive),
+				HaveField("Status.Lease.Holder", testenv.SiteSchwerin),
+				HaveField("Status.LastFailover.From", testenv.SiteKiel),
+				HaveField("Status.LastFailover.CompletedAt", Not(BeNil())),
+				HaveField("Status.FailoverHistory", HaveLen(1))), "mv-schwerin records one failover")
+			g.Eventually(s.epoch(ctx, schwerin)).Should(BeNumerically(">", before), "the promotion raised the epoch from %d", before)
+			s.markReady(ctx, g, schwerin)
+			inv.check(t)
+
+			g.Expect(heal()).To(Succeed())
+			g.Eventually(s.form(ctx, kiel, deploymentGVK, "web")).WithTimeout(rto).Should(Equal(formStandby), "sh-kiel fences once it is back")
+			inv = watchInvariant(ctx, s, schwerin)
+			g.Eventually(s.status(ctx, kiel)).Should(And(
+				HaveField("Status.Role", deichv1alpha1.RoleStandby),
+				HaveField("Status.Lease.Holder", testenv.SiteSchwerin),
+				HaveField("Status.Phase", deichv1alpha1.PhaseProtected)), "sh-kiel comes back as a Ready standby")
+			g.Eventually(s.quorum(ctx, schwerin)).Should(Equal("3/3"))
+			g.Consistently(s.staysStandby(ctx, kiel), leaseDuration).Should(Succeed(), "sh-kiel stays the standby")
+			g.Expect(s.status(ctx, schwerin)()).To(HaveField("Status.FailoverHistory", HaveLen(1)), "still one failover")
+			inv.check(t)
+		})
+	}
+}
+
+// expectObjectiveValid checks that the managers at both partners find the service's
+// objective valid: among other things, that their leader election is fast enough for its
+// lease (LeaderElectionTooSlow otherwise).
+func (s service) expectObjectiveValid(ctx context.Context, g Gomega) {
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		g.Eventually(func() (string, error) {
+			o := &deichv1alpha1.RecoveryObjective{}
+			if err := site.Client.Get(ctx, client.ObjectKey{Name: s.ns}, o); err != nil {
+				return "", err
+			}
+			if c := meta.FindStatusCondition(o.Status.Conditions, deichv1alpha1.ObjectiveConditionValid); c != nil {
+				return c.Reason, nil
+			}
+			return "", nil
+		}).Should(Equal(deichv1alpha1.ObjectiveReasonConsistent), "the objective is valid at %s", site.Name)
+	}
+}
+
+// slug turns a test case's name into a namespace name.
+func slug(name string) string { return strings.ReplaceAll(name, " ", "-") }
+
+// noError turns a function that cannot fail into a heal function.
+func noError(f func()) func() error {
+	return func() error { f(); return nil }
+}
