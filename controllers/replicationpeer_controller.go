@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,11 @@ type ReplicationPeerReconciler struct {
 	clock     clock.PassiveClock
 	site      string
 	namespace string
+
+	// reported holds, per ReplicationPeer, the fingerprint of the connection the last status
+	// reconcile reported, so that it reports a rebuilt connection whichever controller built it.
+	mu       sync.Mutex
+	reported map[string]string
 }
 
 // ReplicationPeerOption configures a ReplicationPeerReconciler.
@@ -59,6 +65,7 @@ func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, reco
 		clock:     clock.RealClock{},
 		site:      site,
 		namespace: namespace,
+		reported:  map[string]string{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -187,9 +194,18 @@ func (r *ReplicationPeerReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // observe reads the peer's Secret, keeps the connection current and sends one heartbeat.
 func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alpha1.ReplicationPeer) peerObservation {
 	conn, obs := r.connect(ctx, obj)
+	r.mu.Lock()
+	last, had := r.reported[obj.Name]
+	if conn == nil {
+		delete(r.reported, obj.Name)
+	} else {
+		r.reported[obj.Name] = conn.Fingerprint
+	}
+	r.mu.Unlock()
 	if conn == nil {
 		return obs
 	}
+	obs.rebuilt = had && last != conn.Fingerprint
 
 	hbCtx, cancel := context.WithTimeout(ctx, heartbeatTimeout(obj.Spec.HeartbeatInterval.Duration))
 	defer cancel()
@@ -255,7 +271,7 @@ func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alp
 		return nil, obs
 	}
 
-	conn, rebuilt, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
+	conn, _, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
 	if err != nil {
 		var credErr *peer.CredentialError
 		switch {
@@ -270,7 +286,6 @@ func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alp
 		}
 		return nil, obs
 	}
-	obs.rebuilt = rebuilt
 	return conn, obs
 }
 
@@ -400,6 +415,9 @@ func (r *ReplicationPeerReconciler) recordTransitions(obj, before *deichv1alpha1
 // forget drops the connection and metrics of a deleted peer.
 func (r *ReplicationPeerReconciler) forget(name string) {
 	r.registry.Remove(name)
+	r.mu.Lock()
+	delete(r.reported, name)
+	r.mu.Unlock()
 	metrics.ForgetPeer(name)
 }
 
