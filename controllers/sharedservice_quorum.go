@@ -356,7 +356,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 		state.PartnerReady = r.partnerReady(ctx, svc, s.objective)
 	case judged != r.site:
 		state.PeerChecksFailing = failures
-		state.CopyWithinRPO = copyWithinRPOWhenLastHealthy(svc, s.objective, policy, s.now)
+		state.CopyWithinRPO, state.CopyAge = copyWithinRPOWhenLastHealthy(svc, s.objective, policy, s.now)
 	}
 	ls := r.leaseStateOf(s.owner)
 	prev, hadPrev := r.keeper.Snapshot(s.owner)
@@ -481,13 +481,11 @@ func (r *SharedServiceReconciler) deleteLeases(ctx context.Context, svc *deichv1
 // force promotes a copy that was not). The copy's age is taken from status.lastSyncTime, which
 // the active stamps by its clock, hence the clock-skew margin; the active was last seen
 // healthy one probe interval before the first of the failures its checks count now. A copy
-// never synced is never within the RPO. Without an objective there is no RPO to keep.
-func copyWithinRPOWhenLastHealthy(svc *deichv1alpha1.SharedService, objective *deichv1alpha1.RecoveryObjective, p failover.Policy, now time.Time) bool {
-	if objective == nil {
-		return true
-	}
+// never synced is never within the RPO. Without an objective there is no RPO to keep. It
+// returns the age too, zero when the copy was never synced.
+func copyWithinRPOWhenLastHealthy(svc *deichv1alpha1.SharedService, objective *deichv1alpha1.RecoveryObjective, p failover.Policy, now time.Time) (within bool, age time.Duration) {
 	if svc.Status.LastSyncTime == nil {
-		return false
+		return objective == nil, 0
 	}
 	healthy := now
 	for _, hc := range svc.Status.HealthChecks {
@@ -499,5 +497,9 @@ func copyWithinRPOWhenLastHealthy(svc *deichv1alpha1.SharedService, objective *d
 			healthy = at
 		}
 	}
-	return healthy.Sub(svc.Status.LastSyncTime.Time) <= objective.Spec.RPO.Duration+p.MaxClockSkew
+	age = max(healthy.Sub(svc.Status.LastSyncTime.Time), 0)
+	if objective == nil {
+		return true, age
+	}
+	return age <= objective.Spec.RPO.Duration+p.MaxClockSkew, age
 }

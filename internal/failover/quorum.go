@@ -166,6 +166,9 @@ type ServiceState struct {
 	// partner was last seen healthy. Without it the site does not promote on failing checks
 	// of the partner; it recommends a failover instead.
 	CopyWithinRPO bool
+	// CopyAge is how old this site's copy was when the partner was last seen healthy, zero
+	// when unknown. Only messages read it; CopyWithinRPO decides.
+	CopyAge time.Duration
 }
 
 // WriteKind says what a lease write does.
@@ -561,8 +564,12 @@ func (s ServiceState) wantsToPromote(p Policy) (wants bool, why string, recommen
 	case failed && p.automatic() && s.CopyWithinRPO:
 		return true, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d)", s.Partner, s.PeerChecksFailing, p.FailureThreshold), false
 	case failed && p.automatic():
-		return false, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d), but this site's copy was older than the RPO when %s was last seen healthy: a Switchover with force promotes it anyway",
-			s.Partner, s.PeerChecksFailing, p.FailureThreshold, s.Partner), true
+		age := "no copy had been synced"
+		if s.CopyAge > 0 {
+			age = "it was " + s.CopyAge.Round(time.Second).String() + " old"
+		}
+		return false, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d), but this site's copy was older than the RPO when %s was last seen healthy (%s): a Switchover with force promotes it anyway",
+			s.Partner, s.PeerChecksFailing, p.FailureThreshold, s.Partner, age), true
 	case failed:
 		return false, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d) and failover mode is %s: create a Switchover to move the service to this site",
 			s.Partner, s.PeerChecksFailing, p.FailureThreshold, p.Mode), true

@@ -47,7 +47,8 @@ func TestCopyOlderThanTheRPOIsNotPromotedAutomatically(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	ready := meta.FindStatusCondition(svc.Status.Conditions, deichv1alpha1.ConditionReady)
 	g.Expect(ready).NotTo(BeNil())
-	g.Expect(ready.Message).To(ContainSubstring("older than the RPO"))
+	g.Expect(ready.Message).To(And(ContainSubstring("older than the RPO"), MatchRegexp(`\(it was [0-9hms]+ old\)`)),
+		"the recommendation says how old the copy was")
 	// Well past the lease's expiry: a copy too old is never promoted on its own.
 	g.Consistently(s.replicas(ctx, schwerin), 10*time.Second, 100*time.Millisecond).Should(BeEquivalentTo(0))
 

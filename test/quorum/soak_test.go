@@ -56,14 +56,15 @@ var soakFaults = []soakFault{
 }
 
 // TestSoak injects random faults of the single-fault matrix, one at a time, for -soak (30
-// minutes by default): each held for one to three lease durations, then healed, and the next
+// minutes by default): each held for one to four lease durations, then healed, and the next
 // one only once the service is Protected again. A monitor samples both partners every 100ms
 // throughout and counts the samples in which both serve (split brain; must be 0) and the
 // gaps in which neither does. Every fault leaves a majority of the three sites connected, so
 // every gap is one a majority could have ended. The one exception to sampling is a site that
 // comes back after it was lost whole while it served: it starts with its workloads as it left
 // them, until its manager fences them, which the package documentation of internal/failover
-// names among what breaks the guarantee; the monitor pauses from its return until it fenced.
+// names among what breaks the guarantee; the monitor pauses from its return until at most
+// one partner serves again.
 //
 //	make soak SOAK_DURATION=30m
 func TestSoak(t *testing.T) {
@@ -91,7 +92,7 @@ func TestSoak(t *testing.T) {
 	active, standby := kiel, schwerin
 	for time.Now().Before(deadline) && !t.Failed() {
 		f := soakFaults[rng.IntN(len(soakFaults))]
-		held := leaseDuration + time.Duration(rng.Int64N(int64(2*leaseDuration)))
+		held := leaseDuration + time.Duration(rng.Int64N(int64(3*leaseDuration)))
 		injected := time.Now()
 		mon.setFault(f.name)
 		heal := f.inject(t, active, standby)
@@ -103,8 +104,10 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("heal %s: %v", f.name, err)
 		}
 		if f.activeLost {
-			g.Eventually(s.form(ctx, active, deploymentGVK, "web")).WithTimeout(rto).WithPolling(20*time.Millisecond).
-				Should(Equal(formStandby), "%s, back, fences what it left in active form", active.Name)
+			// Whether the standby promoted meanwhile or not, the returned site's manager
+			// decides from the copies: it fences what it left in active form, or serves on.
+			g.Eventually(s.activeSites(ctx)).WithTimeout(rto).WithPolling(20*time.Millisecond).
+				Should(BeNumerically("<=", 1), "%s, back, fences what it left in active form or serves on alone", active.Name)
 			mon.resume()
 		}
 		next := s.awaitProtected(ctx, g)
@@ -186,6 +189,19 @@ func (s service) awaitProtected(ctx context.Context, g Gomega) *testenv.Site {
 		return nil
 	}).WithTimeout(3*rto).WithPolling(200*time.Millisecond).Should(Succeed(), "the service is Protected again")
 	return active
+}
+
+// activeSites counts the partners that hold the service's Deployment in active form.
+func (s service) activeSites(ctx context.Context) func() int {
+	return func() int {
+		n := 0
+		for _, site := range []*testenv.Site{kiel, schwerin} {
+			if f, _ := s.formOf(ctx, site, deploymentGVK, "web"); f == formActive {
+				n++
+			}
+		}
+		return n
+	}
 }
 
 func otherPartner(site *testenv.Site) *testenv.Site {
