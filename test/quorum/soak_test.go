@@ -97,6 +97,7 @@ func TestSoak(t *testing.T) {
 		mon.setFault(f.name)
 		heal := f.inject(t, active, standby)
 		time.Sleep(held)
+		promoted := s.readyState(ctx, standby)
 		if f.activeLost {
 			mon.pause()
 		}
@@ -112,7 +113,7 @@ func TestSoak(t *testing.T) {
 		}
 		next := s.awaitProtected(ctx, g)
 		runs = append(runs, run{fault: f.name, held: held, recovery: time.Since(injected) - held, moved: next != active})
-		t.Logf("run %d: %s for %s; %s serves", len(runs), f.name, held.Round(time.Millisecond), next.Name)
+		t.Logf("run %d: %s for %s (%s at healing: %s); %s serves", len(runs), f.name, held.Round(time.Millisecond), standby.Name, promoted, next.Name)
 		active, standby = next, otherPartner(next)
 	}
 	stats := mon.stop()
@@ -189,6 +190,21 @@ func (s service) awaitProtected(ctx context.Context, g Gomega) *testenv.Site {
 		return nil
 	}).WithTimeout(3*rto).WithPolling(200*time.Millisecond).Should(Succeed(), "the service is Protected again")
 	return active
+}
+
+// readyState is what site's Deployment and Ready condition say, for the soak's log.
+func (s service) readyState(ctx context.Context, site *testenv.Site) string {
+	f, _ := s.formOf(ctx, site, deploymentGVK, "web")
+	svc, err := s.status(ctx, site)()
+	if err != nil {
+		return fmt.Sprintf("web %s, status unread", f)
+	}
+	for _, c := range svc.Status.Conditions {
+		if c.Type == deichv1alpha1.ConditionReady {
+			return fmt.Sprintf("web %s, %s: %s", f, c.Reason, c.Message)
+		}
+	}
+	return fmt.Sprintf("web %s", f)
 }
 
 // activeSites counts the partners that hold the service's Deployment in active form.
