@@ -150,7 +150,8 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 // completedAt while the keeper promotes, completed (recovery time, history, metrics, event)
 // once this site serves on a claim newer than the one status last recorded. A promotion the
 // keeper gave up before it served is dropped again. A manager that restarts mid-promotion
-// finds the record and completes it.
+// finds the record and completes it; a promotion that served before any reconcile saw it
+// start is recorded complete, with both events.
 func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 	snap, st, site := s.lease, &s.svc.Status, r.site
 	lf := st.LastFailover
@@ -177,6 +178,15 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		rec := deichv1alpha1.FailoverRecord{From: peerSite(s.svc, site), To: site, Reason: truncate(snap.message, 1024), DetectedAt: &metav1.Time{Time: now}}
 		if inProgress {
 			rec = *lf
+		} else {
+			// The keeper promoted and served before a reconcile saw it promote (this one was
+			// busy, or the manager restarted): the record and the audit trail still say when
+			// the failure was detected and that a promotion started.
+			if since := failingSince(s.svc); !since.IsZero() && s.switchover == "" {
+				rec.DetectedAt = &metav1.Time{Time: since}
+			}
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
+				"Promoting %s (was served by %s): %s", site, rec.From, snap.message)
 		}
 		rec.CompletedAt = &metav1.Time{Time: now}
 		if rec.DetectedAt != nil {

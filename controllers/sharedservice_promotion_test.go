@@ -29,32 +29,32 @@ func TestRecordPromotion(t *testing.T) {
 		name       string
 		status     deichv1alpha1.SharedServiceStatus
 		snap       leaseSnapshot
-		wantEvent  string
+		wantEvents []string
 		wantLast   *deichv1alpha1.FailoverRecord
 		wantCount  int // failoverHistory entries
 		wantRecord bool
 	}{
 		{
-			name:      "the keeper starts promoting: recorded without completedAt",
-			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
-			snap:      leaseSnapshot{read: true, promoting: true, message: "health checks of sh-kiel failed 3 times in a row", record: failover.LeaseRecord{Holder: partner, Epoch: 4}},
-			wantEvent: deichv1alpha1.ServiceEventFailingOver,
-			wantLast:  &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks of sh-kiel failed 3 times in a row", DetectedAt: &metav1.Time{Time: now}},
+			name:       "the keeper starts promoting: recorded without completedAt",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
+			snap:       leaseSnapshot{read: true, promoting: true, message: "health checks of sh-kiel failed 3 times in a row", record: failover.LeaseRecord{Holder: partner, Epoch: 4}},
+			wantEvents: []string{deichv1alpha1.ServiceEventFailingOver},
+			wantLast:   &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks of sh-kiel failed 3 times in a row", DetectedAt: &metav1.Time{Time: now}},
 		},
 		{
-			name:      "serving on a newer claim completes the recorded promotion",
-			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
-			snap:      leaseSnapshot{read: true, serving: true, epoch: 5},
-			wantEvent: deichv1alpha1.ServiceEventFailedOver,
+			name:       "serving on a newer claim completes the recorded promotion",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5},
+			wantEvents: []string{deichv1alpha1.ServiceEventFailedOver},
 			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected},
 				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
 			wantCount: 2,
 		},
 		{
-			name:      "a promotion whose start was not recorded is recorded complete",
-			status:    deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
-			snap:      leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"},
-			wantEvent: deichv1alpha1.ServiceEventFailedOver,
+			name:       "a promotion whose start was not recorded is recorded complete, with both events",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"},
+			wantEvents: []string{deichv1alpha1.ServiceEventFailingOver, deichv1alpha1.ServiceEventFailedOver},
 			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "serving", DetectedAt: &metav1.Time{Time: now},
 				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{}},
 			wantCount: 1,
@@ -104,11 +104,13 @@ func TestRecordPromotion(t *testing.T) {
 			for len(rec.Events) > 0 {
 				evts = append(evts, <-rec.Events)
 			}
-			switch {
-			case tt.wantEvent == "" && len(evts) > 0:
-				t.Errorf("events %q, want none", evts)
-			case tt.wantEvent != "" && (len(evts) != 1 || !strings.Contains(evts[0], tt.wantEvent)):
-				t.Errorf("events %q, want one %s", evts, tt.wantEvent)
+			if len(evts) != len(tt.wantEvents) {
+				t.Fatalf("events %q, want %q", evts, tt.wantEvents)
+			}
+			for i, want := range tt.wantEvents {
+				if !strings.Contains(evts[i], want) {
+					t.Errorf("event %d is %q, want %s", i, evts[i], want)
+				}
 			}
 		})
 	}
