@@ -51,12 +51,7 @@ func TestActiveKeepsServingWhenTheWitnessIsCutOff(t *testing.T) {
 	inv := watchInvariant(ctx, s, kiel)
 
 	restore := cut(t, testenv.SiteHamburg, testenv.SiteKiel, testenv.SiteSchwerin)
-	g.Consistently(func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while the witness is cut off")
+	g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while the witness is cut off")
 	g.Eventually(s.quorum(ctx, kiel)).WithTimeout(leaseDuration).Should(Equal("2/3"), "sh-kiel holds both partners' copies")
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		g.Expect(s.status(ctx, site)()).To(And(
@@ -90,12 +85,7 @@ func TestStandbyCannotPromoteWhenOnlyThePartnersAreCutApart(t *testing.T) {
 		"mv-schwerin's checks of sh-kiel fail across the cut link")
 	detected := time.Now()
 	t.Logf("mv-schwerin's checks of sh-kiel failed %d times %s after the cut", failureThreshold, detected.Sub(cutAt).Round(time.Millisecond))
-	g.Consistently(func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}, 2*leaseDuration+2*maxClockSkew).Should(Succeed(), "sh-kiel serves and mv-schwerin does not promote while the partners are cut apart")
+	g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), 2*leaseDuration+2*maxClockSkew).Should(Succeed(), "sh-kiel serves and mv-schwerin does not promote while the partners are cut apart")
 	g.Expect(s.form(ctx, schwerin, configMapGVK, "settings")()).To(Equal(formStandby), "mv-schwerin's ConfigMap copy stays in standby form")
 	g.Eventually(s.quorum(ctx, kiel)).WithTimeout(leaseDuration).Should(Equal("2/3"), "sh-kiel holds its own copy and the witness's")
 	g.Expect(s.status(ctx, schwerin)()).To(HaveField("Status.LastFailover", BeNil()), "mv-schwerin never started a failover")

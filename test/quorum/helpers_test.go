@@ -361,6 +361,16 @@ func (s service) staysStandby(ctx context.Context, site *testenv.Site) func() er
 	}
 }
 
+// servesAndStandsBy checks that active serves the service and standby stands by.
+func (s service) servesAndStandsBy(ctx context.Context, active, standby *testenv.Site) func() error {
+	return func() error {
+		if err := s.keepsServing(ctx, active)(); err != nil {
+			return err
+		}
+		return s.staysStandby(ctx, standby)()
+	}
+}
+
 // leaseMessage is what a site's status says about the lease, for failure messages.
 func leaseMessage(svc *deichv1alpha1.SharedService) string {
 	if svc.Status.Lease == nil {

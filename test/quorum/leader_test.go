@@ -58,15 +58,11 @@ func TestLeaderKilledDuringEachFault(t *testing.T) {
 			heal := tc.fault(t)
 			g.Eventually(s.quorum(ctx, kiel)).WithTimeout(2*leaseDuration).Should(Equal(tc.quorum), "the fault took effect at sh-kiel")
 			killLeader(ctx, t, g, tc.kill)
-			g.Consistently(func() error {
-				if err := s.keepsServing(ctx, kiel)(); err != nil {
-					return err
-				}
-				if tc.standbyLost {
-					return nil
-				}
-				return s.staysStandby(ctx, schwerin)()
-			}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by through the fault and the new leader's start")
+			check := s.servesAndStandsBy(ctx, kiel, schwerin)
+			if tc.standbyLost {
+				check = s.keepsServing(ctx, kiel)
+			}
+			g.Consistently(check, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by through the fault and the new leader's start")
 			g.Expect(s.quorum(ctx, kiel)()).To(Equal(tc.quorum), "the new leader at %s holds what the old one held", tc.kill.Name)
 
 			g.Expect(heal()).To(Succeed())

@@ -28,12 +28,7 @@ func TestWitnessRemovedAndAddedUnderACutLink(t *testing.T) {
 	s := setUp(ctx, t, g, "quorum-witness-change")
 	inv := watchInvariant(ctx, s, kiel)
 	twoSite := failover.TwoSiteConfig(testenv.SiteSchwerin)
-	servesAndStandsBy := func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}
+	servesAndStandsBy := s.servesAndStandsBy(ctx, kiel, schwerin)
 
 	restore := cut(t, testenv.SiteKiel, testenv.SiteSchwerin)
 	g.Eventually(s.quorum(ctx, kiel)).WithTimeout(2*leaseDuration).Should(Equal("2/3"),

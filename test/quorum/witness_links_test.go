@@ -19,12 +19,7 @@ func TestActiveKeepsServingWhenItsLinkToTheWitnessIsCut(t *testing.T) {
 	inv := watchInvariant(ctx, s, kiel)
 
 	restore := cut(t, testenv.SiteKiel, testenv.SiteHamburg)
-	g.Consistently(func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while sh-kiel cannot reach the witness")
+	g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while sh-kiel cannot reach the witness")
 	g.Eventually(s.quorum(ctx, kiel)).WithTimeout(leaseDuration).Should(Equal("2/3"), "sh-kiel holds its own copy and mv-schwerin's")
 	g.Expect(s.status(ctx, schwerin)()).To(HaveField("Status.LastFailover", BeNil()), "mv-schwerin never started a failover")
 
@@ -44,12 +39,7 @@ func TestNothingMovesWhenTheStandbysLinkToTheWitnessIsCut(t *testing.T) {
 	inv := watchInvariant(ctx, s, kiel)
 
 	restore := cut(t, testenv.SiteSchwerin, testenv.SiteHamburg)
-	g.Consistently(func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while mv-schwerin cannot reach the witness")
+	g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while mv-schwerin cannot reach the witness")
 	g.Expect(s.quorum(ctx, kiel)()).To(Equal("3/3"), "sh-kiel still holds all three copies")
 	g.Expect(s.status(ctx, schwerin)()).To(HaveField("Status.LastFailover", BeNil()), "mv-schwerin never started a failover")
 

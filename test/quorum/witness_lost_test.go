@@ -23,12 +23,7 @@ func TestActiveKeepsServingWhenTheWitnessIsLost(t *testing.T) {
 
 	bringBack := loseWitness(t)
 
-	g.Consistently(func() error {
-		if err := s.keepsServing(ctx, kiel)(); err != nil {
-			return err
-		}
-		return s.staysStandby(ctx, schwerin)()
-	}, window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while the witness is lost")
+	g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), window).Should(Succeed(), "sh-kiel serves and mv-schwerin stands by while the witness is lost")
 	g.Eventually(s.quorum(ctx, kiel)).WithTimeout(leaseDuration).Should(Equal("2/3"), "sh-kiel holds both partners' copies")
 	g.Eventually(s.quorumReason(ctx, kiel)).Should(Equal(deichv1alpha1.ServiceReasonWitnessNotReady),
 		"sh-kiel says that a second fault would stop the service")
