@@ -168,7 +168,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		reason, detected := snap.message, now
 		if s.switchover != "" {
 			reason = fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message)
-		} else if since := failingSince(s.svc); !since.IsZero() {
+		} else if since := failingSince(s.before, from); !since.IsZero() {
 			detected = since
 		}
 		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}}
@@ -182,7 +182,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 			// The keeper promoted and served before a reconcile saw it promote (this one was
 			// busy, or the manager restarted): the record and the audit trail still say when
 			// the failure was detected and that a promotion started.
-			if since := failingSince(s.svc); !since.IsZero() && s.switchover == "" {
+			if since := failingSince(s.before, rec.From); !since.IsZero() && s.switchover == "" {
 				rec.DetectedAt = &metav1.Time{Time: since}
 			}
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
@@ -220,10 +220,20 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 	}
 }
 
-// failingSince is when the current run of failing health checks began; zero when none fails.
-func failingSince(svc *deichv1alpha1.SharedService) time.Time {
+// failingSince is when the run of failing health checks that judge site began, as svc's status
+// records them; zero when none fails. Promotions read it from the status as it was before the
+// reconcile that records them: by then this reconcile's probes judge the new active site, whose
+// checks have only just begun.
+func failingSince(svc *deichv1alpha1.SharedService, site string) time.Time {
+	judges := map[string]bool{}
+	for _, c := range svc.Spec.HealthChecks {
+		judges[c.Name] = c.Site == "" || c.Site == site
+	}
 	var since time.Time
 	for _, hc := range svc.Status.HealthChecks {
+		if !judges[hc.Name] {
+			continue
+		}
 		if hc.ConsecutiveFailures > 0 && hc.LastTransitionTime != nil && (since.IsZero() || hc.LastTransitionTime.Time.Before(since)) {
 			since = hc.LastTransitionTime.Time
 		}

@@ -33,6 +33,9 @@ func TestRecordPromotion(t *testing.T) {
 		wantLast   *deichv1alpha1.FailoverRecord
 		wantCount  int // failoverHistory entries
 		wantRecord bool
+		// checks replaces the health checks in the status this reconcile computes; the
+		// status before it keeps status.healthChecks.
+		checks []deichv1alpha1.HealthCheckStatus
 	}{
 		{
 			name:       "the keeper starts promoting: recorded without completedAt",
@@ -60,6 +63,22 @@ func TestRecordPromotion(t *testing.T) {
 			wantCount: 1,
 		},
 		{
+			name: "a promotion whose start was not recorded dates the failure from the old active's checks as they stood before",
+			status: deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), HealthChecks: []deichv1alpha1.HealthCheckStatus{
+				{Name: "workload-sh-kiel", ConsecutiveFailures: 9, LastTransitionTime: &metav1.Time{Time: detected}},
+			}},
+			// By now this site is active: its own check has just begun failing, sh-kiel's is
+			// no longer run.
+			checks: []deichv1alpha1.HealthCheckStatus{
+				{Name: "workload-mv-schwerin", ConsecutiveFailures: 1, LastTransitionTime: &metav1.Time{Time: now}},
+			},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"},
+			wantEvents: []string{deichv1alpha1.ServiceEventFailingOver, deichv1alpha1.ServiceEventFailedOver},
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "serving", DetectedAt: &metav1.Time{Time: detected},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
+			wantCount: 1,
+		},
+		{
 			name:   "a restarted manager serving on the claim status recorded records nothing",
 			status: deichv1alpha1.SharedServiceStatus{Lease: leaseOf(site, 5)},
 			snap:   leaseSnapshot{read: true, serving: true, epoch: 5},
@@ -81,11 +100,16 @@ func TestRecordPromotion(t *testing.T) {
 			r := &SharedServiceReconciler{site: site, recorder: rec, clock: clocktesting.NewFakePassiveClock(now)}
 			svc := &deichv1alpha1.SharedService{
 				ObjectMeta: metav1.ObjectMeta{Namespace: "buergerkonto", Name: "buergerkonto"},
-				Spec:       deichv1alpha1.SharedServiceSpec{PrimarySite: partner, StandbySite: site},
-				Status:     tt.status,
+				Spec: deichv1alpha1.SharedServiceSpec{PrimarySite: partner, StandbySite: site, HealthChecks: []deichv1alpha1.HealthCheck{
+					{Name: "workload-sh-kiel", Site: partner}, {Name: "workload-mv-schwerin", Site: site},
+				}},
+				Status: tt.status,
 			}
 			snap := tt.snap
 			s := &serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap}
+			if tt.checks != nil {
+				s.svc.Status.HealthChecks = tt.checks
+			}
 			r.recordPromotion(s)
 			got := s.svc.Status
 			if tt.wantLast == nil {
