@@ -306,6 +306,9 @@ type serviceScope struct {
 	desired   []desiredCopy
 	// lease is the lease keeper's snapshot this reconcile acted on.
 	lease *leaseSnapshot
+	// recordedEpoch is set when this reconcile recorded a promotion complete: the epoch it
+	// served on, noted in the service's leaseState once the status patch succeeded.
+	recordedEpoch int64
 
 	// quorum is the Quorum condition this reconcile arrived at: whether a usable witness
 	// breaks ties for the service.

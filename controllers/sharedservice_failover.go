@@ -159,6 +159,10 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 	before := s.before.Status.Lease
 	now := r.clock.Now()
 	newClaim := snap.serving && before != nil && before.Epoch > 0 && (before.Holder != site || snap.epoch > before.Epoch)
+	ls := r.leaseStateOf(s.owner)
+	ls.mu.Lock()
+	recorded := ls.recordedEpoch >= snap.epoch && snap.epoch > 0
+	ls.mu.Unlock()
 	switch {
 	case snap.promoting && !inProgress:
 		from := snap.record.Holder
@@ -174,7 +178,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
 			"Promoting %s (was served by %s): %s", site, from, snap.message)
-	case newClaim || snap.serving && inProgress:
+	case (newClaim || snap.serving && inProgress) && !recorded:
 		rec := deichv1alpha1.FailoverRecord{From: peerSite(s.svc, site), To: site, Reason: truncate(snap.message, 1024), DetectedAt: &metav1.Time{Time: now}}
 		if inProgress {
 			rec = *lf
@@ -210,6 +214,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailedOver, "Promote",
 			"%s serves the service with epoch %d (was %s); recovery time %s", site, snap.epoch, rec.From, recovery)
+		s.recordedEpoch = snap.epoch
 	case inProgress && !snap.promoting && !snap.serving && !snap.hold:
 		// The promotion was given up before this site served.
 		st.LastFailover = nil

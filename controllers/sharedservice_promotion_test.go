@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -137,6 +138,49 @@ func TestRecordPromotion(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRecordPromotionOnceFromAStaleCache reconciles twice from the status as it was before a
+// promotion was recorded, as a reconcile does whose cache lags behind the status patch: the
+// promotion is recorded, and FailedOver emitted, once. Had the first patch failed, the second
+// reconcile records it.
+func TestRecordPromotionOnceFromAStaleCache(t *testing.T) {
+	now := time.Date(2026, time.March, 1, 3, 0, 0, 0, time.UTC)
+	const site, partner = "mv-schwerin", "sh-kiel"
+	stale := &deichv1alpha1.SharedService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "buergerkonto", Name: "buergerkonto"},
+		Spec:       deichv1alpha1.SharedServiceSpec{PrimarySite: partner, StandbySite: site},
+		Status:     deichv1alpha1.SharedServiceStatus{Lease: &deichv1alpha1.LeaseStatus{Holder: partner, Epoch: 4}},
+	}
+	reconcile := func(r *SharedServiceReconciler, patched bool) (*serviceScope, int) {
+		snap := leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"}
+		s := &serviceScope{svc: stale.DeepCopy(), before: stale.DeepCopy(), owner: types.NamespacedName{Namespace: "buergerkonto", Name: "buergerkonto"}, lease: &snap}
+		r.recordPromotion(s)
+		if patched {
+			r.notePromotionRecorded(s)
+		}
+		failedOver := 0
+		for len(r.recorder.(*events.FakeRecorder).Events) > 0 {
+			if strings.Contains(<-r.recorder.(*events.FakeRecorder).Events, deichv1alpha1.ServiceEventFailedOver) {
+				failedOver++
+			}
+		}
+		return s, failedOver
+	}
+
+	r := &SharedServiceReconciler{site: site, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakePassiveClock(now)}
+	if s, n := reconcile(r, true); n != 1 || len(s.svc.Status.FailoverHistory) != 1 {
+		t.Fatalf("first reconcile: %d FailedOver events, history %v; want one of each", n, s.svc.Status.FailoverHistory)
+	}
+	if s, n := reconcile(r, true); n != 0 || len(s.svc.Status.FailoverHistory) != 0 {
+		t.Errorf("second reconcile from the stale status: %d FailedOver events, history %v; want none: the patched status has the record", n, s.svc.Status.FailoverHistory)
+	}
+
+	r = &SharedServiceReconciler{site: site, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakePassiveClock(now)}
+	reconcile(r, false)
+	if s, n := reconcile(r, true); n != 1 || len(s.svc.Status.FailoverHistory) != 1 {
+		t.Errorf("after a failed patch: %d FailedOver events, history %v; want the promotion recorded again", n, s.svc.Status.FailoverHistory)
 	}
 }
 

@@ -119,11 +119,18 @@ type leaseState struct {
 	lastSync   time.Time
 	servedHere bool
 	returned   bool
+	// recordedEpoch is the epoch of the last promotion this site's status recorded complete:
+	// a reconcile that still reads the status from before (the cache lags behind the patch)
+	// records it, and emits its FailedOver event, no second time.
+	recordedEpoch int64
 }
 
 func (r *SharedServiceReconciler) leaseStateOf(owner types.NamespacedName) *leaseState {
 	r.leaseMu.Lock()
 	defer r.leaseMu.Unlock()
+	if r.leaseStates == nil {
+		r.leaseStates = map[types.NamespacedName]*leaseState{}
+	}
 	st, ok := r.leaseStates[owner]
 	if !ok {
 		st = &leaseState{}

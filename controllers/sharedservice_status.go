@@ -122,7 +122,24 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
 	}
 
-	return patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status)
+	if err := patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status); err != nil {
+		return err
+	}
+	r.notePromotionRecorded(s)
+	return nil
+}
+
+// notePromotionRecorded notes, once the status patch of s succeeded, the promotion it recorded
+// complete, so that a reconcile from a cache that does not show the patch yet records it no
+// second time.
+func (r *SharedServiceReconciler) notePromotionRecorded(s *serviceScope) {
+	if s.recordedEpoch == 0 {
+		return
+	}
+	ls := r.leaseStateOf(s.owner)
+	ls.mu.Lock()
+	ls.recordedEpoch = max(ls.recordedEpoch, s.recordedEpoch)
+	ls.mu.Unlock()
 }
 
 // quorumOf is status.quorum, "held/arbiters": how many copies of the lease of the target
