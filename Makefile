@@ -38,8 +38,8 @@ export KUBECTL
 TOOLS_MOD := hack/tools/go.mod hack/tools/go.sum
 # The demo's sites also run kube-controller-manager and kube-scheduler (from hack/tools) and
 # kwok, which keeps a fake node Ready and makes the pods scheduled to it Ready.
-# The demo and its test drive the sites with kubectl.
-DEMO_TOOLS := $(LOCALBIN)/kube-controller-manager $(LOCALBIN)/kube-scheduler $(KWOK) $(KUBECTL)
+# The demo shows the sites with kubectl and builds config/ and config/witness with kustomize.
+DEMO_TOOLS := $(LOCALBIN)/kube-controller-manager $(LOCALBIN)/kube-scheduler $(KWOK) $(KUBECTL) $(KUSTOMIZE)
 
 GO_TEST_FLAGS ?= -count=1
 TEST_TIMEOUT ?= 20m
@@ -143,15 +143,15 @@ helm: $(HELM) ## Build helm into bin/.
 DEMO_DIR ?= $(CURDIR)/.demo
 
 .PHONY: demo
-demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start two local sites, share a service between them, fail over; leaves the sites running.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) hack/demo.sh up
+demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start sh-kiel, mv-schwerin and the witness hh-hamburg, share a service, lose each partner in turn; leaves the sites running.
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) KUSTOMIZE=$(KUSTOMIZE) hack/demo.sh up
 
 .PHONY: demo-down
 demo-down: ## Stop everything `make demo` started and remove its files.
-	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) hack/demo.sh down
+	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) KUSTOMIZE=$(KUSTOMIZE) hack/demo.sh down
 
 .PHONY: demo-tools
-demo-tools: $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build what the demo needs besides the manager (control planes, kwok, kubectl) into bin/.
+demo-tools: $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build what the demo needs besides the manager (control planes, kwok, kubectl, kustomize) into bin/.
 
 .PHONY: kubectl
 kubectl: $(KUBECTL) ## Build kubectl, at the pinned Kubernetes version, into bin/.

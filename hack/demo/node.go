@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,14 +81,21 @@ func waitDefaultServiceAccount(ctx context.Context, site *testenv.Site) error {
 	})
 }
 
+// errGiveUp marks an error of a poll condition after which waiting longer is pointless.
+var errGiveUp = errors.New("giving up")
+
 // poll calls cond every 200ms until it returns true or ctx ends; it then returns the last
-// error cond returned, if any, together with ctx's.
+// error cond returned, if any, together with ctx's. An error wrapping errGiveUp ends it at
+// once.
 func poll(ctx context.Context, cond func() (bool, error)) error {
 	var lastErr error
 	for {
 		ok, err := cond()
 		if ok {
 			return nil
+		}
+		if errors.Is(err, errGiveUp) {
+			return err
 		}
 		lastErr = err
 		select {

@@ -22,8 +22,6 @@ type child struct {
 	component string
 	site      string
 	log       string
-	// addrs are the addresses the process serves on, by name (for ports.env).
-	addrs map[string]string
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited

@@ -54,7 +54,17 @@ func KustomizeBuild(dir string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w: %s", dir, err, stderr.String())
 	}
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	objs, err := DecodeObjects(out)
+	if err != nil {
+		return nil, fmt.Errorf("decode the output of kustomize build %s: %w", dir, err)
+	}
+	return objs, nil
+}
+
+// DecodeObjects decodes the objects of a multi-document YAML (or JSON) manifest, skipping
+// empty documents.
+func DecodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var objs []*unstructured.Unstructured
 	for {
 		u := &unstructured.Unstructured{}
@@ -62,7 +72,7 @@ func KustomizeBuild(dir string) ([]*unstructured.Unstructured, error) {
 			if errors.Is(err, io.EOF) {
 				return objs, nil
 			}
-			return nil, fmt.Errorf("decode the output of kustomize build %s: %w", dir, err)
+			return nil, err
 		}
 		if len(u.Object) > 0 {
 			objs = append(objs, u)

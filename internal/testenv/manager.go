@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,8 +20,11 @@ type Manager struct {
 	Site *Site
 
 	cancel context.CancelFunc
-	done   chan error
 	cmd    *exec.Cmd
+	// exited is closed once the manager has returned or the process has exited, with err
+	// what it returned.
+	exited chan struct{}
+	err    error
 }
 
 // StartManager runs an in-process Deich manager for site, built by operator.New exactly as
@@ -46,21 +50,36 @@ func StartManager(site *Site, opts operator.Options) (*Manager, error) {
 		cancel()
 		return nil, fmt.Errorf("testenv: build manager for site %s: %w", site.Name, err)
 	}
-	m := &Manager{Site: site, cancel: cancel, done: make(chan error, 1)}
-	go func() { m.done <- mgr.Start(ctx) }()
+	m := &Manager{Site: site, cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		m.err = mgr.Start(ctx)
+		close(m.exited)
+	}()
 	return m, nil
 }
 
 // StartManagerBinary runs the built manager binary (bin/manager, see `make build`) for site as
-// a child process, with a kubeconfig for the site written to dir, and the given extra flags
-// (for example "--max-clock-skew=1s"). Its output goes to logPath. Stop it with Manager.Stop,
-// which sends SIGTERM as a kubelet would, or Manager.Kill, which does not let it clean up.
+// a child process, with an admin kubeconfig for the site written to dir, and the given extra
+// flags (for example "--max-clock-skew=1s"). Its output goes to logPath. Stop it with
+// Manager.Stop, which sends SIGTERM as a kubelet would, or Manager.Kill, which does not let it
+// clean up.
 func StartManagerBinary(site *Site, binary, dir, logPath string, flags ...string) (*Manager, error) {
 	kubeconfig, err := site.Kubeconfig()
 	if err != nil {
 		return nil, err
 	}
-	kcPath := filepath.Join(dir, site.Name+".kubeconfig")
+	return startManagerBinary(site, kubeconfig, filepath.Join(dir, site.Name+".kubeconfig"), binary, logPath, flags...)
+}
+
+// StartManagerBinaryWithKubeconfig is like [StartManagerBinary], but the manager reaches its
+// own site with kubeconfig — through a [Proxy] that a test cuts, say, with one from
+// [Site.KubeconfigFor]. The kubeconfig is written to dir, named after the log file.
+func StartManagerBinaryWithKubeconfig(site *Site, kubeconfig []byte, binary, dir, logPath string, flags ...string) (*Manager, error) {
+	name := strings.TrimSuffix(filepath.Base(logPath), filepath.Ext(logPath)) + ".kubeconfig"
+	return startManagerBinary(site, kubeconfig, filepath.Join(dir, name), binary, logPath, flags...)
+}
+
+func startManagerBinary(site *Site, kubeconfig []byte, kcPath, binary, logPath string, flags ...string) (*Manager, error) {
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		return nil, fmt.Errorf("testenv: write kubeconfig for site %s: %w", site.Name, err)
 	}
@@ -82,16 +101,32 @@ func StartManagerBinary(site *Site, binary, dir, logPath string, flags ...string
 		_ = logFile.Close()
 		return nil, fmt.Errorf("testenv: start %s for site %s: %w", binary, site.Name, err)
 	}
-	m := &Manager{Site: site, cmd: cmd, done: make(chan error, 1)}
+	m := &Manager{Site: site, cmd: cmd, exited: make(chan struct{})}
 	go func() {
-		m.done <- cmd.Wait()
+		m.err = cmd.Wait()
 		_ = logFile.Close()
+		close(m.exited)
 	}()
 	return m, nil
 }
 
-// Stop stops the manager gracefully and waits for it to exit.
+// Exited reports whether the manager has stopped, by itself or told to, and what it returned
+// (for a child process, how it exited).
+func (m *Manager) Exited() (bool, error) {
+	select {
+	case <-m.exited:
+		return true, m.err
+	default:
+		return false, nil
+	}
+}
+
+// Stop stops the manager gracefully and waits for it to exit. Stopping a manager that has
+// exited by itself returns what it returned.
 func (m *Manager) Stop() error {
+	if done, err := m.Exited(); done {
+		return err
+	}
 	if m.cmd != nil {
 		if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("testenv: stop manager of site %s: %w", m.Site.Name, err)
@@ -100,12 +135,12 @@ func (m *Manager) Stop() error {
 		m.cancel()
 	}
 	select {
-	case err := <-m.done:
+	case <-m.exited:
 		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) && exitErr.ExitCode() == -1 {
+		if errors.As(m.err, &exitErr) && exitErr.ExitCode() == -1 {
 			return nil // ended by the signal
 		}
-		return err
+		return m.err
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("testenv: manager of site %s did not stop within 30s", m.Site.Name)
 	}
@@ -121,10 +156,10 @@ func (m *Manager) Kill() error {
 		return fmt.Errorf("testenv: kill manager of site %s: %w", m.Site.Name, err)
 	}
 	// A killed process exits with an error by design; anything else is news.
-	err := <-m.done
+	<-m.exited
 	var exitErr *exec.ExitError
-	if err != nil && !errors.As(err, &exitErr) {
-		return fmt.Errorf("testenv: wait for killed manager of site %s: %w", m.Site.Name, err)
+	if m.err != nil && !errors.As(m.err, &exitErr) {
+		return fmt.Errorf("testenv: wait for killed manager of site %s: %w", m.Site.Name, m.err)
 	}
 	return nil
 }

@@ -47,11 +47,8 @@ const (
 	// It is generous because several API servers may start concurrently on
 	// a small machine.
 	defaultStartTimeout = 60 * time.Second
-	// defaultStopTimeout bounds the graceful stop of each control-plane
-	// process before it is killed.
-	defaultStopTimeout = 20 * time.Second
-	// apiServerKillAfter is how long a stopping kube-apiserver may shut down gracefully
-	// before it is killed.
+	// apiServerKillAfter is how long a stopping kube-apiserver (and etcd) may shut down
+	// gracefully before it is killed.
 	apiServerKillAfter = 3 * time.Second
 	// readyPollInterval is how often /readyz is polled after a start.
 	readyPollInterval = 100 * time.Millisecond
@@ -389,13 +386,13 @@ func startSite(opts Options, name string) (*Site, error) {
 		ErrorIfCRDPathMissing:    opts.ErrorIfCRDPathMissing,
 		BinaryAssetsDirectory:    opts.BinaryAssetsDirectory,
 		ControlPlaneStartTimeout: opts.StartTimeout,
-		ControlPlaneStopTimeout:  defaultStopTimeout,
+		// A stopped site goes dark quickly: kube-apiserver's graceful shutdown waits for open
+		// watches, so after apiServerKillAfter it is killed. envtest gives every process of
+		// the control plane this timeout, from the first start on.
+		ControlPlaneStopTimeout: apiServerKillAfter,
 	}
 	api := te.ControlPlane.GetAPIServer()
 	api.CertDir = certDir
-	// A stopped site goes dark quickly: kube-apiserver's graceful shutdown waits for open
-	// watches, so after apiServerKillAfter it is killed.
-	api.StopTimeout = apiServerKillAfter
 	// Explicit paths so that KUBEBUILDER_ASSETS / TEST_ASSET_* from the
 	// environment cannot redirect us to other binaries.
 	api.Path = filepath.Join(opts.BinaryAssetsDirectory, "kube-apiserver")

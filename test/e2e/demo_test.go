@@ -21,19 +21,21 @@ import (
 )
 
 const (
-	// demoUpTimeout bounds `hack/demo.sh up`: building the sites program, starting both sites,
-	// sharing the service and the failover.
-	demoUpTimeout = 6 * time.Minute
+	// demoUpTimeout bounds `hack/demo.sh up`: building the demo program, starting the three
+	// sites, sharing the service, losing the standby and bringing it back, and the failover.
+	demoUpTimeout = 8 * time.Minute
 	// demoDownTimeout bounds `hack/demo.sh down`.
 	demoDownTimeout = 2 * time.Minute
 )
 
 // TestDemoFailoverStory runs `hack/demo.sh up` as `make demo` does, non-interactively: two
-// sites with running pods, Deich installed from config/, the citizen service account shared
-// from sh-kiel, sh-kiel taken dark and mv-schwerin taking over. It checks that the summary
-// shows mv-schwerin serving within the RTO and the copy within the RPO, that mv-schwerin's
-// processes keep running while sh-kiel's are gone, then runs `hack/demo.sh down` and checks
-// that nothing of the demo is left: no process, no files, nothing written to $HOME.
+// partner sites with running pods and the witness hh-hamburg, Deich installed from config/,
+// the citizen service account shared from sh-kiel, mv-schwerin taken dark (sh-kiel must serve
+// throughout) and brought back, then sh-kiel taken dark and mv-schwerin taking over. It checks
+// that the story says sh-kiel served throughout, that the summary shows mv-schwerin serving
+// within the RTO and the copy within the RPO, that mv-schwerin's and the witness's processes
+// keep running while sh-kiel's are gone, then runs `hack/demo.sh down` and checks that nothing
+// of the demo is left: no process, no files, nothing written to $HOME.
 func TestDemoFailoverStory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two control planes with their controllers, kwok and two managers")
@@ -75,7 +77,7 @@ func TestDemoFailoverStory(t *testing.T) {
 		"KWOK="+kwok,
 		"KUBECTL="+kubectl,
 		"MANAGER="+manager,
-		"DEMO_SITES_BIN="+filepath.Join(tmp, "deich-demo-sites"),
+		"DEMO_BIN="+filepath.Join(tmp, "deich-demo"),
 	)
 	demo := func(timeout time.Duration, arg string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -108,6 +110,11 @@ func TestDemoFailoverStory(t *testing.T) {
 	}
 	t.Logf("hack/demo.sh up:\n%s", out)
 
+	const served = "Result: " + testenv.SiteKiel + " served buergerkonto throughout"
+	if lineWith(out, served) == "" {
+		t.Errorf("the story does not say that %s served throughout while %s was dark; its result: %q",
+			testenv.SiteKiel, testenv.SiteSchwerin, lineWith(out, "Result: "+testenv.SiteKiel))
+	}
 	const result = "Result: " + testenv.SiteSchwerin + " served buergerkonto "
 	line := lineWith(out, result)
 	if line == "" || !strings.Contains(line, "within the RTO of 2m") || strings.Contains(line, "NOT within") {
@@ -124,7 +131,7 @@ func TestDemoFailoverStory(t *testing.T) {
 			t.Errorf("the summary lacks the step %q", step)
 		}
 	}
-	for _, site := range testenv.DefaultSiteNames() {
+	for _, site := range append(testenv.DefaultSiteNames(), testenv.SiteHamburg) {
 		if want := "export KUBECONFIG=" + filepath.Join(demoDir, site+".kubeconfig"); !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -133,17 +140,18 @@ func TestDemoFailoverStory(t *testing.T) {
 		t.Errorf("output does not say that %s stays dark", testenv.SiteKiel)
 	}
 
-	pidText, err := os.ReadFile(filepath.Join(demoDir, "sites.pid"))
+	pidText, err := os.ReadFile(filepath.Join(demoDir, "demo.pid"))
 	if err != nil {
-		t.Fatalf("read sites.pid: %v", err)
+		t.Fatalf("read demo.pid: %v", err)
 	}
-	sitesPID, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	demoPID, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
 	if err != nil {
-		t.Fatalf("sites.pid: %v", err)
+		t.Fatalf("demo.pid: %v", err)
 	}
-	// sh-kiel is dark: only its etcd is left. mv-schwerin runs everything.
+	// sh-kiel is dark: only its etcd is left. mv-schwerin runs everything, the witness its
+	// control plane.
 	wantRunning := map[string]int{
-		"deich-demo-sites": 1, "etcd": 2, "kube-apiserver": 1, "kube-controller-manager": 1,
+		"deich-demo": 1, "etcd": 3, "kube-apiserver": 2, "kube-controller-manager": 1,
 		"kube-scheduler": 1, filepath.Base(kwok): 1, "manager": 1,
 	}
 	procs := processesMentioning(demoDir)
@@ -167,9 +175,9 @@ func TestDemoFailoverStory(t *testing.T) {
 	}
 	t.Logf("hack/demo.sh down:\n%s", out)
 
-	// The sites program was started detached (setsid), so it is not our child: whoever
+	// The demo's run process was started detached (setsid), so it is not our child: whoever
 	// adopted it reaps it, possibly a moment later.
-	waitFor(t, 10*time.Second, "sites program exits", func() bool { return !processAlive(sitesPID) })
+	waitFor(t, 10*time.Second, "the demo's run process exits", func() bool { return !processAlive(demoPID) })
 	waitFor(t, 10*time.Second, "no process names the demo directory", func() bool {
 		return len(processesMentioning(demoDir)) == 0
 	})

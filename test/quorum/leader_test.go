@@ -157,3 +157,47 @@ func slug(name string) string { return strings.ReplaceAll(name, " ", "-") }
 func noError(f func()) func() error {
 	return func() error { f(); return nil }
 }
+
+// TestLeaderCutFromItsOwnAPIServer cuts the elected replica of each partner off from its own
+// site's API server while it still reaches the other sites, as a node whose link to its
+// control plane fails would be: it can no longer renew its election lease, so it stops leading
+// and exits within the renew deadline, and the other replica takes over from what the clusters
+// hold. The active serves on without a gap, the standby stands by, nobody fails over, and a
+// replica started in the cut one's place joins as a follower.
+func TestLeaderCutFromItsOwnAPIServer(t *testing.T) {
+	requireSites(t)
+	g := newG(t)
+	useReplicas(t, g, 2)
+
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		t.Run(site.Name, func(t *testing.T) {
+			ctx := context.Background()
+			g := newG(t)
+			s := setUp(ctx, t, g, "quorum-leader-cut-"+site.Name)
+			s.expectObjectiveValid(ctx, g)
+			inv := watchInvariant(ctx, s, kiel)
+
+			old := awaitLeader(ctx, g, site, "a replica leads")
+			old.own.Cut()
+			cutAt := time.Now()
+			t.Logf("cut the leader at %s (log %s) off from its API server", site.Name, old.log)
+
+			g.Eventually(func() bool { done, _ := old.Exited(); return done }).WithTimeout(electionLease+5*time.Second).
+				Should(BeTrue(), "the cut leader at %s gives up leading and exits", site.Name)
+			forget(site, old)
+			next := awaitLeader(ctx, g, site, "the other replica is elected")
+			t.Logf("a new leader at %s %s after the cut (log %s)", site.Name, time.Since(cutAt).Round(time.Millisecond), next.log)
+			g.Expect(startReplica(site)).To(Succeed(), "start a replica in place of the cut one at %s", site.Name)
+
+			g.Consistently(s.servesAndStandsBy(ctx, kiel, schwerin), window).Should(Succeed(),
+				"sh-kiel serves and mv-schwerin stands by through the lost election lease and the new leader's start")
+			g.Expect(s.quorum(ctx, kiel)()).To(Equal("3/3"), "sh-kiel holds all three copies")
+			g.Eventually(s.status(ctx, kiel)).Should(HaveField("Status.Phase", deichv1alpha1.PhaseProtected))
+			g.Eventually(func() (*replica, error) { return leader(ctx, site) }).Should(Equal(next), "the replica that took over still leads")
+			for _, at := range []*testenv.Site{kiel, schwerin} {
+				g.Expect(s.status(ctx, at)()).To(HaveField("Status.LastFailover", BeNil()), "no failover at %s", at.Name)
+			}
+			inv.check(t)
+		})
+	}
+}

@@ -2,9 +2,11 @@ package quorum
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,11 +29,33 @@ const (
 )
 
 // replica is one manager of a partner: the in-process manager, or one of several manager
-// binaries that elect a leader, with its metrics endpoint and log.
+// binaries that elect a leader, with its metrics endpoint and log. A binary reaches its own
+// site's API server through a proxy of its own, so that a test can cut one replica off from
+// it while the others and every other site still reach it.
 type replica struct {
 	*testenv.Manager
 	metricsAddr string
 	log         string
+	// own is the replica's way to its own API server; nil for the in-process manager.
+	own *testenv.Proxy
+}
+
+// Stop stops the replica and closes its proxy.
+func (r *replica) Stop() error {
+	err := r.Manager.Stop()
+	if r.own != nil {
+		err = errors.Join(err, r.own.Close())
+	}
+	return err
+}
+
+// Kill kills the replica and closes its proxy.
+func (r *replica) Kill() error {
+	err := r.Manager.Kill()
+	if r.own != nil {
+		err = errors.Join(err, r.own.Close())
+	}
+	return err
 }
 
 var (
@@ -73,7 +97,15 @@ func startReplica(site *testenv.Site) error {
 		return err
 	}
 	log := filepath.Join(dir, fmt.Sprintf("manager-%d.log", replicaSeq.Add(1)))
-	m, err := testenv.StartManagerBinary(site, binary, dir, log,
+	own, err := testenv.NewProxy(strings.TrimPrefix(site.URL(), "https://"))
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := site.KubeconfigFor(own.URL())
+	if err != nil {
+		return errors.Join(err, own.Close())
+	}
+	m, err := testenv.StartManagerBinaryWithKubeconfig(site, kubeconfig, binary, dir, log,
 		"--max-clock-skew="+maxClockSkew.String(),
 		"--metrics-bind-address="+addr,
 		"--leader-elect",
@@ -82,10 +114,10 @@ func startReplica(site *testenv.Site) error {
 		"--leader-elect-retry-period="+electionRetry.String(),
 	)
 	if err != nil {
-		return err
+		return errors.Join(err, own.Close())
 	}
 	managersMu.Lock()
-	managers[site.Name] = append(managers[site.Name], &replica{Manager: m, metricsAddr: addr, log: log})
+	managers[site.Name] = append(managers[site.Name], &replica{Manager: m, metricsAddr: addr, log: log, own: own})
 	managersMu.Unlock()
 	return nil
 }
@@ -148,15 +180,32 @@ func leader(ctx context.Context, site *testenv.Site) (*replica, error) {
 // leads again.
 func killLeader(ctx context.Context, t *testing.T, g Gomega, site *testenv.Site) {
 	t.Helper()
+	r := awaitLeader(ctx, g, site, "a replica leads")
+	g.Expect(r.Kill()).To(Succeed(), "kill the leader at %s", site.Name)
+	killed := time.Now()
+	forget(site, r)
+	t.Logf("killed the leader at %s (log %s)", site.Name, r.log)
+	g.Expect(startReplica(site)).To(Succeed(), "start a replica in place of the killed leader at %s", site.Name)
+	next := awaitLeader(ctx, g, site, "another replica is elected")
+	t.Logf("a new leader at %s after %s (log %s)", site.Name, time.Since(killed).Round(time.Millisecond), next.log)
+}
+
+// awaitLeader waits up to 30s until a replica of site leads, and returns it; what says what the
+// wait is for, in a failure.
+func awaitLeader(ctx context.Context, g Gomega, site *testenv.Site, what string) *replica {
 	var r *replica
 	g.Eventually(func() (*replica, error) {
 		var err error
 		r, err = leader(ctx, site)
 		return r, err
-	}).WithTimeout(30*time.Second).ShouldNot(BeNil(), "a replica at %s leads", site.Name)
-	g.Expect(r.Kill()).To(Succeed(), "kill the leader at %s", site.Name)
-	killed := time.Now()
+	}).WithTimeout(30*time.Second).ShouldNot(BeNil(), "%s at %s", what, site.Name)
+	return r
+}
+
+// forget removes r from the replicas of site, once it has been killed or has exited.
+func forget(site *testenv.Site, r *replica) {
 	managersMu.Lock()
+	defer managersMu.Unlock()
 	rest := managers[site.Name][:0]
 	for _, o := range managers[site.Name] {
 		if o != r {
@@ -164,16 +213,6 @@ func killLeader(ctx context.Context, t *testing.T, g Gomega, site *testenv.Site)
 		}
 	}
 	managers[site.Name] = rest
-	managersMu.Unlock()
-	t.Logf("killed the leader at %s (log %s)", site.Name, r.log)
-	g.Expect(startReplica(site)).To(Succeed(), "start a replica in place of the killed leader at %s", site.Name)
-	var next *replica
-	g.Eventually(func() (*replica, error) {
-		var err error
-		next, err = leader(ctx, site)
-		return next, err
-	}).WithTimeout(30*time.Second).ShouldNot(BeNil(), "another replica at %s is elected", site.Name)
-	t.Logf("a new leader at %s after %s (log %s)", site.Name, time.Since(killed).Round(time.Millisecond), next.log)
 }
 
 // replicaLogs names the replicas' log files, for a failing test's output.
