@@ -440,11 +440,15 @@ func (r *SharedServiceReconciler) roleOf(svc *deichv1alpha1.SharedService) deich
 // reconcileActive pushes the service's objects to the standby.
 func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
 	if controllerutil.AddFinalizer(s.svc, deichv1alpha1.SharedServiceFinalizer) {
+		// The patch answers with the object as stored, status included: keep the status this
+		// reconcile has computed so far (a promotion just recorded, say), which report writes.
+		status := s.svc.Status.DeepCopy()
 		patch := client.MergeFrom(s.before)
 		if err := r.client.Patch(ctx, s.svc, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 		s.before = s.svc.DeepCopy()
+		s.svc.Status = *status
 	}
 	resync := resyncPeriod(s.objective)
 
