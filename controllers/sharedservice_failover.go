@@ -186,7 +186,9 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 			// The keeper promoted and served before a reconcile saw it promote (this one was
 			// busy, or the manager restarted): the record and the audit trail still say when
 			// the failure was detected and that a promotion started.
-			if since := failingSince(s.before, rec.From); !since.IsZero() && s.switchover == "" {
+			if s.switchover != "" {
+				rec.Reason = truncate(fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message), 1024)
+			} else if since := failingSince(s.before, rec.From); !since.IsZero() {
 				rec.DetectedAt = &metav1.Time{Time: since}
 			}
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",

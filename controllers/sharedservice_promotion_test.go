@@ -37,6 +37,8 @@ func TestRecordPromotion(t *testing.T) {
 		// checks replaces the health checks in the status this reconcile computes; the
 		// status before it keeps status.healthChecks.
 		checks []deichv1alpha1.HealthCheckStatus
+		// switchover names the Switchover that moves the service.
+		switchover string
 	}{
 		{
 			name:       "the keeper starts promoting: recorded without completedAt",
@@ -80,6 +82,16 @@ func TestRecordPromotion(t *testing.T) {
 			wantCount: 1,
 		},
 		{
+			name:       "a Switchover's promotion whose start was not recorded names the Switchover",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4)},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5, message: "serving"},
+			switchover: "move-to-schwerin",
+			wantEvents: []string{deichv1alpha1.ServiceEventFailingOver, deichv1alpha1.ServiceEventFailedOver},
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "Switchover move-to-schwerin: serving", DetectedAt: &metav1.Time{Time: now},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{}},
+			wantCount: 1,
+		},
+		{
 			name:   "a restarted manager serving on the claim status recorded records nothing",
 			status: deichv1alpha1.SharedServiceStatus{Lease: leaseOf(site, 5)},
 			snap:   leaseSnapshot{read: true, serving: true, epoch: 5},
@@ -107,7 +119,7 @@ func TestRecordPromotion(t *testing.T) {
 				Status: tt.status,
 			}
 			snap := tt.snap
-			s := &serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap}
+			s := &serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap, switchover: tt.switchover}
 			if tt.checks != nil {
 				s.svc.Status.HealthChecks = tt.checks
 			}
