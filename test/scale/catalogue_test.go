@@ -1,0 +1,270 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/testenv"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+const (
+	// services is how many SharedServices the catalogue holds.
+	services = 200
+	// configMaps is how many ConfigMaps each service has besides its Deployment.
+	configMaps = 4
+	// sourceReplicas is the replica count of each service's Deployment.
+	sourceReplicas = 2
+	// objectiveName is the RecoveryObjective every service of the catalogue refers to.
+	objectiveName = "catalogue"
+	// applyParallelism is how many objects are created at once, as `kubectl apply -f dir/`
+	// with a GitOps tool's concurrency would.
+	applyParallelism = 16
+)
+
+// The catalogue's objective, as the issue's user tried it: RPO 30s, RTO 2m, lease 15s,
+// probes every 2s.
+var (
+	leaseDuration = 15 * time.Second
+	rto           = 2 * time.Minute
+)
+
+// TestCatalogueAppliedAtOnce applies a state's catalogue — 200 services of a Deployment and
+// four ConfigMaps each, judged by one fast check of sh-kiel — at once, and watches every
+// service at sh-kiel throughout: all must become Protected and none may ever be fenced or
+// stop being active at the healthy primary. Then sh-kiel's data centre is lost, and every
+// service must be served at mv-schwerin within the RTO.
+func TestCatalogueAppliedAtOnce(t *testing.T) {
+	requireSites(t)
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.SetDefaultEventuallyPollingInterval(time.Second)
+
+	objective := testobjects.MakeRecoveryObjective(objectiveName).RPO(30*time.Second).RTO(rto).
+		Failover(3, 2*time.Second, leaseDuration).Obj()
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		g.Expect(site.Client.Create(ctx, objective.DeepCopy())).To(Succeed())
+	}
+	// One fast check, shared by every service: sh-kiel's API server accepts connections.
+	check := deichv1alpha1.HealthCheck{Name: "kiel-front-door", Site: testenv.SiteKiel,
+		TCP: &deichv1alpha1.TCPCheck{Address: strings.TrimPrefix(kiel.URL(), "https://")}}
+
+	names := make([]string, services)
+	for i := range names {
+		names[i] = fmt.Sprintf("procedure-%03d", i)
+	}
+	began := time.Now()
+	watch := watchFences(ctx, kiel)
+	g.Expect(forEach(names, func(ns string) error { return applyService(ctx, ns, check) })).To(Succeed())
+	t.Logf("applied %d services (a namespace, a Deployment, %d ConfigMaps and the SharedService each) in %s",
+		services, configMaps, time.Since(began).Round(100*time.Millisecond))
+
+	g.Eventually(func() ([]string, error) { return notYet(ctx, kiel, names, protected) }).
+		WithTimeout(10*time.Minute).Should(BeEmpty(), "every service Protected at sh-kiel")
+	t.Logf("all %d services Protected at sh-kiel %s after the apply", services, time.Since(began).Round(100*time.Millisecond))
+	g.Eventually(func() ([]string, error) { return notYet(ctx, schwerin, names, standingBy) }).
+		WithTimeout(2*time.Minute).Should(BeEmpty(), "every service stands by at mv-schwerin")
+	// A little longer than a lease: renewals keep up at steady state too.
+	time.Sleep(leaseDuration + 5*time.Second)
+	fenced := watch.stop(t)
+	g.Expect(fenced).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
+
+	t.Run("sh-kiel lost: every service fails over", func(t *testing.T) {
+		g := NewWithT(t)
+		g.SetDefaultEventuallyPollingInterval(time.Second)
+		lost := time.Now()
+		g.Expect(stopManager(kiel)).To(Succeed())
+		g.Expect(kiel.StopAPIServer()).To(Succeed())
+		t.Cleanup(func() { _ = kiel.StartAPIServer() })
+		var last time.Time
+		g.Eventually(func() ([]string, error) {
+			left, err := notYet(ctx, schwerin, names, servingAtSchwerin)
+			if err == nil && len(left) == 0 {
+				last = time.Now()
+			}
+			return left, err
+		}).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
+		t.Logf("the last of %d services served at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
+		g.Expect(last.Sub(lost)).To(BeNumerically("<=", rto), "every service within the RTO")
+	})
+}
+
+// applyService creates namespace ns at sh-kiel with a Deployment and ConfigMaps, and the
+// SharedService that shares them with mv-schwerin.
+func applyService(ctx context.Context, ns string, check deichv1alpha1.HealthCheck) error {
+	labels := map[string]string{"app.kubernetes.io/part-of": ns, "app": "web"}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Labels: labels},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To(int32(sourceReplicas)),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/" + ns + ":1.0"}}},
+				},
+			},
+		},
+	}
+	for i := range configMaps {
+		objs = append(objs, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("settings-%d", i), Labels: labels},
+			Data:       map[string]string{"procedure": ns, "part": fmt.Sprint(i)},
+		})
+	}
+	objs = append(objs, testobjects.MakeSharedService(ns, ns).Objective(objectiveName).HealthCheck(check).Obj())
+	for _, obj := range objs {
+		if err := kiel.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// forEach runs f for every name, applyParallelism at a time, and returns the first error.
+func forEach(names []string, f func(string) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, applyParallelism)
+	for _, n := range names {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := f(n); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// notYet lists the services (by namespace) whose SharedService at site does not yet satisfy
+// ok.
+func notYet(ctx context.Context, site *testenv.Site, names []string, ok func(*deichv1alpha1.SharedService) bool) ([]string, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	list := &deichv1alpha1.SharedServiceList{}
+	if err := site.Client.List(ctx, list); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if svc := &list.Items[i]; want[svc.Namespace] && ok(svc) {
+			delete(want, svc.Namespace)
+		}
+	}
+	left := make([]string, 0, len(want))
+	for n := range want {
+		left = append(left, n)
+	}
+	sort.Strings(left)
+	return left, nil
+}
+
+// protected: the service is Protected with sh-kiel active.
+func protected(svc *deichv1alpha1.SharedService) bool {
+	return svc.Status.Phase == deichv1alpha1.PhaseProtected && svc.Status.ActiveSite == testenv.SiteKiel
+}
+
+// standingBy: mv-schwerin stands by for sh-kiel.
+func standingBy(svc *deichv1alpha1.SharedService) bool {
+	return svc.Status.Role == deichv1alpha1.RoleStandby && svc.Status.ActiveSite == testenv.SiteKiel
+}
+
+// servingAtSchwerin: mv-schwerin serves the service after a completed failover.
+func servingAtSchwerin(svc *deichv1alpha1.SharedService) bool {
+	lf := svc.Status.LastFailover
+	return svc.Status.Role == deichv1alpha1.RoleActive && svc.Status.ActiveSite == testenv.SiteSchwerin &&
+		lf != nil && lf.CompletedAt != nil
+}
+
+// fenceWatch samples every service at the healthy primary until stopped.
+type fenceWatch struct {
+	stopCh, done chan struct{}
+	mu           sync.Mutex
+	seen         map[string]string // namespace -> first sample that was not serving
+	active       map[string]bool   // namespace -> has been active here
+	samples      int
+}
+
+// watchFences samples the SharedServices at site every 500ms and records any service that,
+// once active there, is fenced or no longer active.
+func watchFences(ctx context.Context, site *testenv.Site) *fenceWatch {
+	w := &fenceWatch{stopCh: make(chan struct{}), done: make(chan struct{}), seen: map[string]string{}, active: map[string]bool{}}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stopCh:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			list := &deichv1alpha1.SharedServiceList{}
+			if err := site.Client.List(ctx, list); err != nil {
+				continue
+			}
+			w.mu.Lock()
+			w.samples++
+			for i := range list.Items {
+				svc := &list.Items[i]
+				st := svc.Status
+				if st.Role == deichv1alpha1.RoleActive && st.Phase != deichv1alpha1.PhaseFenced {
+					w.active[svc.Namespace] = true
+					continue
+				}
+				if w.active[svc.Namespace] && w.seen[svc.Namespace] == "" {
+					w.seen[svc.Namespace] = fmt.Sprintf("%s at %s: phase %s, role %s, lease %s",
+						svc.Namespace, time.Now().Format("15:04:05.0"), st.Phase, st.Role, leaseMessage(svc))
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// stop ends the sampling and returns what was seen.
+func (w *fenceWatch) stop(t *testing.T) []string {
+	close(w.stopCh)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Logf("fence watch: %d samples of every service at sh-kiel", w.samples)
+	out := make([]string, 0, len(w.seen))
+	for _, s := range w.seen {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// leaseMessage is the lease's message in status, if any.
+func leaseMessage(svc *deichv1alpha1.SharedService) string {
+	if svc.Status.Lease == nil {
+		return ""
+	}
+	return svc.Status.Lease.Message
+}
