@@ -40,10 +40,7 @@ func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 	g.Expect(kiel.StopAPIServer()).To(Succeed())
 	t.Cleanup(func() {
 		_ = kiel.StartAPIServer()
-		managersMu.Lock()
-		_, running := managers[kiel.Name]
-		managersMu.Unlock()
-		if !running {
+		if !managers.Running(kiel) {
 			_ = startManager(kiel)
 		}
 	})
@@ -187,10 +184,7 @@ func TestManagerKilledMidPromotionResumes(t *testing.T) {
 	g.Expect(stopManager(schwerin)).To(Succeed())
 	t.Cleanup(func() {
 		for _, site := range []*testenv.Site{kiel, schwerin} {
-			managersMu.Lock()
-			_, running := managers[site.Name]
-			managersMu.Unlock()
-			if !running {
+			if !managers.Running(site) {
 				_ = startManager(site)
 			}
 		}

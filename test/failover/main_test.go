@@ -9,15 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
@@ -37,9 +33,7 @@ var (
 	schwerin *testenv.Site
 	// toKiel carries mv-schwerin's manager to sh-kiel's API server, toSchwerin the other way.
 	toKiel, toSchwerin *testenv.Proxy
-
-	managersMu sync.Mutex
-	managers   = map[string]*testenv.Manager{}
+	managers           = testenv.NewManagers(operator.Options{MaxClockSkew: maxClockSkew})
 )
 
 func TestMain(m *testing.M) {
@@ -51,11 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	level := zapcore.Level(2)
-	if os.Getenv("DEICH_TEST_VERBOSE") != "" {
-		level = -1
-	}
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
+	testenv.SetTestLogger()
 	var err error
 	env, err = testenv.StartDeich()
 	if err != nil {
@@ -127,35 +117,15 @@ func hostPort(s *testenv.Site) string {
 }
 
 // startManager starts an in-process manager for site.
-func startManager(site *testenv.Site) error {
-	mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: maxClockSkew})
-	if err != nil {
-		return err
-	}
-	managersMu.Lock()
-	managers[site.Name] = mgr
-	managersMu.Unlock()
-	return nil
-}
+func startManager(site *testenv.Site) error { return managers.Start(site) }
 
 // stopManager stops site's manager, as a crash would from the lease's point of view: it
 // neither fences nor releases anything on the way out.
-func stopManager(site *testenv.Site) error {
-	managersMu.Lock()
-	mgr := managers[site.Name]
-	delete(managers, site.Name)
-	managersMu.Unlock()
-	if mgr == nil {
-		return nil
-	}
-	return mgr.Stop()
-}
+func stopManager(site *testenv.Site) error { return managers.Stop(site) }
 
 func stopManagers() {
-	for _, site := range []*testenv.Site{kiel, schwerin} {
-		if err := stopManager(site); err != nil {
-			fmt.Fprintln(os.Stderr, "stop manager:", err)
-		}
+	if err := managers.StopAll(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop managers:", err)
 	}
 }
 

@@ -19,12 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
@@ -60,11 +57,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	level := zapcore.Level(2)
-	if os.Getenv("DEICH_TEST_VERBOSE") != "" {
-		level = -1
-	}
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
+	testenv.SetTestLogger()
 	var err error
 	if workDir, err = os.MkdirTemp("", "deich-quorum-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -86,7 +86,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		g := NewWithT(t)
 		g.SetDefaultEventuallyPollingInterval(time.Second)
 		lost := time.Now()
-		g.Expect(stopManager(kiel)).To(Succeed())
+		g.Expect(managers.Stop(kiel)).To(Succeed())
 		g.Expect(kiel.StopAPIServer()).To(Succeed())
 		t.Cleanup(func() { _ = kiel.StartAPIServer() })
 		var last time.Time

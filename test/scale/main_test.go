@@ -8,29 +8,23 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
 )
 
-// The two sites and their managers.
+// The two sites and their managers, which run with the defaults a new user gets.
 var (
 	env      *testenv.Env
 	kiel     *testenv.Site
 	schwerin *testenv.Site
-
-	managersMu sync.Mutex
-	managers   = map[string]*testenv.Manager{}
+	managers = testenv.NewManagers(operator.Options{MaxClockSkew: operator.DefaultMaxClockSkew})
 )
 
 func TestMain(m *testing.M) {
@@ -42,11 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	level := zapcore.Level(2)
-	if os.Getenv("DEICH_TEST_VERBOSE") != "" {
-		level = -1
-	}
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
+	testenv.SetTestLogger()
 	var err error
 	env, err = testenv.StartDeich()
 	if err != nil {
@@ -54,10 +44,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() {
-		for _, site := range []*testenv.Site{kiel, schwerin} {
-			if err := stopManager(site); err != nil {
-				fmt.Fprintln(os.Stderr, "stop manager:", err)
-			}
+		if err := managers.StopAll(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop managers:", err)
 		}
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stop sites:", err)
@@ -81,36 +69,12 @@ func run(m *testing.M) int {
 		}
 	}
 	for _, site := range []*testenv.Site{kiel, schwerin} {
-		if err := startManager(site); err != nil {
+		if err := managers.Start(site); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
 	return m.Run()
-}
-
-// startManager starts an in-process manager for site with the defaults a new user gets.
-func startManager(site *testenv.Site) error {
-	mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: operator.DefaultMaxClockSkew})
-	if err != nil {
-		return err
-	}
-	managersMu.Lock()
-	managers[site.Name] = mgr
-	managersMu.Unlock()
-	return nil
-}
-
-// stopManager stops site's manager, if it runs.
-func stopManager(site *testenv.Site) error {
-	managersMu.Lock()
-	mgr := managers[site.Name]
-	delete(managers, site.Name)
-	managersMu.Unlock()
-	if mgr == nil {
-		return nil
-	}
-	return mgr.Stop()
 }
 
 // requireSites skips a test when the sites are not running (go test -short).
