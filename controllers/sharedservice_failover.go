@@ -133,7 +133,9 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	}
 	held := before != nil && before.Holder == r.site || before == nil && s.before.Status.ActiveSite == r.site
 	switch {
-	case held && rec.Released() && snap.handingOver:
+	// Only the holder releases its own claim, and the keeper may be done releasing by the
+	// reconcile that first reads the released copy: the release itself says it.
+	case held && rec.Released():
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventHandedOver, "HandOver",
 			"Fenced and released the lease so %s can promote without waiting for it to expire", peerSite(s.svc, r.site))
 	case held && rec.Holder != "" && rec.Holder != r.site:

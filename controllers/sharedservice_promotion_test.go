@@ -196,6 +196,45 @@ func TestRecordPromotionOnceFromAStaleCache(t *testing.T) {
 	}
 }
 
+// TestHandedOverOnceWhenTheReleaseIsSeen records HandedOver at the first reconcile that reads
+// this site's claim released, whether or not the keeper is still releasing by then, and not
+// again once status says the lease is released.
+func TestHandedOverOnceWhenTheReleaseIsSeen(t *testing.T) {
+	const site = "sh-kiel"
+	released := failover.LeaseRecord{ResourceVersion: "7", Epoch: 1}
+	for _, tt := range []struct {
+		name        string
+		before      *deichv1alpha1.LeaseStatus
+		handingOver bool
+		want        int
+	}{
+		{"released while the keeper still releases", &deichv1alpha1.LeaseStatus{Holder: site, Epoch: 1}, true, 1},
+		{"released, the keeper done releasing", &deichv1alpha1.LeaseStatus{Holder: site, Epoch: 1}, false, 1},
+		{"status already says released", &deichv1alpha1.LeaseStatus{Epoch: 1}, false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := events.NewFakeRecorder(10)
+			r := &SharedServiceReconciler{site: site, recorder: rec, clock: clocktesting.NewFakePassiveClock(time.Now())}
+			svc := &deichv1alpha1.SharedService{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "buergerkonto", Name: "buergerkonto"},
+				Spec:       deichv1alpha1.SharedServiceSpec{PrimarySite: site, StandbySite: "mv-schwerin"},
+				Status:     deichv1alpha1.SharedServiceStatus{ActiveSite: site, Lease: tt.before},
+			}
+			snap := leaseSnapshot{read: true, record: released, handingOver: tt.handingOver}
+			r.applyLeaseView(&serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap})
+			got := 0
+			for len(rec.Events) > 0 {
+				if strings.Contains(<-rec.Events, deichv1alpha1.ServiceEventHandedOver) {
+					got++
+				}
+			}
+			if got != tt.want {
+				t.Errorf("%d HandedOver events, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 func sameRecord(a, b *deichv1alpha1.FailoverRecord) bool {
 	if a == nil || b == nil {
 		return a == b
