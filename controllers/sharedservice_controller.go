@@ -42,6 +42,7 @@ import (
 	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/peer"
+	"github.com/deich-io/deich/internal/probes"
 	"github.com/deich-io/deich/internal/render"
 )
 
@@ -83,20 +84,22 @@ func (e ServiceEvents) TryNotify(owner types.NamespacedName) {
 // copies that are no longer selected and reverts edits made to copies; at the standby it
 // reports what it holds.
 type SharedServiceReconciler struct {
-	client      client.Client
-	apiReader   client.Reader
-	mapper      meta.RESTMapper
-	sources     *informers.Set
-	registry    *peer.Registry
-	recorder    events.EventRecorder
-	events      ServiceEvents
-	clock       clock.PassiveClock
-	site        string
-	namespace   string
-	parallelism int
-	prober      *health.Prober
-	local       dynamic.Interface
-	maxSkew     time.Duration
+	client       client.Client
+	apiReader    client.Reader
+	mapper       meta.RESTMapper
+	sources      *informers.Set
+	registry     *peer.Registry
+	recorder     events.EventRecorder
+	events       ServiceEvents
+	clock        clock.PassiveClock
+	site         string
+	namespace    string
+	parallelism  int
+	probeWorkers int
+	prober       *health.Prober
+	probes       *probes.Scheduler
+	local        dynamic.Interface
+	maxSkew      time.Duration
 
 	// keeper keeps every service's lease; leaseClients are its own clients, and
 	// leaseStates what the reconcile keeps per service beside it.
@@ -117,6 +120,12 @@ func WithServiceClock(c clock.PassiveClock) SharedServiceOption {
 // WithProber sets the health prober (tests use one with a fake clock or dialer).
 func WithProber(p *health.Prober) SharedServiceOption {
 	return func(r *SharedServiceReconciler) { r.prober = p }
+}
+
+// WithProbeWorkers bounds how many health probes run at once over all services
+// (probes.DefaultWorkers when not set).
+func WithProbeWorkers(n int) SharedServiceOption {
+	return func(r *SharedServiceReconciler) { r.probeWorkers = n }
 }
 
 // WithMaxClockSkew sets the manager's --max-clock-skew, which the failover decisions use.
@@ -176,6 +185,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 	if !ok {
 		tick = clock.RealClock{}
 	}
+	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.events.TryNotify, Observe: r.observeProbe})
 	r.keeper = lease.New(tick, lease.Options{
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
@@ -205,6 +215,9 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(r.keeper); err != nil {
 		return fmt.Errorf("add lease keeper: %w", err)
 	}
+	if err := mgr.Add(r.probes); err != nil {
+		return fmt.Errorf("add probe scheduler: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.SharedService{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
@@ -215,8 +228,8 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(serviceForLease)).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
-		// Health probes wait for answers; a few workers keep one slow service from holding up
-		// the others.
+		// Reconciles wait for the peer's answers; a few workers keep one slow service from
+		// holding up the others. Health probes run apart, in the probe scheduler.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("sharedservice").
 		Complete(r)
@@ -375,7 +388,7 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	// The health checks judge the site the lease names; the lease keeper decides from them.
 	r.adoptLeaseView(s)
-	nextProbe := r.checkHealth(ctx, s)
+	r.checkHealth(s)
 	setHealthCondition(s)
 	snap, ok := r.keepLease(ctx, s)
 	if !ok {
@@ -402,9 +415,6 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	default:
 		result, err = r.reconcileStandby(ctx, s)
-	}
-	if nextProbe > 0 && (result.RequeueAfter == 0 || nextProbe < result.RequeueAfter) {
-		result.RequeueAfter = nextProbe
 	}
 	return result, err
 }
@@ -927,6 +937,7 @@ func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceSc
 // handles. Its objects stay in the form they have.
 func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stopLease(owner)
+	r.probes.Remove(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }

@@ -3,19 +3,21 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/health"
 	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/probes"
 )
 
 // judgingChecks are the checks that judge the active site: those without site, which probe
@@ -31,83 +33,83 @@ func judgingChecks(svc *deichv1alpha1.SharedService) []deichv1alpha1.HealthCheck
 	return out
 }
 
-// probeDue reports whether the checks should run now: they run every probeInterval, however
-// often the service is reconciled, and the last run is read from status so a restarted
-// manager keeps the pace.
-func probeDue(svc *deichv1alpha1.SharedService, interval time.Duration, now time.Time) bool {
-	for _, st := range svc.Status.HealthChecks {
-		if st.LastProbeTime == nil || now.Sub(st.LastProbeTime.Time) >= interval {
-			return true
-		}
-	}
-	return len(svc.Status.HealthChecks) != len(judgingChecks(svc))
-}
-
-// untilNextProbe is how long until the earliest check is due again, so a reconcile that comes
-// early for another reason does not push the probe back by a whole interval.
-func untilNextProbe(svc *deichv1alpha1.SharedService, interval time.Duration, now time.Time) time.Duration {
-	next := interval
-	for _, st := range svc.Status.HealthChecks {
-		if st.LastProbeTime != nil {
-			next = min(next, interval-now.Sub(st.LastProbeTime.Time))
-		}
-	}
-	return max(next, 10*time.Millisecond)
-}
-
-// checkHealth runs the checks that judge the active site, when due, and records them in
-// status. It returns when they are due next.
-func (r *SharedServiceReconciler) checkHealth(ctx context.Context, s *serviceScope) time.Duration {
-	policy := failover.PolicyFrom(s.objective, 0)
+// checkHealth hands the checks that judge the active site to the probe scheduler, which runs
+// them every probeInterval off the reconcile workers, and records their latest observations
+// in status. A check the scheduler does not know yet starts from its tally in status, so a
+// restarted manager goes on counting failures at the same pace; a check not yet probed is
+// missing from status until its first result, which calls for a reconcile.
+func (r *SharedServiceReconciler) checkHealth(s *serviceScope) {
 	checks := judgingChecks(s.svc)
 	if len(checks) == 0 {
 		s.svc.Status.HealthChecks = nil
-		return 0
+		r.probes.Remove(s.owner)
+		return
 	}
-	if !probeDue(s.svc, policy.ProbeInterval, s.now) {
-		return untilNextProbe(s.svc, policy.ProbeInterval, s.now)
-	}
-
+	policy := failover.PolicyFrom(s.objective, 0)
 	previous := map[string]deichv1alpha1.HealthCheckStatus{}
+	seed := map[string]probes.Observation{}
 	for _, st := range s.svc.Status.HealthChecks {
 		previous[st.Name] = st
+		if st.LastProbeTime != nil {
+			seed[st.Name] = observationOf(st)
+		}
 	}
-	results := make([]health.Result, len(checks))
-	var wg sync.WaitGroup
-	for i, hc := range checks {
-		wg.Go(func() {
-			results[i] = r.prober.Probe(ctx, hc, s.svc.Namespace, r.workloadReader(s, hc), caBundle(ctx, r.apiReader, s.svc.Namespace, hc))
-		})
+	run := make([]probes.Check, 0, len(checks))
+	for _, hc := range checks {
+		namespace, workloads := s.svc.Namespace, r.workloadReader(s, hc)
+		run = append(run, probes.Check{Name: hc.Name, Run: func(ctx context.Context) health.Result {
+			return r.prober.Probe(ctx, hc, namespace, workloads, caBundle(ctx, r.apiReader, namespace, hc))
+		}})
 	}
-	wg.Wait()
+	r.probes.Set(s.owner, probes.Schedule{Interval: policy.ProbeInterval, FailureThreshold: policy.FailureThreshold}, run, seed)
+	observed := r.probes.Observations(s.owner)
 
 	statuses := make([]deichv1alpha1.HealthCheckStatus, 0, len(checks))
-	for i, hc := range checks {
-		prev := previous[hc.Name]
-		tally := health.Tally{ConsecutiveFailures: prev.ConsecutiveFailures, LastStatus: health.Status(prev.Status)}
-		if prev.LastTransitionTime != nil {
-			tally.LastTransition = prev.LastTransitionTime.Time
+	for _, hc := range checks {
+		o, ok := observed[hc.Name]
+		if !ok {
+			continue
 		}
-		tally = tally.Add(results[i], s.now)
 		st := deichv1alpha1.HealthCheckStatus{
 			Name:                hc.Name,
-			Status:              deichv1alpha1.HealthStatus(tally.LastStatus),
-			ConsecutiveFailures: tally.ConsecutiveFailures,
-			LastProbeTime:       &metav1.Time{Time: s.now},
-			LastTransitionTime:  &metav1.Time{Time: tally.LastTransition},
-			Latency:             &metav1.Duration{Duration: results[i].Latency.Round(time.Millisecond)},
-			Message:             results[i].Message,
+			Status:              deichv1alpha1.HealthStatus(o.LastStatus),
+			ConsecutiveFailures: o.ConsecutiveFailures,
+			LastProbeTime:       &metav1.Time{Time: o.LastProbe},
+			LastTransitionTime:  &metav1.Time{Time: o.LastTransition},
+			Latency:             &metav1.Duration{Duration: o.Latency.Round(time.Millisecond)},
+			Message:             o.Message,
 		}
 		statuses = append(statuses, st)
-		up := 0.0
-		if st.Status == deichv1alpha1.HealthHealthy {
-			up = 1
-		}
-		metrics.HealthCheckUp.WithLabelValues(s.svc.Namespace, s.svc.Name, hc.Name, r.site).Set(up)
-		r.recordHealthTransition(s, prev, st)
+		r.recordHealthTransition(s, previous[hc.Name], st)
 	}
 	s.svc.Status.HealthChecks = statuses
-	return policy.ProbeInterval
+}
+
+// observationOf is the scheduler's observation that a check's status records.
+func observationOf(st deichv1alpha1.HealthCheckStatus) probes.Observation {
+	o := probes.Observation{
+		Tally:   health.Tally{ConsecutiveFailures: st.ConsecutiveFailures, LastStatus: health.Status(st.Status)},
+		Message: st.Message,
+	}
+	if st.LastProbeTime != nil {
+		o.LastProbe = st.LastProbeTime.Time
+	}
+	if st.LastTransitionTime != nil {
+		o.LastTransition = st.LastTransitionTime.Time
+	}
+	if st.Latency != nil {
+		o.Latency = st.Latency.Duration
+	}
+	return o
+}
+
+// observeProbe exports a probe's verdict as a metric. It is the probe scheduler's Observe.
+func (r *SharedServiceReconciler) observeProbe(key types.NamespacedName, check string, o probes.Observation) {
+	up := 0.0
+	if o.LastStatus == health.StatusHealthy {
+		up = 1
+	}
+	metrics.HealthCheckUp.WithLabelValues(key.Namespace, key.Name, check, r.site).Set(up)
 }
 
 // recordHealthTransition emits one event when a check starts failing or passes again.
@@ -146,11 +148,17 @@ func (r *SharedServiceReconciler) workloadReader(s *serviceScope, hc deichv1alph
 // healthCondition summarizes the checks that judge the active site.
 func healthCondition(svc *deichv1alpha1.SharedService, threshold int32) metav1.Condition {
 	c := metav1.Condition{Type: deichv1alpha1.ServiceConditionHealthy, ObservedGeneration: svc.Generation}
-	if len(svc.Status.HealthChecks) == 0 {
+	checks := judgingChecks(svc)
+	if len(checks) == 0 {
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonNoHealthChecks, "the service declares no health checks that judge the active site"
 		return c
 	}
 	var failing, unknown []string
+	for _, hc := range checks {
+		if !slices.ContainsFunc(svc.Status.HealthChecks, func(st deichv1alpha1.HealthCheckStatus) bool { return st.Name == hc.Name }) {
+			unknown = append(unknown, fmt.Sprintf("%s (waiting for its first probe)", hc.Name))
+		}
+	}
 	for _, st := range svc.Status.HealthChecks {
 		switch st.Status {
 		case deichv1alpha1.HealthUnhealthy:
@@ -168,7 +176,7 @@ func healthCondition(svc *deichv1alpha1.SharedService, threshold int32) metav1.C
 		c.Message = "cannot evaluate: " + strings.Join(unknown, "; ")
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonChecksPassing
-		c.Message = fmt.Sprintf("%d check(s) of %s pass", len(svc.Status.HealthChecks), activeSite(svc))
+		c.Message = fmt.Sprintf("%d check(s) of %s pass", len(checks), activeSite(svc))
 	}
 	if len(c.Message) > 1024 {
 		c.Message = c.Message[:1021] + "..."

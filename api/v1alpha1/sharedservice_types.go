@@ -646,7 +646,9 @@ const (
 	HealthUnknown HealthStatus = "Unknown"
 )
 
-// HealthCheckStatus is the running record of one health check at this site.
+// HealthCheckStatus is the running record of one health check at this site. The checks run
+// every probeInterval apart from the reconciles; this record is written when a result changes
+// the status, or the count of failures up to failureThreshold, and at every resync.
 type HealthCheckStatus struct {
 	// name of the check in spec.healthChecks.
 	// +required
@@ -657,11 +659,12 @@ type HealthCheckStatus struct {
 	// +required
 	Status HealthStatus `json:"status"`
 
-	// consecutiveFailures counts the probes that were not Healthy since the last Healthy one.
+	// consecutiveFailures counts the probes that were not Healthy since the last Healthy one,
+	// as of lastProbeTime.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
 
-	// lastProbeTime is when the check last ran.
+	// lastProbeTime is when the probe this record reports ran.
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 

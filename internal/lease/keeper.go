@@ -262,6 +262,12 @@ func (r *runner) fold(res result) {
 		}
 		delete(r.errors, res.arbiter)
 		r.state = r.state.Written(res.w, res.sentAt, res.ok, res.rec, now)
+		// The answer holds the copy as stored, which Written observes as a read would: the
+		// next read of this copy is due an interval after the write was sent, so an active
+		// site that renews a copy every interval does not read it besides.
+		if at, ok := r.readAt[res.arbiter]; !ok || res.sentAt.After(at) {
+			r.readAt[res.arbiter] = res.sentAt
+		}
 	}
 }
 
@@ -286,21 +292,6 @@ func (r *runner) step(ctx context.Context) time.Time {
 	st.HoldUntil = r.holdUntil
 	next, plan := failover.Step(in.Policy, st, now)
 	r.state = next
-
-	// Read every copy it may need, at least every renewal interval.
-	nextRead := now.Add(interval)
-	for _, a := range slices.Sorted(maps.Keys(r.state.Arbiters)) {
-		store := in.Stores[a]
-		if store == nil || r.reading[a] {
-			continue
-		}
-		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval {
-			nextRead = minTime(nextRead, at.Add(interval))
-			continue
-		}
-		r.readAt[a], r.reading[a] = now, true
-		go r.read(ctx, a, store)
-	}
 
 	switch {
 	case plan.Serve:
@@ -347,6 +338,22 @@ func (r *runner) step(ctx context.Context) time.Time {
 		r.state = r.state.Sending(w)
 		r.writing[w.Arbiter] = true
 		go r.write(ctx, w, r.k.clock.Now(), store)
+	}
+
+	// Read every copy it may need, at least every renewal interval. A write on its way is
+	// as good as a read: its answer holds the copy as stored.
+	nextRead := now.Add(interval)
+	for _, a := range slices.Sorted(maps.Keys(r.state.Arbiters)) {
+		store := in.Stores[a]
+		if store == nil || r.reading[a] || r.writing[a] {
+			continue
+		}
+		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval {
+			nextRead = minTime(nextRead, at.Add(interval))
+			continue
+		}
+		r.readAt[a], r.reading[a] = now, true
+		go r.read(ctx, a, store)
 	}
 
 	r.publish(plan, in, now)

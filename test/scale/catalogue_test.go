@@ -171,17 +171,43 @@ func notYet(ctx context.Context, site *testenv.Site, names []string, ok func(*de
 	if err := site.Client.List(ctx, list); err != nil {
 		return nil, err
 	}
+	seen := map[string]string{}
 	for i := range list.Items {
-		if svc := &list.Items[i]; want[svc.Namespace] && ok(svc) {
-			delete(want, svc.Namespace)
+		svc := &list.Items[i]
+		if !want[svc.Namespace] {
+			continue
 		}
+		if ok(svc) {
+			delete(want, svc.Namespace)
+			continue
+		}
+		seen[svc.Namespace] = describe(svc)
 	}
 	left := make([]string, 0, len(want))
 	for n := range want {
+		if d, ok := seen[n]; ok {
+			n += " (" + d + ")"
+		}
 		left = append(left, n)
 	}
 	sort.Strings(left)
 	return left, nil
+}
+
+// describe says where a service stands, for a failure message: phase, role, active site and
+// the conditions that are not True.
+func describe(svc *deichv1alpha1.SharedService) string {
+	st := svc.Status
+	parts := []string{fmt.Sprintf("phase %s, role %s, active %s", st.Phase, st.Role, st.ActiveSite)}
+	for _, c := range st.Conditions {
+		if c.Status != metav1.ConditionTrue {
+			parts = append(parts, fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message))
+		}
+	}
+	if m := leaseMessage(svc); m != "" {
+		parts = append(parts, "lease: "+m)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // protected: the service is Protected with sh-kiel active.
