@@ -105,6 +105,7 @@ type SharedServiceReconciler struct {
 	// leaseStates what the reconcile keeps per service beside it.
 	keeper       *lease.Keeper
 	leaseClients *leaseClients
+	fullRounds   fullRounds
 	leaseMu      sync.Mutex
 	leaseStates  map[types.NamespacedName]*leaseState
 }
@@ -335,6 +336,11 @@ type serviceScope struct {
 	synced metav1.Condition
 	// terminal marks a Synced=False the user must fix; the phase becomes Error.
 	terminal bool
+	// changesOnly is set when this reconcile mirrored the changed objects alone: status
+	// keeps what the last full round recorded of the objects.
+	changesOnly bool
+	// roundDone is set when this reconcile's round of mirroring succeeded.
+	roundDone bool
 }
 
 func (s *serviceScope) setSynced(status metav1.ConditionStatus, reason, msg string) {
@@ -461,6 +467,11 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		s.svc.Status = *status
 	}
 	resync := resyncPeriod(s.objective)
+	defer func() {
+		if !s.roundDone {
+			r.fullRounds.forget(s.owner) // the next round goes through every object
+		}
+	}()
 
 	sources, ready, listErr := r.collectSources(s)
 	if !ready {
@@ -484,6 +495,9 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	}
 	s.conn = conn
 
+	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {
+		return result, nil
+	}
 	if !r.render(s, sources, standby) {
 		return ctrl.Result{}, nil
 	}
@@ -502,6 +516,9 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	}
 	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
 	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
+	s.roundDone = true
+	r.fullRounds.set(s.owner, fullRound{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
+	metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
 	if !r.stampDue(ctx, s, resync) {
 		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 	}
@@ -591,7 +608,25 @@ func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bo
 // render builds every copy for the standby. Any failure stops the whole round: nothing is
 // applied, so the standby keeps its last good copies.
 func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*unstructured.Unstructured, standby string) bool {
-	target := render.Target{
+	target := r.renderTarget(s, standby)
+	for _, k := range s.kinds {
+		for _, src := range sources[k] {
+			d, keep, err := renderCopy(src, target, k, s.svc.Name)
+			if err != nil {
+				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
+				return false
+			}
+			if keep {
+				s.desired = append(s.desired, d)
+			}
+		}
+	}
+	return true
+}
+
+// renderTarget is where and how the service's copies are rendered for.
+func (r *SharedServiceReconciler) renderTarget(s *serviceScope, standby string) render.Target {
+	return render.Target{
 		SourceSite: r.site,
 		Site:       standby,
 		Role:       deichv1alpha1.RoleStandby,
@@ -599,25 +634,24 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 		Service:    s.svc.Name,
 		Overrides:  s.svc.Spec.Overrides,
 	}
-	for _, k := range s.kinds {
-		for _, src := range sources[k] {
-			if isOwnedCopy(src) && src.GetLabels()[render.LabelSharedService] != s.svc.Name {
-				continue // a copy this site holds for another service is not a source
-			}
-			cp, err := render.Render(src, target)
-			if err != nil {
-				var nm *render.NotMirrorableError
-				if errors.As(err, &nm) {
-					continue // e.g. a service-account token Secret among the selected Secrets
-				}
-				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
-				return false
-			}
-			hash := cp.GetAnnotations()[render.AnnotationContentHash]
-			s.desired = append(s.desired, desiredCopy{kind: k, obj: cp, hash: hash})
-		}
+}
+
+// renderCopy renders the copy of one selected object; keep is false for an object that is
+// not mirrored: a copy this site holds for another service, or an object of a kind that
+// never leaves the site (e.g. a service-account token Secret among the selected Secrets).
+func renderCopy(src *unstructured.Unstructured, target render.Target, k *mirroredKind, service string) (d desiredCopy, keep bool, err error) {
+	if isOwnedCopy(src) && src.GetLabels()[render.LabelSharedService] != service {
+		return desiredCopy{}, false, nil
 	}
-	return true
+	cp, err := render.Render(src, target)
+	if err != nil {
+		var nm *render.NotMirrorableError
+		if errors.As(err, &nm) {
+			return desiredCopy{}, false, nil
+		}
+		return desiredCopy{}, false, err
+	}
+	return desiredCopy{kind: k, obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash]}, true, nil
 }
 
 // isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.
@@ -743,14 +777,23 @@ func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, co
 		if _, ok := want[ref]; ok {
 			continue
 		}
-		uid := cp.GetUID()
-		err := s.conn.Dynamic.Resource(ref.resource).Namespace(s.svc.Namespace).Delete(ctx, ref.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-		if err != nil && !apierrors.IsNotFound(err) {
-			s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
+		if err := r.pruneCopy(ctx, s, ref, cp); err != nil {
 			return err
 		}
-		ctrl.LoggerFrom(ctx).V(1).Info("Pruned copy", "resource", ref.resource.String(), "name", ref.name, "peer", s.conn.Site)
 	}
+	return nil
+}
+
+// pruneCopy deletes one copy at the peer, the one that was read: a copy re-created since
+// is left alone.
+func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope, ref copyRef, cp *unstructured.Unstructured) error {
+	uid := cp.GetUID()
+	err := s.conn.Dynamic.Resource(ref.resource).Namespace(s.svc.Namespace).Delete(ctx, ref.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
+		return err
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Pruned copy", "resource", ref.resource.String(), "name", ref.name, "peer", s.conn.Site)
 	return nil
 }
 
@@ -938,6 +981,7 @@ func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceSc
 func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stopLease(owner)
 	r.probes.Remove(owner)
+	r.fullRounds.forget(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }

@@ -41,14 +41,35 @@ func (k Key) String() string {
 // Handler is told which owner's objects changed. It must not block.
 type Handler func(owner types.NamespacedName)
 
+// Change names one object an informer saw added, updated or deleted (or leave its selector).
+type Change struct {
+	// Key is the informer's.
+	Key Key
+	// Name is the object's name; it lives in Key.Namespace.
+	Name string
+}
+
+// journalLimit bounds the changes kept per owner; beyond it the owner is told that an
+// unknown set changed, and goes through all of its objects.
+const journalLimit = 1024
+
+// journal is what changed for one owner since it last took its changes.
+type journal struct {
+	changes map[Change]struct{}
+	// overflow is set when changes are not known one by one: more than journalLimit, or
+	// an informer's first list.
+	overflow bool
+}
+
 // Set holds the running informers. It is safe for concurrent use.
 type Set struct {
 	client dynamic.Interface
 	notify Handler
 	resync time.Duration
 
-	mu      sync.Mutex
-	entries map[Key]*entry
+	mu       sync.Mutex
+	entries  map[Key]*entry
+	journals map[types.NamespacedName]*journal
 }
 
 type entry struct {
@@ -62,7 +83,62 @@ type entry struct {
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
 func New(client dynamic.Interface, notify Handler) *Set {
-	return &Set{client: client, notify: notify, entries: map[Key]*entry{}}
+	return &Set{client: client, notify: notify, entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
+}
+
+// TakeChanges returns the objects that changed for owner since its previous call, and
+// forgets them. complete is false when the changes are not known one by one (more than
+// a thousand, or an informer of the owner listed for the first time): the owner must then go
+// through all of its objects. An owner whose informers saw nothing gets (nil, true).
+func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, complete bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.journals[owner]
+	if !ok {
+		return nil, true
+	}
+	delete(s.journals, owner)
+	if j.overflow {
+		return nil, false
+	}
+	changes = make([]Change, 0, len(j.changes))
+	for c := range j.changes {
+		changes = append(changes, c)
+	}
+	return changes, true
+}
+
+// Get returns the object name of key's informer from its cache; false when the informer
+// does not run, has not listed yet, or does not hold the object.
+func (s *Set) Get(key Key, name string) (*unstructured.Unstructured, bool) {
+	s.mu.Lock()
+	e, ok := s.entries[key]
+	s.mu.Unlock()
+	if !ok || !e.informer.HasSynced() {
+		return nil, false
+	}
+	item, exists, err := e.informer.GetStore().GetByKey(key.Namespace + "/" + name)
+	if err != nil || !exists {
+		return nil, false
+	}
+	u, ok := item.(*unstructured.Unstructured)
+	return u, ok
+}
+
+// record notes a change for owner. Called with s.mu held.
+func (s *Set) record(owner types.NamespacedName, c *Change) {
+	j, ok := s.journals[owner]
+	if !ok {
+		j = &journal{changes: map[Change]struct{}{}}
+		s.journals[owner] = j
+	}
+	switch {
+	case j.overflow:
+	case c == nil || len(j.changes) >= journalLimit:
+		j.overflow, j.changes = true, nil
+	default:
+		j.changes[*c] = struct{}{}
+	}
 }
 
 // Ensure makes sure an informer for key runs and that owner is among its users, and returns
@@ -112,6 +188,9 @@ func (s *Set) Retain(owner types.NamespacedName, keep ...Key) {
 			continue
 		}
 		delete(e.owners, owner)
+		if len(keep) == 0 {
+			delete(s.journals, owner)
+		}
 		if len(e.owners) == 0 {
 			e.cancel()
 			delete(s.entries, k)
@@ -153,11 +232,22 @@ func (s *Set) start(key Key) *entry {
 	// Streaming lists are used where the client supports them (real API servers do).
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &unstructured.Unstructured{}, s.resync, cache.Indexers{})
 	e := &entry{informer: inf, owners: map[types.NamespacedName]struct{}{}}
-	notify := func() {
+	// notify records the change of obj (every object when obj is nil) for every owner and
+	// tells them.
+	notify := func(obj any) {
+		var c *Change
+		if obj != nil {
+			if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				if _, name, err := cache.SplitMetaNamespaceKey(k); err == nil {
+					c = &Change{Key: key, Name: name}
+				}
+			}
+		}
 		s.mu.Lock()
 		owners := make([]types.NamespacedName, 0, len(e.owners))
 		for o := range e.owners {
 			owners = append(owners, o)
+			s.record(o, c)
 		}
 		s.mu.Unlock()
 		for _, o := range owners {
@@ -166,9 +256,9 @@ func (s *Set) start(key Key) *entry {
 	}
 	// Registration cannot fail on an informer that has not started.
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
+		AddFunc:    func(obj any) { notify(obj) },
+		UpdateFunc: func(_, obj any) { notify(obj) },
+		DeleteFunc: func(obj any) { notify(obj) },
 	})
 	// managedFields can be a third of an object and nothing downstream reads them; dropping
 	// them before the object enters the store keeps the manager's memory in proportion.
@@ -183,7 +273,7 @@ func (s *Set) start(key Key) *entry {
 	// Tell the owners once the first list is complete, so they can prune with confidence.
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-			notify()
+			notify(nil)
 		}
 	}()
 	return e

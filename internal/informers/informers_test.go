@@ -2,9 +2,11 @@ package informers
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -111,4 +113,76 @@ func TestSetReportsWhyListingFails(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("Ensure() never reported the list error")
+}
+
+func TestSetJournalsChangesPerOwner(t *testing.T) {
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"},
+		configMap("a", "first", map[string]string{"app": "x"}),
+	)
+	s := New(client, func(types.NamespacedName) {})
+	t.Cleanup(s.Stop)
+	owner := types.NamespacedName{Namespace: "a", Name: "svc"}
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+	waitSynced(t, s, key, owner)
+
+	// The first list is not known one by one.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, complete := s.TakeChanges(owner); !complete {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the informer's first list was not reported as an incomplete set of changes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if changes, complete := s.TakeChanges(owner); !complete || len(changes) != 0 {
+		t.Fatalf("TakeChanges() after taking = %v, %v; want none, complete", changes, complete)
+	}
+
+	ctx := t.Context()
+	cms := client.Resource(configMaps).Namespace("a")
+	if _, err := cms.Create(ctx, configMap("a", "second", map[string]string{"app": "x"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.Delete(ctx, "first", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"first": true, "second": true}
+	got := map[string]bool{}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(got) < len(want) && time.Now().Before(deadline) {
+		changes, complete := s.TakeChanges(owner)
+		if !complete {
+			t.Fatal("two changes reported as an incomplete set")
+		}
+		for _, c := range changes {
+			if c.Key != key {
+				t.Fatalf("change %v of another informer", c)
+			}
+			got[c.Name] = true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != len(want) || !got["first"] || !got["second"] {
+		t.Fatalf("changes = %v, want the created and the deleted ConfigMap", got)
+	}
+	if u, ok := s.Get(key, "second"); !ok || u.GetName() != "second" {
+		t.Fatalf("Get(second) = %v, %v", u, ok)
+	}
+	if _, ok := s.Get(key, "first"); ok {
+		t.Fatal("Get(first) found a deleted object")
+	}
+
+	// More than the journal holds is reported as an incomplete set.
+	s.mu.Lock()
+	for i := range journalLimit + 1 {
+		s.record(owner, &Change{Key: key, Name: fmt.Sprint(i)})
+	}
+	s.mu.Unlock()
+	if _, complete := s.TakeChanges(owner); complete {
+		t.Fatal("an overflowing journal reported as complete")
+	}
 }

@@ -99,6 +99,20 @@ var (
 	}, []string{"namespace", "service", "site"})
 )
 
+// Scopes of a round of mirroring, the values of MirrorRounds' label scope.
+const (
+	// RoundFull goes through every object of the service.
+	RoundFull = "full"
+	// RoundChanges mirrors the objects whose watch events arrived since the last round.
+	RoundChanges = "changes"
+)
+
+// MirrorRounds counts the successful rounds of mirroring at the active site, by scope.
+var MirrorRounds = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "deich_mirror_rounds_total",
+	Help: "Successful rounds of mirroring a SharedService at the active site: full (every object) or changes (the objects whose watch events arrived).",
+}, []string{"namespace", "service", "scope"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
 		LeaseRemaining,
@@ -114,6 +128,7 @@ func init() {
 		MirroredObjects,
 		SyncErrors,
 		HealthCheckUp,
+		MirrorRounds,
 	)
 }
 
@@ -124,6 +139,7 @@ func ForgetService(namespace, service string) {
 	MirroredObjects.DeletePartialMatch(labels)
 	SyncErrors.DeletePartialMatch(labels)
 	HealthCheckUp.DeletePartialMatch(labels)
+	MirrorRounds.DeletePartialMatch(labels)
 	LeaseRemaining.DeletePartialMatch(labels)
 	Serving.DeletePartialMatch(labels)
 	Fenced.DeletePartialMatch(labels)

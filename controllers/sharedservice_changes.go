@@ -1,0 +1,180 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/informers"
+	"github.com/deich-io/deich/internal/metrics"
+)
+
+// A service in sync is mirrored in one of two ways. A full round renders every selected
+// object, compares each with its copy at the standby, applies what differs and prunes what
+// is no longer selected: on every change of the service or its objective, after anything
+// failed, and at every resync. Between full rounds, a watch event for one source object, or
+// for one copy at the standby, starts a round for that object alone: it is rendered and
+// applied, or its copy pruned when it left the selection, and nothing else is touched. So an
+// edit reaches the standby in time proportional to the objects it touches, not to the
+// objects the service holds.
+
+// fullRound records a service's last full round that succeeded.
+type fullRound struct {
+	generation, objectiveGeneration int64
+	at                              time.Time
+}
+
+// fullRounds is the reconciler's record of full rounds, per service.
+type fullRounds struct {
+	mu     sync.Mutex
+	rounds map[types.NamespacedName]fullRound
+}
+
+func (f *fullRounds) get(owner types.NamespacedName) (fullRound, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rounds[owner]
+	return r, ok
+}
+
+func (f *fullRounds) set(owner types.NamespacedName, r fullRound) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rounds == nil {
+		f.rounds = map[types.NamespacedName]fullRound{}
+	}
+	f.rounds[owner] = r
+}
+
+func (f *fullRounds) forget(owner types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.rounds, owner)
+}
+
+// objectRef is one source object of a service, or its copy.
+type objectRef struct {
+	kind *mirroredKind
+	name string
+}
+
+// changedObjects takes what the watches saw change for the service since its previous round,
+// at this site and among its copies at the standby; none when nothing changed. ok is false
+// when a full round is needed instead: no full round succeeded for this generation of the
+// service and its objective, or one is due, or the changes are not known one by one.
+func (r *SharedServiceReconciler) changedObjects(s *serviceScope, resync time.Duration) (refs []objectRef, ok bool) {
+	sourceChanges, sourcesComplete := r.sources.TakeChanges(s.owner)
+	copyChanges, copiesComplete := s.conn.Copies.TakeChanges(s.owner)
+	last, had := r.fullRounds.get(s.owner)
+	switch {
+	case !had || !sourcesComplete || !copiesComplete:
+		return nil, false
+	case last.generation != s.svc.Generation || last.objectiveGeneration != s.objective.Generation:
+		return nil, false
+	case s.now.Sub(last.at) >= resync || !meta.IsStatusConditionTrue(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced):
+		return nil, false
+	}
+	byResource := make(map[schema.GroupVersionResource]*mirroredKind, len(s.kinds))
+	for _, k := range s.kinds {
+		byResource[k.resource] = k
+	}
+	seen := map[objectRef]bool{}
+	for _, c := range append(sourceChanges, copyChanges...) {
+		k, known := byResource[c.Key.Resource]
+		if !known || c.Key.Namespace != s.svc.Namespace {
+			return nil, false // a watch the service no longer uses: let a full round sort it out
+		}
+		ref := objectRef{kind: k, name: c.Name}
+		if !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	return refs, true
+}
+
+// syncChanged mirrors the changed objects alone, and reports whether it could: false means
+// a full round must follow at once (an object could not be read from the caches).
+func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceScope, refs []objectRef, standby string) (bool, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
+	if err != nil {
+		return false, nil
+	}
+	copySel := copySelector(s.svc.Name, r.site)
+	target := r.renderTarget(s, standby)
+	copies := map[copyRef]*unstructured.Unstructured{}
+	var gone []copyRef
+	for _, ref := range refs {
+		cref := copyRef{ref.kind.resource, ref.name}
+		if cp, ok := s.conn.Copies.Get(informers.Key{Resource: ref.kind.resource, Namespace: s.svc.Namespace, Selector: copySel}, ref.name); ok {
+			copies[cref] = cp
+		}
+		src, ok := r.sources.Get(informers.Key{Resource: ref.kind.resource, Namespace: s.svc.Namespace, Selector: sel.String()}, ref.name)
+		if ok {
+			d, keep, err := renderCopy(src, target, ref.kind, s.svc.Name)
+			if err != nil {
+				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", ref.kind.gk.Kind, src.GetName(), standby, err), true)
+				return true, err
+			}
+			if keep {
+				s.desired = append(s.desired, d)
+				continue
+			}
+		}
+		if _, held := copies[cref]; held {
+			gone = append(gone, cref)
+		}
+	}
+	if err := r.apply(ctx, s, copies); err != nil {
+		return true, err
+	}
+	for _, ref := range gone {
+		if err := r.pruneCopy(ctx, s, ref, copies[ref]); err != nil {
+			return true, err
+		}
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Mirrored changed objects", "objects", len(refs), "applied", len(s.desired), "pruned", len(gone), "peer", standby)
+	return true, nil
+}
+
+// mirrorChanges runs the round for the changed objects when one suffices, and reports
+// whether it did; the result is then the reconcile's. What fails is reported in the Synced
+// condition, and a full round follows.
+func (r *SharedServiceReconciler) mirrorChanges(ctx context.Context, s *serviceScope, resync time.Duration, standby string) (bool, ctrl.Result) {
+	refs, ok := r.changedObjects(s, resync)
+	if !ok {
+		return false, ctrl.Result{}
+	}
+	var err error
+	if len(refs) > 0 {
+		done := false
+		if done, err = r.syncChanged(ctx, s, refs, standby); !done {
+			return false, ctrl.Result{}
+		}
+		if err == nil {
+			metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundChanges).Inc()
+		}
+	}
+	s.changesOnly, s.roundDone = true, err == nil
+	last, _ := r.fullRounds.get(s.owner)
+	until := max(resync-s.now.Sub(last.at), time.Millisecond)
+	if err != nil {
+		// The Synced condition says what failed; a full round retries it.
+		return true, ctrl.Result{RequeueAfter: min(until, 5*time.Second)}
+	}
+	// The service stays as its last full round left it: Synced, and the copy's age, which
+	// only a full round renews.
+	if c := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced); c != nil {
+		s.synced = *c
+	}
+	return true, ctrl.Result{RequeueAfter: until}
+}

@@ -1,0 +1,120 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/testenv"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+// Between full rounds (every RPO/3, here 200s), each watch event is mirrored on its own:
+// an edit at the source, an edit of a copy at the standby, an object leaving the selection
+// and a new object each reach the standby through a round for that object, and none of them
+// goes through every object of the service.
+func TestChangesAreMirroredObjectByObject(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	connectSites(ctx, t, g)
+	const ns = "mirror-changes"
+	createNamespace(ctx, t, g, kiel, ns)
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		obj := testobjects.MakeRecoveryObjective("long-resync").RPO(10 * time.Minute).Obj()
+		g.Expect(site.Client.Create(ctx, obj)).To(Succeed())
+		cleanup(t, site, obj)
+	}
+	partOf := map[string]string{"app.kubernetes.io/part-of": "buergerkonto"}
+	settings := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings", Labels: partOf}, Data: map[string]string{"greeting": "Moin"}}
+	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other", Labels: partOf}, Data: map[string]string{"x": "1"}}
+	for _, o := range []client.Object{settings, other} {
+		g.Expect(kiel.Client.Create(ctx, o)).To(Succeed())
+	}
+	svc := testobjects.MakeSharedService("buergerkonto", ns).Objective("long-resync").Obj()
+	g.Expect(kiel.Client.Create(ctx, svc)).To(Succeed())
+	cleanup(t, kiel, svc)
+	g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(And(
+		HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)),
+		HaveField("Status.MirroredResources.Count", BeEquivalentTo(2)),
+	))
+
+	rounds := func(scope string) float64 {
+		return testutil.ToFloat64(metrics.MirrorRounds.WithLabelValues(ns, svc.Name, scope))
+	}
+	full := rounds(metrics.RoundFull)
+	g.Expect(full).To(BeNumerically(">=", 1))
+	copyOf := func(name string) func() (map[string]string, error) {
+		return func() (map[string]string, error) {
+			cm := &corev1.ConfigMap{}
+			err := schwerin.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm)
+			return cm.Data, err
+		}
+	}
+
+	t.Run("an edit at the source", func(t *testing.T) {
+		g := newG(t)
+		changes := rounds(metrics.RoundChanges)
+		g.Expect(kiel.Client.Get(ctx, client.ObjectKeyFromObject(settings), settings)).To(Succeed())
+		settings.Data["greeting"] = "Moin moin"
+		g.Expect(kiel.Client.Update(ctx, settings)).To(Succeed())
+		g.Eventually(copyOf("settings")).Should(HaveKeyWithValue("greeting", "Moin moin"))
+		g.Eventually(func() float64 { return rounds(metrics.RoundChanges) }).Should(BeNumerically(">", changes))
+	})
+
+	t.Run("an edit of a copy at the standby", func(t *testing.T) {
+		g := newG(t)
+		cp := &corev1.ConfigMap{}
+		g.Expect(schwerin.Client.Get(ctx, client.ObjectKeyFromObject(other), cp)).To(Succeed())
+		cp.Data["x"] = "edited at the standby"
+		g.Expect(schwerin.Client.Update(ctx, cp)).To(Succeed())
+		g.Eventually(copyOf("other")).Should(HaveKeyWithValue("x", "1"))
+	})
+
+	t.Run("a new object", func(t *testing.T) {
+		g := newG(t)
+		added := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "added", Labels: partOf}, Data: map[string]string{"new": "yes"}}
+		g.Expect(kiel.Client.Create(ctx, added)).To(Succeed())
+		g.Eventually(copyOf("added")).Should(HaveKeyWithValue("new", "yes"))
+	})
+
+	t.Run("an object that leaves the selection", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(kiel.Client.Get(ctx, client.ObjectKeyFromObject(other), other)).To(Succeed())
+		delete(other.Labels, "app.kubernetes.io/part-of")
+		g.Expect(kiel.Client.Update(ctx, other)).To(Succeed())
+		g.Eventually(func() bool {
+			_, err := copyOf("other")()
+			return apierrors.IsNotFound(err)
+		}).Should(BeTrue())
+	})
+
+	t.Run("a deleted object", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(kiel.Client.Delete(ctx, settings)).To(Succeed())
+		g.Eventually(func() bool {
+			_, err := copyOf("settings")()
+			return apierrors.IsNotFound(err)
+		}).Should(BeTrue())
+	})
+
+	g.Expect(rounds(metrics.RoundFull)).To(Equal(full), "no change went through every object of the service")
+
+	t.Run("a change of the service goes through every object", func(t *testing.T) {
+		g := newG(t)
+		updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(s *deichv1alpha1.SharedService) {
+			s.Spec.DeletionPolicy = deichv1alpha1.DeletionPolicyRetain
+		})
+		g.Eventually(func() float64 { return rounds(metrics.RoundFull) }).Should(BeNumerically(">", full))
+		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(HaveField("Status.MirroredResources.Count", BeEquivalentTo(1)),
+			"the full round records the objects as they are now")
+	})
+}
