@@ -3,7 +3,9 @@ package scale
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +24,9 @@ import (
 )
 
 const (
-	// services is how many SharedServices the catalogue holds.
-	services = 200
+	// defaultServices is how many SharedServices the catalogue holds; DEICH_SCALE_SERVICES
+	// sets another number.
+	defaultServices = 200
 	// configMaps is how many ConfigMaps each service has besides its Deployment.
 	configMaps = 4
 	// sourceReplicas is the replica count of each service's Deployment.
@@ -42,8 +45,8 @@ var (
 	rto           = 2 * time.Minute
 )
 
-// TestCatalogueAppliedAtOnce applies a state's catalogue — 200 services of a Deployment and
-// four ConfigMaps each, judged by one fast check of sh-kiel — at once, and watches every
+// TestCatalogueAppliedAtOnce applies a state's catalogue — 200 services (or
+// DEICH_SCALE_SERVICES) of a Deployment and four ConfigMaps each, judged by one fast check of sh-kiel — at once, and watches every
 // service at sh-kiel throughout: all must become Protected and none may ever be fenced or
 // stop being active at the healthy primary. Then sh-kiel's data centre is lost, and every
 // service must be served at mv-schwerin within the RTO.
@@ -62,9 +65,10 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	check := deichv1alpha1.HealthCheck{Name: "kiel-front-door", Site: testenv.SiteKiel,
 		TCP: &deichv1alpha1.TCPCheck{Address: strings.TrimPrefix(kiel.URL(), "https://")}}
 
+	services := catalogueSize(t)
 	names := make([]string, services)
 	for i := range names {
-		names[i] = fmt.Sprintf("procedure-%03d", i)
+		names[i] = fmt.Sprintf("procedure-%04d", i)
 	}
 	began := time.Now()
 	watch := watchFences(ctx, kiel)
@@ -100,6 +104,20 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		t.Logf("the last of %d services served at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		g.Expect(last.Sub(lost)).To(BeNumerically("<=", rto), "every service within the RTO")
 	})
+}
+
+// catalogueSize is how many services the catalogue holds: DEICH_SCALE_SERVICES, or
+// defaultServices.
+func catalogueSize(t *testing.T) int {
+	v := os.Getenv("DEICH_SCALE_SERVICES")
+	if v == "" {
+		return defaultServices
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 9999 {
+		t.Fatalf("DEICH_SCALE_SERVICES=%q: want a number of services from 1 to 9999", v)
+	}
+	return n
 }
 
 // applyService creates namespace ns at sh-kiel with a Deployment and ConfigMaps, and the
