@@ -27,35 +27,36 @@ import (
 // edit reaches the standby in time proportional to the objects it touches, not to the
 // objects the service holds.
 
-// fullRound records a service's last full round that succeeded.
-type fullRound struct {
+// round records one round that succeeded: for which generations of the service and its
+// objective, and when.
+type round struct {
 	generation, objectiveGeneration int64
 	at                              time.Time
 }
 
-// fullRounds is the reconciler's record of full rounds, per service.
-type fullRounds struct {
+// roundLog records, per service, when a round of some kind last succeeded.
+type roundLog struct {
 	mu     sync.Mutex
-	rounds map[types.NamespacedName]fullRound
+	rounds map[types.NamespacedName]round
 }
 
-func (f *fullRounds) get(owner types.NamespacedName) (fullRound, bool) {
+func (f *roundLog) get(owner types.NamespacedName) (round, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.rounds[owner]
 	return r, ok
 }
 
-func (f *fullRounds) set(owner types.NamespacedName, r fullRound) {
+func (f *roundLog) set(owner types.NamespacedName, r round) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rounds == nil {
-		f.rounds = map[types.NamespacedName]fullRound{}
+		f.rounds = map[types.NamespacedName]round{}
 	}
 	f.rounds[owner] = r
 }
 
-func (f *fullRounds) forget(owner types.NamespacedName) {
+func (f *roundLog) forget(owner types.NamespacedName) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.rounds, owner)

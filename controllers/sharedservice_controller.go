@@ -105,9 +105,12 @@ type SharedServiceReconciler struct {
 	// leaseStates what the reconcile keeps per service beside it.
 	keeper       *lease.Keeper
 	leaseClients *leaseClients
-	fullRounds   fullRounds
 	leaseMu      sync.Mutex
 	leaseStates  map[types.NamespacedName]*leaseState
+
+	// fullRounds records each active service's last full round of mirroring, heldCounts
+	// when each standby service last listed the copies it holds.
+	fullRounds, heldCounts roundLog
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -517,8 +520,11 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
 	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
 	s.roundDone = true
-	r.fullRounds.set(s.owner, fullRound{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
-	metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
+	if copiesKnown {
+		// Only a round that could prune went through every object.
+		r.fullRounds.set(s.owner, round{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
+		metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
+	}
 	if !r.stampDue(ctx, s, resync) {
 		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 	}
@@ -845,20 +851,13 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 	}
 
-	var held []deichv1alpha1.MirroredResource
-	for _, k := range s.kinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
-		if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
-			render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
-		}); err != nil {
-			return ctrl.Result{}, fmt.Errorf("list %s copies: %w", k.gk, err)
-		}
-		for _, o := range list.Items {
-			held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
-		}
+	if err := r.countHeld(ctx, s, resync); err != nil {
+		return ctrl.Result{}, err
 	}
-	setMirrored(s.svc, held)
+	held := 0
+	if mr := s.svc.Status.MirroredResources; mr != nil {
+		held = int(mr.Count)
+	}
 
 	active := activeSite(s.svc)
 	if stamp, ok := s.svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]; ok {
@@ -872,12 +871,39 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 	case active != r.site && !r.peerReady(ctx, active):
 		// The copies may still be current, but nothing keeps them so.
 		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonPeerNotConnected,
-			fmt.Sprintf("no Ready ReplicationPeer for the active site %s; holding %d object(s) last synced %s", active, len(held), s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("no Ready ReplicationPeer for the active site %s; holding %d object(s) last synced %s", active, held, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
 	default:
 		s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonMirroredFromActive,
-			fmt.Sprintf("holding %d object(s) mirrored from %s, last synced %s", len(held), active, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("holding %d object(s) mirrored from %s, last synced %s", held, active, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
 	}
 	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+}
+
+// countHeld records in status the copies this standby site holds. Listing them costs in
+// proportion to the service's size, so it runs at most twice per resync period, and on a
+// change of the service; the reconciles in between keep the last count.
+func (r *SharedServiceReconciler) countHeld(ctx context.Context, s *serviceScope, resync time.Duration) error {
+	if last, ok := r.heldCounts.get(s.owner); ok && last.generation == s.svc.Generation &&
+		s.now.Sub(last.at) < resync/2 && s.svc.Status.MirroredResources != nil {
+		return nil
+	}
+	var held []deichv1alpha1.MirroredResource
+	for _, k := range s.kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
+		if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
+			render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
+		}); err != nil {
+			r.heldCounts.forget(s.owner)
+			return fmt.Errorf("list %s copies: %w", k.gk, err)
+		}
+		for _, o := range list.Items {
+			held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
+		}
+	}
+	setMirrored(s.svc, held)
+	r.heldCounts.set(s.owner, round{generation: s.svc.Generation, at: s.now})
+	return nil
 }
 
 // reconcileDelete removes the copies from the standby before the SharedService goes, unless
@@ -982,6 +1008,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stopLease(owner)
 	r.probes.Remove(owner)
 	r.fullRounds.forget(owner)
+	r.heldCounts.forget(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }
