@@ -313,7 +313,7 @@ func (s service) firstSeen(ctx context.Context, g Gomega, timeout time.Duration,
 				at[site.Name] = time.Now()
 				continue
 			}
-			missing = append(missing, fmt.Sprintf("%s: web in %s form (%v), want %s", site.Name, got, err, f))
+			missing = append(missing, fmt.Sprintf("%s: web in %s form (%v), want %s; %s", site.Name, got, err, f, s.describe(ctx, site)))
 		}
 		if len(missing) > 0 {
 			return errors.New(strings.Join(missing, "; "))
@@ -372,6 +372,27 @@ func (s service) servesAndStandsBy(ctx context.Context, active, standby *testenv
 }
 
 // leaseMessage is what a site's status says about the lease, for failure messages.
+// describe says what site's manager reports of the service — phase, role, quorum, the lease
+// keeper's message and the checks — so that a test that times out says why.
+func (s service) describe(ctx context.Context, site *testenv.Site) string {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	svc, err := s.status(ctx, site)()
+	if err != nil {
+		return fmt.Sprintf("status unread: %v", err)
+	}
+	checks := make([]string, 0, len(svc.Status.HealthChecks))
+	for _, hc := range svc.Status.HealthChecks {
+		checks = append(checks, fmt.Sprintf("%s %s ×%d (%s)", hc.Name, hc.Status, hc.ConsecutiveFailures, hc.Message))
+	}
+	conditions := make([]string, 0, len(svc.Status.Conditions))
+	for _, c := range svc.Status.Conditions {
+		conditions = append(conditions, fmt.Sprintf("%s=%s/%s", c.Type, c.Status, c.Reason))
+	}
+	return fmt.Sprintf("phase %s, role %s, quorum %s, lease %s, checks [%s], conditions [%s]",
+		svc.Status.Phase, svc.Status.Role, svc.Status.Quorum, leaseMessage(svc), strings.Join(checks, "; "), strings.Join(conditions, ", "))
+}
+
 func leaseMessage(svc *deichv1alpha1.SharedService) string {
 	if svc.Status.Lease == nil {
 		return "none"
