@@ -47,63 +47,21 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	}
 	st.ReplicationLag = &metav1.Duration{Duration: lag.Round(time.Millisecond)}
 
-	objectives := metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, ObservedGeneration: svc.Generation}
-	switch {
-	case s.objective == nil:
-		objectives.Status, objectives.Reason, objectives.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
-	case st.LastSyncTime != nil && lag <= s.objective.Spec.RPO.Duration:
-		objectives.Status, objectives.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
-		objectives.Message = fmt.Sprintf("the standby's copy is %s old, within the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
-	default:
-		objectives.Status, objectives.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
-		objectives.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), s.objective.Spec.RPO.Duration)
-	}
+	objectives := objectivesCondition(svc.Generation, s.objective, st.LastSyncTime != nil, lag)
 	meta.SetStatusCondition(&st.Conditions, objectives)
 
-	synced := meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced)
-	isSynced := synced != nil && synced.Status == metav1.ConditionTrue
 	lease := s.lease
 	if lease == nil {
 		lease = &leaseSnapshot{}
 	}
-	leaseHeld := lease.read && lease.record.Holder != ""
-	switch {
-	case s.terminal:
-		st.Phase = deichv1alpha1.PhaseError
-	case lease.promoting:
-		st.Phase = deichv1alpha1.PhaseFailingOver
-	case lease.fenced || lease.handingOver || lease.returned && !isCopyFrom(svc, lease.record.Holder):
-		st.Phase = deichv1alpha1.PhaseFenced
-	case lease.recommend:
-		st.Phase = deichv1alpha1.PhaseDegraded
-	case st.LastSyncTime == nil:
-		st.Phase = deichv1alpha1.PhasePending
-	case isSynced && objectives.Status == metav1.ConditionTrue && leaseHeld:
-		st.Phase = deichv1alpha1.PhaseProtected
-	case lease.serving && st.LastFailover != nil && st.LastFailover.To == r.site && st.LastFailover.CompletedAt != nil:
-		st.Phase = deichv1alpha1.PhaseFailedOver
-	default:
-		st.Phase = deichv1alpha1.PhaseDegraded
+	in := summaryInputs{
+		site: r.site, activeSite: st.ActiveSite, standbySite: peerSite(svc, st.ActiveSite),
+		terminal: s.terminal, lease: *lease, copyFromHolder: isCopyFrom(svc, lease.record.Holder),
+		everSynced: st.LastSyncTime != nil, synced: meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced),
+		objectives: objectives, lastFailover: st.LastFailover,
 	}
-	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: svc.Generation, Status: metav1.ConditionFalse, Reason: string(st.Phase)}
-	switch {
-	case st.Phase == deichv1alpha1.PhaseProtected:
-		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", st.ActiveSite, peerSite(svc, st.ActiveSite))
-	case lease.recommend:
-		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonFailoverRecommended, lease.message
-	case st.Phase == deichv1alpha1.PhaseFenced || st.Phase == deichv1alpha1.PhaseFailingOver:
-		ready.Message = lease.message
-	case synced != nil && synced.Status != metav1.ConditionTrue:
-		ready.Message = synced.Message
-	case !leaseHeld && lease.read:
-		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonLeaseUnknown, lease.message
-	default:
-		ready.Message = objectives.Message
-	}
-	if lease.formErr != "" {
-		ready.Message = truncate("cannot switch this site's objects to the form the lease allows: "+lease.formErr, 1024)
-	}
-	ready.Message = truncate(ready.Message, 32768)
+	st.Phase = servicePhase(in)
+	ready := readyCondition(svc.Generation, st.Phase, in)
 	// Ready as the active site and Ready as the standby are different states: a change of
 	// role starts the condition afresh, so its lastTransitionTime says since when this site
 	// has been ready in the role it has now.
@@ -206,4 +164,92 @@ func setMirrored(svc *deichv1alpha1.SharedService, items []deichv1alpha1.Mirrore
 	}
 	mr.Items = items
 	svc.Status.MirroredResources = mr
+}
+
+// objectivesCondition is the ObjectivesMet condition: whether the standby's copy, last
+// confirmed current lag ago (never, unless everSynced), is within the objective's RPO.
+func objectivesCondition(generation int64, objective *deichv1alpha1.RecoveryObjective, everSynced bool, lag time.Duration) metav1.Condition {
+	c := metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, ObservedGeneration: generation}
+	switch {
+	case objective == nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
+	case everSynced && lag <= objective.Spec.RPO.Duration:
+		c.Status, c.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
+		c.Message = fmt.Sprintf("the standby's copy is %s old, within the RPO of %s", lag.Round(time.Second), objective.Spec.RPO.Duration)
+	default:
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		c.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), objective.Spec.RPO.Duration)
+	}
+	return c
+}
+
+// summaryInputs is what the phase and the Ready condition of a service are decided from.
+type summaryInputs struct {
+	// site is this manager's site; activeSite the site that serves the service, standbySite
+	// its partner.
+	site, activeSite, standbySite string
+	// terminal is set when the reconcile met something the user must fix.
+	terminal bool
+	// lease is the lease keeper's last decision; copyFromHolder is set when this site's
+	// SharedService was mirrored from the site the lease names.
+	lease          leaseSnapshot
+	copyFromHolder bool
+	// everSynced is set once the copy was synced at least once; synced is the Synced
+	// condition (nil before the first) and objectives the ObjectivesMet condition.
+	everSynced bool
+	synced     *metav1.Condition
+	objectives metav1.Condition
+	// lastFailover is the last failover status records.
+	lastFailover *deichv1alpha1.FailoverRecord
+}
+
+// servicePhase is the one-word summary of a service at this site. What needs a human wins:
+// an error, then a move in progress, then a fence, then a failover that waits for one.
+func servicePhase(in summaryInputs) deichv1alpha1.Phase {
+	isSynced := in.synced != nil && in.synced.Status == metav1.ConditionTrue
+	leaseHeld := in.lease.read && in.lease.record.Holder != ""
+	switch {
+	case in.terminal:
+		return deichv1alpha1.PhaseError
+	case in.lease.promoting:
+		return deichv1alpha1.PhaseFailingOver
+	case in.lease.fenced || in.lease.handingOver || in.lease.returned && !in.copyFromHolder:
+		return deichv1alpha1.PhaseFenced
+	case in.lease.recommend:
+		return deichv1alpha1.PhaseDegraded
+	case !in.everSynced:
+		return deichv1alpha1.PhasePending
+	case isSynced && in.objectives.Status == metav1.ConditionTrue && leaseHeld:
+		return deichv1alpha1.PhaseProtected
+	case in.lease.serving && in.lastFailover != nil && in.lastFailover.To == in.site && in.lastFailover.CompletedAt != nil:
+		return deichv1alpha1.PhaseFailedOver
+	default:
+		return deichv1alpha1.PhaseDegraded
+	}
+}
+
+// readyCondition is the Ready condition for a service in phase: True only when Protected,
+// otherwise the reason is the phase (or what an SRE must act on) and the message says why.
+func readyCondition(generation int64, phase deichv1alpha1.Phase, in summaryInputs) metav1.Condition {
+	ready := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: generation, Status: metav1.ConditionFalse, Reason: string(phase)}
+	leaseHeld := in.lease.read && in.lease.record.Holder != ""
+	switch {
+	case phase == deichv1alpha1.PhaseProtected:
+		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", in.activeSite, in.standbySite)
+	case in.lease.recommend:
+		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonFailoverRecommended, in.lease.message
+	case phase == deichv1alpha1.PhaseFenced || phase == deichv1alpha1.PhaseFailingOver:
+		ready.Message = in.lease.message
+	case in.synced != nil && in.synced.Status != metav1.ConditionTrue:
+		ready.Message = in.synced.Message
+	case !leaseHeld && in.lease.read:
+		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonLeaseUnknown, in.lease.message
+	default:
+		ready.Message = in.objectives.Message
+	}
+	if in.lease.formErr != "" {
+		ready.Message = truncate("cannot switch this site's objects to the form the lease allows: "+in.lease.formErr, 1024)
+	}
+	ready.Message = truncate(ready.Message, 32768)
+	return ready
 }

@@ -1,0 +1,171 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/testobjects"
+)
+
+func TestObjectivesCondition(t *testing.T) {
+	objective := testobjects.MakeRecoveryObjective("standard").RPO(30 * time.Second).Obj()
+	for _, tc := range []struct {
+		name       string
+		objective  *deichv1alpha1.RecoveryObjective
+		everSynced bool
+		lag        time.Duration
+		want       metav1.Condition
+	}{{
+		name: "without an objective there is nothing to compare with",
+		lag:  time.Second, everSynced: true,
+		want: metav1.Condition{Status: metav1.ConditionUnknown, Reason: deichv1alpha1.ServiceReasonObjectiveNotFound, Message: "no RecoveryObjective to compare with"},
+	}, {
+		name: "a copy as old as the RPO meets it", objective: objective, everSynced: true, lag: 30 * time.Second,
+		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is 30s old, within the RPO of 30s"},
+	}, {
+		name: "a copy older than the RPO misses it", objective: objective, everSynced: true, lag: 31 * time.Second,
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 31s old, older than the RPO of 30s"},
+	}, {
+		name: "a copy never synced misses the RPO however young the service is", objective: objective, lag: time.Second,
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 1s old, older than the RPO of 30s"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.want.Type, tc.want.ObservedGeneration = deichv1alpha1.ServiceConditionObjectivesMet, 4
+			got := objectivesCondition(4, tc.objective, tc.everSynced, tc.lag)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("objectivesCondition (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// protected is what a reconcile at the active sh-kiel knows of a service it serves, in sync
+// and within the RPO, holding the lease.
+func protected() summaryInputs {
+	return summaryInputs{
+		site: "sh-kiel", activeSite: "sh-kiel", standbySite: "mv-schwerin",
+		lease:      leaseSnapshot{read: true, serving: true, record: failover.LeaseRecord{Holder: "sh-kiel"}, message: "this site holds a majority"},
+		everSynced: true,
+		synced:     &metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonSynced, Message: "5 object(s) mirrored to mv-schwerin"},
+		objectives: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is 2s old, within the RPO of 30s"},
+	}
+}
+
+func TestServicePhaseAndReady(t *testing.T) {
+	completed := metav1.NewTime(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		name       string
+		mutate     func(*summaryInputs)
+		wantPhase  deichv1alpha1.Phase
+		wantReady  metav1.ConditionStatus
+		wantReason string
+		wantMsg    string
+	}{{
+		name:      "a synced service within the RPO whose lease is held is Protected and Ready",
+		mutate:    func(*summaryInputs) {},
+		wantPhase: deichv1alpha1.PhaseProtected, wantReady: metav1.ConditionTrue, wantReason: string(deichv1alpha1.PhaseProtected),
+		wantMsg: "sh-kiel serves; mv-schwerin holds a copy within the RPO",
+	}, {
+		name:      "something the user must fix is an Error whatever the lease says",
+		mutate: func(in *summaryInputs) {
+			in.terminal, in.lease.promoting = true, true
+			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonResourceNotMirrorable, Message: "kind Node is cluster-scoped"}
+		},
+		wantPhase: deichv1alpha1.PhaseError, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseError),
+		wantMsg: "kind Node is cluster-scoped",
+	}, {
+		name:      "a promotion in progress is FailingOver and says what the keeper waits for",
+		mutate:    func(in *summaryInputs) { in.lease.promoting, in.lease.message = true, "promoting with epoch 2" },
+		wantPhase: deichv1alpha1.PhaseFailingOver, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFailingOver),
+		wantMsg: "promoting with epoch 2",
+	}, {
+		name:      "a site that lost its majority is Fenced",
+		mutate:    func(in *summaryInputs) { in.lease.fenced, in.lease.message = true, "cannot show a majority: fenced" },
+		wantPhase: deichv1alpha1.PhaseFenced, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFenced),
+		wantMsg: "cannot show a majority: fenced",
+	}, {
+		name:      "a site handing the service over is Fenced",
+		mutate:    func(in *summaryInputs) { in.lease.handingOver, in.lease.message = true, "a Switchover moves the service away" },
+		wantPhase: deichv1alpha1.PhaseFenced, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFenced),
+		wantMsg: "a Switchover moves the service away",
+	}, {
+		name: "a site that came back after a failover is Fenced until it holds a copy from the new active",
+		mutate: func(in *summaryInputs) {
+			in.lease.returned, in.lease.record.Holder, in.lease.message = true, "mv-schwerin", "mv-schwerin holds the lease"
+		},
+		wantPhase: deichv1alpha1.PhaseFenced, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFenced),
+		wantMsg: "mv-schwerin holds the lease",
+	}, {
+		name: "a returned site that holds the new active's copy is a standby again",
+		mutate: func(in *summaryInputs) {
+			in.lease.returned, in.lease.serving, in.copyFromHolder = true, false, true
+			in.lease.record.Holder, in.activeSite, in.standbySite = "mv-schwerin", "mv-schwerin", "sh-kiel"
+		},
+		wantPhase: deichv1alpha1.PhaseProtected, wantReady: metav1.ConditionTrue, wantReason: string(deichv1alpha1.PhaseProtected),
+		wantMsg: "mv-schwerin serves; sh-kiel holds a copy within the RPO",
+	}, {
+		name:      "a failover that may not run by itself is Degraded with FailoverRecommended",
+		mutate:    func(in *summaryInputs) { in.lease.recommend, in.lease.message = true, "the copy was older than the RPO" },
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: deichv1alpha1.ServiceReasonFailoverRecommended,
+		wantMsg: "the copy was older than the RPO",
+	}, {
+		name:      "a service never synced is Pending",
+		mutate:    func(in *summaryInputs) { in.everSynced, in.synced = false, nil },
+		wantPhase: deichv1alpha1.PhasePending, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhasePending),
+		wantMsg: "the standby's copy is 2s old, within the RPO of 30s",
+	}, {
+		name: "a service whose last sync failed is Degraded and says why",
+		mutate: func(in *summaryInputs) {
+			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonApplyFailed, Message: "apply ConfigMap settings: forbidden"}
+		},
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
+		wantMsg: "apply ConfigMap settings: forbidden",
+	}, {
+		name: "a copy older than the RPO is Degraded with the objective's message",
+		mutate: func(in *summaryInputs) {
+			in.objectives = metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 45s old, older than the RPO of 30s"}
+		},
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
+		wantMsg: "the standby's copy is 45s old, older than the RPO of 30s",
+	}, {
+		name: "a site serving after it failed over, its copy not yet in sync at the old active, is FailedOver",
+		mutate: func(in *summaryInputs) {
+			in.activeSite, in.standbySite, in.site = "mv-schwerin", "sh-kiel", "mv-schwerin"
+			in.lease.record.Holder = "mv-schwerin"
+			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonPeerNotConnected, Message: "no Ready ReplicationPeer for site sh-kiel"}
+			in.lastFailover = &deichv1alpha1.FailoverRecord{From: "sh-kiel", To: "mv-schwerin", CompletedAt: &completed}
+		},
+		wantPhase: deichv1alpha1.PhaseFailedOver, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFailedOver),
+		wantMsg: "no Ready ReplicationPeer for site sh-kiel",
+	}, {
+		name: "a lease read but held by nobody leaves the service Degraded with LeaseUnknown",
+		mutate: func(in *summaryInputs) {
+			in.lease.record.Holder, in.lease.serving, in.lease.message = "", false, "every copy of the lease was released"
+		},
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: deichv1alpha1.ServiceReasonLeaseUnknown,
+		wantMsg: "every copy of the lease was released",
+	}, {
+		name:      "a failed switch of the objects' form overrides the message",
+		mutate:    func(in *summaryInputs) { in.lease.formErr = "update Deployment web: conflict" },
+		wantPhase: deichv1alpha1.PhaseProtected, wantReady: metav1.ConditionTrue, wantReason: string(deichv1alpha1.PhaseProtected),
+		wantMsg: "cannot switch this site's objects to the form the lease allows: update Deployment web: conflict",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := protected()
+			tc.mutate(&in)
+			phase := servicePhase(in)
+			if phase != tc.wantPhase {
+				t.Errorf("servicePhase = %s, want %s", phase, tc.wantPhase)
+			}
+			want := metav1.Condition{Type: deichv1alpha1.ConditionReady, ObservedGeneration: 7, Status: tc.wantReady, Reason: tc.wantReason, Message: tc.wantMsg}
+			if diff := cmp.Diff(want, readyCondition(7, phase, in)); diff != "" {
+				t.Errorf("readyCondition (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
