@@ -71,7 +71,7 @@ func TestServicePhaseAndReady(t *testing.T) {
 		wantPhase: deichv1alpha1.PhaseProtected, wantReady: metav1.ConditionTrue, wantReason: string(deichv1alpha1.PhaseProtected),
 		wantMsg: "sh-kiel serves; mv-schwerin holds a copy within the RPO",
 	}, {
-		name:      "something the user must fix is an Error whatever the lease says",
+		name: "something the user must fix is an Error whatever the lease says",
 		mutate: func(in *summaryInputs) {
 			in.terminal, in.lease.promoting = true, true
 			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonResourceNotMirrorable, Message: "kind Node is cluster-scoped"}
@@ -89,8 +89,10 @@ func TestServicePhaseAndReady(t *testing.T) {
 		wantPhase: deichv1alpha1.PhaseFenced, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFenced),
 		wantMsg: "cannot show a majority: fenced",
 	}, {
-		name:      "a site handing the service over is Fenced",
-		mutate:    func(in *summaryInputs) { in.lease.handingOver, in.lease.message = true, "a Switchover moves the service away" },
+		name: "a site handing the service over is Fenced",
+		mutate: func(in *summaryInputs) {
+			in.lease.handingOver, in.lease.message = true, "a Switchover moves the service away"
+		},
 		wantPhase: deichv1alpha1.PhaseFenced, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFenced),
 		wantMsg: "a Switchover moves the service away",
 	}, {
@@ -109,8 +111,10 @@ func TestServicePhaseAndReady(t *testing.T) {
 		wantPhase: deichv1alpha1.PhaseProtected, wantReady: metav1.ConditionTrue, wantReason: string(deichv1alpha1.PhaseProtected),
 		wantMsg: "mv-schwerin serves; sh-kiel holds a copy within the RPO",
 	}, {
-		name:      "a failover that may not run by itself is Degraded with FailoverRecommended",
-		mutate:    func(in *summaryInputs) { in.lease.recommend, in.lease.message = true, "the copy was older than the RPO" },
+		name: "a failover that may not run by itself is Degraded with FailoverRecommended",
+		mutate: func(in *summaryInputs) {
+			in.lease.recommend, in.lease.message = true, "the copy was older than the RPO"
+		},
 		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: deichv1alpha1.ServiceReasonFailoverRecommended,
 		wantMsg: "the copy was older than the RPO",
 	}, {
