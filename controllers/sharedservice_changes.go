@@ -16,6 +16,7 @@ import (
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/mirror"
 )
 
 // A service in sync is mirrored in one of two ways. A full round renders every selected
@@ -110,7 +111,7 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 	if err != nil {
 		return false, nil
 	}
-	copySel := copySelector(s.svc.Name, r.site)
+	copySel := mirror.Selector(s.svc.Name, r.site)
 	target := r.renderTarget(s, standby)
 	copies := map[copyRef]*unstructured.Unstructured{}
 	var gone []copyRef
@@ -127,6 +128,8 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 				return true, err
 			}
 			if keep {
+				metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Inc()
+				d.key = keyOf(src, s.svc.Generation, s.objective.Generation, standby)
 				s.desired = append(s.desired, d)
 				continue
 			}

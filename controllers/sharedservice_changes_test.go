@@ -124,3 +124,94 @@ func TestChangesAreMirroredObjectByObject(t *testing.T) {
 			"the full round records the objects as they are now")
 	})
 }
+
+// A full round renders only the copies whose source, service, objective or copy at the
+// standby changed since the copy was last seen current there: with full rounds every two
+// seconds (RPO 6s), an unchanged service renders nothing, an edit renders its object, and a
+// copy edited at the standby is rendered again and reverted.
+func TestFullRoundsOfAnUnchangedServiceRenderNothing(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	connectSites(ctx, t, g)
+	const ns = "render-once"
+	createNamespace(ctx, t, g, kiel, ns)
+	for _, site := range []*testenv.Site{kiel, schwerin} {
+		obj := testobjects.MakeRecoveryObjective("short-resync").RPO(6 * time.Second).Obj()
+		g.Expect(site.Client.Create(ctx, obj)).To(Succeed())
+		cleanup(t, site, obj)
+	}
+	partOf := map[string]string{"app.kubernetes.io/part-of": "buergerkonto"}
+	for _, name := range []string{"settings", "texts", "features"} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: partOf}, Data: map[string]string{"v": "1"}}
+		g.Expect(kiel.Client.Create(ctx, cm)).To(Succeed())
+	}
+	svc := testobjects.MakeSharedService("buergerkonto", ns).Objective("short-resync").Obj()
+	g.Expect(kiel.Client.Create(ctx, svc)).To(Succeed())
+	cleanup(t, kiel, svc)
+	g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(And(
+		HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)),
+		HaveField("Status.MirroredResources.Count", BeEquivalentTo(3)),
+	))
+
+	rendered := func() float64 { return testutil.ToFloat64(metrics.CopiesRendered.WithLabelValues(ns, svc.Name)) }
+	fullRounds := func() float64 {
+		return testutil.ToFloat64(metrics.MirrorRounds.WithLabelValues(ns, svc.Name, metrics.RoundFull))
+	}
+	// rendersNothingFor waits for n more full rounds and checks that none rendered a copy.
+	rendersNothingFor := func(g Gomega, n float64) {
+		var before, rounds float64
+		// Settle first: the round that follows a change may render what the change touched.
+		g.Eventually(func() bool {
+			before, rounds = rendered(), fullRounds()
+			time.Sleep(2500 * time.Millisecond)
+			return rendered() == before && fullRounds() > rounds
+		}).WithTimeout(30 * time.Second).Should(BeTrue())
+		rounds = fullRounds()
+		g.Eventually(fullRounds).WithTimeout(30*time.Second).Should(BeNumerically(">=", rounds+n), "full rounds run every resync")
+		g.Expect(rendered()).To(Equal(before), "full rounds of an unchanged service render no copy")
+	}
+	copyOf := func(name string) func() (map[string]string, error) {
+		return func() (map[string]string, error) {
+			cm := &corev1.ConfigMap{}
+			err := schwerin.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm)
+			return cm.Data, err
+		}
+	}
+	g.Expect(rendered()).To(BeNumerically(">=", 3), "the first full round rendered every copy")
+
+	t.Run("an unchanged service", func(t *testing.T) {
+		rendersNothingFor(newG(t), 3)
+	})
+
+	t.Run("an edit at the source renders that object", func(t *testing.T) {
+		g := newG(t)
+		before := rendered()
+		cm := &corev1.ConfigMap{}
+		g.Expect(kiel.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "texts"}, cm)).To(Succeed())
+		cm.Data["v"] = "2"
+		g.Expect(kiel.Client.Update(ctx, cm)).To(Succeed())
+		g.Eventually(copyOf("texts")).Should(HaveKeyWithValue("v", "2"))
+		g.Expect(rendered()).To(BeNumerically(">", before))
+		rendersNothingFor(g, 2)
+	})
+
+	t.Run("a copy edited at the standby is reverted", func(t *testing.T) {
+		g := newG(t)
+		cp := &corev1.ConfigMap{}
+		g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "features"}, cp)).To(Succeed())
+		cp.Data["v"] = "edited at the standby"
+		g.Expect(schwerin.Client.Update(ctx, cp)).To(Succeed())
+		g.Eventually(copyOf("features")).Should(HaveKeyWithValue("v", "1"))
+		rendersNothingFor(g, 2)
+	})
+
+	t.Run("a change of the objective renders every copy again", func(t *testing.T) {
+		g := newG(t)
+		before := rendered()
+		obj := &deichv1alpha1.RecoveryObjective{}
+		g.Expect(kiel.Client.Get(ctx, client.ObjectKey{Name: "short-resync"}, obj)).To(Succeed())
+		obj.Spec.RPO = metav1.Duration{Duration: 9 * time.Second}
+		g.Expect(kiel.Client.Update(ctx, obj)).To(Succeed())
+		g.Eventually(rendered).Should(BeNumerically(">=", before+3))
+	})
+}

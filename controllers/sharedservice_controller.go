@@ -5,19 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -41,13 +38,14 @@ import (
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/metrics"
+	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/peer"
 	"github.com/deich-io/deich/internal/probes"
 	"github.com/deich-io/deich/internal/render"
 )
 
 // FieldManager is the server-side apply field manager Deich writes copies with.
-const FieldManager = "deich"
+const FieldManager = mirror.FieldManager
 
 // Limits of the status' object list and of the resync period.
 const (
@@ -111,6 +109,9 @@ type SharedServiceReconciler struct {
 	// fullRounds records each active service's last full round of mirroring, heldCounts
 	// when each standby service last listed the copies it holds.
 	fullRounds, heldCounts roundLog
+	// rendered remembers, per active service, which copies at the standby are current, so
+	// that a full round renders only what changed.
+	rendered renderCache
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -307,8 +308,13 @@ type mirroredKind struct {
 // desiredCopy is one rendered copy for the peer.
 type desiredCopy struct {
 	kind *mirroredKind
+	name string
+	// obj is the rendered copy; nil when the copy at the standby is known to be current
+	// (see renderCache) and nothing was rendered.
 	obj  *unstructured.Unstructured
 	hash string
+	// key is what the copy was rendered from.
+	key renderKey
 }
 
 // serviceScope is what one reconcile of a SharedService knows; it lives for one call.
@@ -501,13 +507,13 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {
 		return result, nil
 	}
-	if !r.render(s, sources, standby) {
-		return ctrl.Result{}, nil
-	}
 	copies, copiesKnown, err := r.peerCopies(s, standby)
 	if err != nil {
 		s.fail(deichv1alpha1.ServiceReasonKindMissingAtPeer, err.Error(), false)
 		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+	if !r.render(s, sources, standby, copies) {
+		return ctrl.Result{}, nil
 	}
 	if err := r.apply(ctx, s, copies); err != nil {
 		return ctrl.Result{RequeueAfter: resync}, nil //nolint:nilerr // reported in the Synced condition; retried at the next resync.
@@ -522,6 +528,7 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	s.roundDone = true
 	if copiesKnown {
 		// Only a round that could prune went through every object.
+		r.rendered.retain(s.owner, desiredRefs(s.desired))
 		r.fullRounds.set(s.owner, round{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
 		metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
 	}
@@ -613,16 +620,26 @@ func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bo
 
 // render builds every copy for the standby. Any failure stops the whole round: nothing is
 // applied, so the standby keeps its last good copies.
-func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*unstructured.Unstructured, standby string) bool {
+func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*unstructured.Unstructured, standby string, copies map[copyRef]*unstructured.Unstructured) bool {
 	target := r.renderTarget(s, standby)
+	rendered := 0
+	defer func() { metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Add(float64(rendered)) }()
 	for _, k := range s.kinds {
 		for _, src := range sources[k] {
+			key := keyOf(src, s.svc.Generation, s.objective.Generation, standby)
+			ref := copyRef{k.resource, src.GetName()}
+			if hash, ok := r.rendered.current(s.owner, ref, key, copies[ref]); ok {
+				s.desired = append(s.desired, desiredCopy{kind: k, name: src.GetName(), hash: hash, key: key})
+				continue
+			}
 			d, keep, err := renderCopy(src, target, k, s.svc.Name)
 			if err != nil {
 				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
 				return false
 			}
 			if keep {
+				rendered++
+				d.key = key
 				s.desired = append(s.desired, d)
 			}
 		}
@@ -657,21 +674,12 @@ func renderCopy(src *unstructured.Unstructured, target render.Target, k *mirrore
 		}
 		return desiredCopy{}, false, err
 	}
-	return desiredCopy{kind: k, obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash]}, true, nil
+	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash]}, true, nil
 }
 
 // isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.
 func isOwnedCopy(obj *unstructured.Unstructured) bool {
 	return obj.GetLabels()[render.LabelManagedBy] == render.ManagedByDeich
-}
-
-// copySelector selects the copies of one service mirrored from one site.
-func copySelector(service, sourceSite string) string {
-	return labels.SelectorFromSet(labels.Set{
-		render.LabelSharedService: service,
-		render.LabelSourceSite:    sourceSite,
-		render.LabelManagedBy:     render.ManagedByDeich,
-	}).String()
 }
 
 type copyRef struct {
@@ -694,7 +702,7 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 		if mapping.Resource != k.resource {
 			return nil, false, fmt.Errorf("kind %s is served as %s at %s but as %s here", k.gk, mapping.Resource, standby, k.resource)
 		}
-		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: copySelector(s.svc.Name, r.site)}
+		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: mirror.Selector(s.svc.Name, r.site)}
 		keys = append(keys, key)
 		objs, synced, _ := s.conn.Copies.Ensure(key, s.owner) // an unreachable peer fails the apply, which says why
 		known = known && synced
@@ -712,7 +720,12 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
 	var todo []desiredCopy
 	for _, d := range s.desired {
-		if cur, ok := copies[copyRef{d.kind.resource, d.obj.GetName()}]; ok && render.Covers(cur.Object, d.obj.Object) {
+		if d.obj == nil {
+			continue // known to be current at the standby: nothing was rendered
+		}
+		ref := copyRef{d.kind.resource, d.name}
+		if cur, ok := copies[ref]; ok && render.Covers(cur.Object, d.obj.Object) {
+			r.rendered.record(s.owner, ref, d.key, d.hash, cur.GetResourceVersion())
 			continue
 		}
 		todo = append(todo, d)
@@ -720,30 +733,23 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	if len(todo) == 0 {
 		return nil
 	}
-	if err := r.ensurePeerNamespace(ctx, s); err != nil {
+	peerSite := s.conn.Writer()
+	if err := peerSite.EnsureNamespace(ctx, s.svc.Namespace); err != nil {
 		s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
 		return err
 	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.parallelism)
-	var mu sync.Mutex
-	var failures []string
+	writes := make([]mirror.Copy, 0, len(todo))
 	for _, d := range todo {
-		g.Go(func() error {
-			_, err := s.conn.Dynamic.Resource(d.kind.resource).Namespace(d.obj.GetNamespace()).
-				Apply(gctx, d.obj.GetName(), d.obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-			if err != nil {
-				mu.Lock()
-				failures = append(failures, fmt.Sprintf("%s %s: %v", d.kind.gk.Kind, d.obj.GetName(), err))
-				mu.Unlock()
-			}
-			return nil
-		})
+		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Obj: d.obj})
 	}
-	_ = g.Wait() // the goroutines report through failures
+	applied, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
+	for i, got := range applied {
+		if got != nil {
+			d := todo[i]
+			r.rendered.record(s.owner, copyRef{d.kind.resource, d.name}, d.key, d.hash, got.GetResourceVersion())
+		}
+	}
 	if len(failures) > 0 {
-		sort.Strings(failures)
 		msg := fmt.Sprintf("%d of %d copies not applied to %s (the last good copies stay): %s", len(failures), len(todo), s.conn.Site, failures[0])
 		if len(failures) > 1 {
 			msg += fmt.Sprintf("; and %d more", len(failures)-1)
@@ -754,31 +760,9 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	return nil
 }
 
-// ensurePeerNamespace creates the service's namespace at the peer when it is missing.
-func (r *SharedServiceReconciler) ensurePeerNamespace(ctx context.Context, s *serviceScope) error {
-	ns := &unstructured.Unstructured{}
-	ns.SetAPIVersion("v1")
-	ns.SetKind("Namespace")
-	ns.SetName(s.svc.Namespace)
-	ns.SetLabels(map[string]string{render.LabelManagedBy: render.ManagedByDeich})
-	nsRes := corev1.SchemeGroupVersion.WithResource("namespaces")
-	if _, err := s.conn.Dynamic.Resource(nsRes).Get(ctx, s.svc.Namespace, metav1.GetOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get namespace %s at %s: %w", s.svc.Namespace, s.conn.Site, err)
-	}
-	if _, err := s.conn.Dynamic.Resource(nsRes).Apply(ctx, s.svc.Namespace, ns, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
-		return fmt.Errorf("create namespace %s at %s: %w", s.svc.Namespace, s.conn.Site, err)
-	}
-	return nil
-}
-
 // prune deletes copies at the peer whose source is gone or no longer selected.
 func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
-	want := make(map[copyRef]struct{}, len(s.desired))
-	for _, d := range s.desired {
-		want[copyRef{d.kind.resource, d.obj.GetName()}] = struct{}{}
-	}
+	want := desiredRefs(s.desired)
 	for ref, cp := range copies {
 		if _, ok := want[ref]; ok {
 			continue
@@ -793,9 +777,7 @@ func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, co
 // pruneCopy deletes one copy at the peer, the one that was read: a copy re-created since
 // is left alone.
 func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope, ref copyRef, cp *unstructured.Unstructured) error {
-	uid := cp.GetUID()
-	err := s.conn.Dynamic.Resource(ref.resource).Namespace(s.svc.Namespace).Delete(ctx, ref.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := s.conn.Writer().Delete(ctx, ref.resource, cp); err != nil {
 		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
 		return err
 	}
@@ -837,14 +819,14 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 	u.SetNamespace(s.svc.Namespace)
 	u.SetLabels(map[string]string{render.LabelSourceSite: r.site})
 	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: s.now.UTC().Format(time.RFC3339Nano)})
-	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
-	_, err = s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Apply(ctx, s.svc.Name, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	_, err = s.conn.Writer().Apply(ctx, sharedServiceResource, u)
 	return err
 }
 
 // reconcileStandby reports what this site holds for a service another site serves.
 func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
 	r.sources.Retain(s.owner)
+	r.rendered.forget(s.owner)
 	resync := resyncPeriod(s.objective)
 	if s.lease != nil && s.lease.record.HeldBy(r.site) {
 		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonFenced, s.lease.message)
@@ -964,42 +946,25 @@ func (r *SharedServiceReconciler) peerExists(ctx context.Context, site string) b
 // After moves between the sites a copy may carry either site as its source (a fenced object
 // names its own site), so every object Deich manages for the service there goes.
 func (r *SharedServiceReconciler) deleteCopies(ctx context.Context, s *serviceScope, conn *peer.Connection) (int, error) {
-	deleted := 0
-	sel := labels.SelectorFromSet(labels.Set{
-		render.LabelSharedService: s.svc.Name,
-		render.LabelManagedBy:     render.ManagedByDeich,
-	}).String()
-	for _, res := range s.svc.Spec.Resources {
-		gk := schema.GroupKind{Group: res.Group, Kind: res.Kind}
-		mapping, err := conn.Cluster.GetRESTMapper().RESTMapping(gk)
-		if meta.IsNoMatchError(err) {
-			continue // nothing of this kind can exist there
-		}
-		if err != nil {
-			return deleted, fmt.Errorf("map %s at %s: %w", gk, conn.Site, err)
-		}
-		ri := conn.Dynamic.Resource(mapping.Resource).Namespace(s.svc.Namespace)
-		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return deleted, fmt.Errorf("list %s copies at %s: %w", gk, conn.Site, err)
-		}
-		for _, it := range list.Items {
-			if err := ri.Delete(ctx, it.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return deleted, fmt.Errorf("delete %s %s at %s: %w", gk.Kind, it.GetName(), conn.Site, err)
-			}
-			deleted++
-		}
+	return conn.Writer().DeleteService(ctx, s.svc.Namespace, s.svc.Name, resourceKinds(s.svc), sharedServiceResource)
+}
+
+// resourceKinds are the kinds spec.resources lists.
+func resourceKinds(svc *deichv1alpha1.SharedService) []schema.GroupKind {
+	kinds := make([]schema.GroupKind, 0, len(svc.Spec.Resources))
+	for _, res := range svc.Spec.Resources {
+		kinds = append(kinds, schema.GroupKind{Group: res.Group, Kind: res.Kind})
 	}
-	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
-	ri := conn.Dynamic.Resource(res).Namespace(s.svc.Namespace)
-	if cp, err := ri.Get(ctx, s.svc.Name, metav1.GetOptions{}); err == nil && cp.GetLabels()[render.LabelSourceSite] != "" {
-		if err := ri.Delete(ctx, s.svc.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return deleted, fmt.Errorf("delete SharedService at %s: %w", conn.Site, err)
-		}
-	} else if err != nil && !apierrors.IsNotFound(err) {
-		return deleted, fmt.Errorf("get SharedService at %s: %w", conn.Site, err)
+	return kinds
+}
+
+// desiredRefs are the copies of desired.
+func desiredRefs(desired []desiredCopy) map[copyRef]struct{} {
+	refs := make(map[copyRef]struct{}, len(desired))
+	for _, d := range desired {
+		refs[copyRef{d.kind.resource, d.name}] = struct{}{}
 	}
-	return deleted, nil
+	return refs
 }
 
 // forget stops the watches, lease keeper and metrics of a service this site no longer
@@ -1008,6 +973,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stopLease(owner)
 	r.probes.Remove(owner)
 	r.fullRounds.forget(owner)
+	r.rendered.forget(owner)
 	r.heldCounts.forget(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)

@@ -24,7 +24,7 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	if st.Role == deichv1alpha1.RoleActive && s.synced.Status == metav1.ConditionTrue && !s.changesOnly {
 		mirrored := make([]deichv1alpha1.MirroredResource, 0, len(s.desired))
 		for _, d := range s.desired {
-			mirrored = append(mirrored, deichv1alpha1.MirroredResource{Group: d.kind.gk.Group, Kind: d.kind.gk.Kind, Name: d.obj.GetName(), Hash: d.hash})
+			mirrored = append(mirrored, deichv1alpha1.MirroredResource{Group: d.kind.gk.Group, Kind: d.kind.gk.Kind, Name: d.name, Hash: d.hash})
 		}
 		setMirrored(svc, mirrored)
 	}

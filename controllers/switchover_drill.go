@@ -3,21 +3,19 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/health"
+	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/render"
 )
 
@@ -113,51 +111,21 @@ func (r *SwitchoverReconciler) objective(ctx context.Context, svc *deichv1alpha1
 // apply, to target's API server as a server-side apply dry run, and returns how many were
 // accepted. A copy the server rejects, or none at all, is an error.
 func (r *SwitchoverReconciler) dryRunPromotion(ctx context.Context, svc *deichv1alpha1.SharedService, target string) (int, error) {
-	dyn, mapper := r.local, r.mapper
+	at := mirror.Site{Name: r.site, Dynamic: r.local, Mapper: r.mapper}
 	if target != r.site {
 		conn, why := r.connection(ctx, target)
 		if conn == nil {
 			return 0, fmt.Errorf("cannot reach %s: %s", target, why)
 		}
-		dyn, mapper = conn.Dynamic, conn.Cluster.GetRESTMapper()
+		at = conn.Writer()
 	}
 	ctx, cancel := context.WithTimeout(ctx, switchoverPeerTimeout)
 	defer cancel()
-	sel := labels.SelectorFromSet(labels.Set{render.LabelSharedService: svc.Name, render.LabelManagedBy: render.ManagedByDeich}).String()
-	accepted := 0
-	var rejected []string
-	for _, res := range svc.Spec.Resources {
-		gk := schema.GroupKind{Group: res.Group, Kind: res.Kind}
-		mapping, err := mapper.RESTMapping(gk)
-		if err != nil {
-			return accepted, fmt.Errorf("kind %s is not served at %s: %w", gk, target, err)
-		}
-		ri := dyn.Resource(mapping.Resource).Namespace(svc.Namespace)
-		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return accepted, fmt.Errorf("list %s copies at %s: %w", gk, target, err)
-		}
-		for i := range list.Items {
-			live := &list.Items[i]
-			want, err := render.ActiveForm(live)
-			if err == nil {
-				_, err = ri.Apply(ctx, live.GetName(), want, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
-			}
-			if err != nil {
-				rejected = append(rejected, fmt.Sprintf("%s %s: %v", gk.Kind, live.GetName(), err))
-				continue
-			}
-			accepted++
-		}
+	n, err := at.DryRunActive(ctx, svc.Namespace, svc.Name, resourceKinds(svc), render.ActiveForm)
+	if err != nil {
+		return n, fmt.Errorf("SharedService %s at %s: %w", svc.Name, target, err)
 	}
-	switch {
-	case len(rejected) > 0:
-		sort.Strings(rejected)
-		return accepted, fmt.Errorf("%d of %d copies rejected: %s", len(rejected), len(rejected)+accepted, strings.Join(rejected, "; "))
-	case accepted == 0:
-		return 0, fmt.Errorf("there are no copies of SharedService %s at %s to promote", svc.Name, target)
-	}
-	return accepted, nil
+	return n, nil
 }
 
 // probeTargetChecks runs the health checks that name target once. A check that cannot run

@@ -13,11 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/dynamic"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/peer"
 	"github.com/deich-io/deich/internal/render"
 )
@@ -173,7 +173,7 @@ func (r *SwitchoverReconciler) informPeer(ctx context.Context, s *switchoverScop
 // reason and message.
 func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.Switchover, service string, conn *peer.Connection) (string, string, error) {
 	ri := conn.Dynamic.Resource(switchoverResource).Namespace(sw.Namespace)
-	list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: copySelector(service, r.site)})
+	list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: mirror.Selector(service, r.site)})
 	if err != nil {
 		return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", fmt.Errorf("list copies: %w", err)
 	}
@@ -184,7 +184,7 @@ func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.
 			current = it
 			continue
 		}
-		if err := deleteCopy(ctx, ri, it); err != nil {
+		if err := conn.Writer().Delete(ctx, switchoverResource, it); err != nil {
 			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", fmt.Errorf("remove the copy of an earlier Switchover %s: %w", it.GetName(), err)
 		}
 	}
@@ -197,7 +197,7 @@ func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.
 			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", fmt.Errorf("get Switchover %s: %w", sw.Name, err)
 		case existing.GetLabels()[render.LabelSourceSite] == r.site:
 			// A copy of an earlier Switchover of this name (for another service): replace it.
-			if err := deleteCopy(ctx, ri, existing); err != nil {
+			if err := conn.Writer().Delete(ctx, switchoverResource, existing); err != nil {
 				return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", fmt.Errorf("remove the copy of an earlier Switchover %s: %w", sw.Name, err)
 			}
 		default:
@@ -205,13 +205,13 @@ func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.
 		}
 	}
 
-	if current == nil || !equality.Semantic.DeepEqual(current.GetLabels(), copyLabels(service, r.site)) {
-		if err := r.applyCopy(ctx, ri, sw, service); err != nil {
+	if current == nil || !equality.Semantic.DeepEqual(current.GetLabels(), mirror.Labels(service, r.site)) {
+		if err := r.applyCopy(ctx, conn.Writer(), sw, service); err != nil {
 			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", err
 		}
 	}
 	if phase, _, _ := unstructured.NestedString(objOrEmpty(current), "status", "phase"); phase != string(deichv1alpha1.SwitchoverRunning) {
-		if err := r.applyCopyStatus(ctx, ri, sw); err != nil {
+		if err := r.applyCopyStatus(ctx, conn.Writer(), sw); err != nil {
 			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", err
 		}
 	}
@@ -246,17 +246,8 @@ func objOrEmpty(u *unstructured.Unstructured) map[string]any {
 	return u.Object
 }
 
-// copyLabels are the labels of a Switchover's copy at the other site.
-func copyLabels(service, site string) map[string]string {
-	return map[string]string{
-		render.LabelSourceSite:    site,
-		render.LabelManagedBy:     render.ManagedByDeich,
-		render.LabelSharedService: service,
-	}
-}
-
 // applyCopy applies sw's metadata and spec to the other site.
-func (r *SwitchoverReconciler) applyCopy(ctx context.Context, ri dynamic.ResourceInterface, sw *deichv1alpha1.Switchover, service string) error {
+func (r *SwitchoverReconciler) applyCopy(ctx context.Context, at mirror.Site, sw *deichv1alpha1.Switchover, service string) error {
 	spec, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&sw.Spec)
 	if err != nil {
 		return fmt.Errorf("convert spec: %w", err)
@@ -266,9 +257,9 @@ func (r *SwitchoverReconciler) applyCopy(ctx context.Context, ri dynamic.Resourc
 	u.SetKind("Switchover")
 	u.SetNamespace(sw.Namespace)
 	u.SetName(sw.Name)
-	u.SetLabels(copyLabels(service, r.site))
+	u.SetLabels(mirror.Labels(service, r.site))
 	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationOriginUID: string(sw.UID)})
-	if _, err := ri.Apply(ctx, sw.Name, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+	if _, err := at.Apply(ctx, switchoverResource, u); err != nil {
 		return fmt.Errorf("apply Switchover %s: %w", sw.Name, err)
 	}
 	return nil
@@ -276,7 +267,7 @@ func (r *SwitchoverReconciler) applyCopy(ctx context.Context, ri dynamic.Resourc
 
 // applyCopyStatus marks the copy Running, which is what the other site's SharedService
 // controller acts on.
-func (r *SwitchoverReconciler) applyCopyStatus(ctx context.Context, ri dynamic.ResourceInterface, sw *deichv1alpha1.Switchover) error {
+func (r *SwitchoverReconciler) applyCopyStatus(ctx context.Context, at mirror.Site, sw *deichv1alpha1.Switchover) error {
 	st := map[string]any{
 		"phase":    string(deichv1alpha1.SwitchoverRunning),
 		"fromSite": sw.Status.FromSite,
@@ -291,18 +282,8 @@ func (r *SwitchoverReconciler) applyCopyStatus(ctx context.Context, ri dynamic.R
 	u.SetKind("Switchover")
 	u.SetNamespace(sw.Namespace)
 	u.SetName(sw.Name)
-	if _, err := ri.ApplyStatus(ctx, sw.Name, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+	if _, err := at.ApplyStatus(ctx, switchoverResource, u); err != nil {
 		return fmt.Errorf("mark the copy of Switchover %s Running: %w", sw.Name, err)
-	}
-	return nil
-}
-
-// deleteCopy deletes the copy cp, unless it was replaced in the meantime.
-func deleteCopy(ctx context.Context, ri dynamic.ResourceInterface, cp *unstructured.Unstructured) error {
-	uid := cp.GetUID()
-	err := ri.Delete(ctx, cp.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
 	}
 	return nil
 }
@@ -349,7 +330,7 @@ func (r *SwitchoverReconciler) removeCopy(ctx context.Context, sw *deichv1alpha1
 	case cp.GetLabels()[render.LabelSourceSite] != r.site || cp.GetAnnotations()[deichv1alpha1.AnnotationOriginUID] != string(sw.UID):
 		return true, nil // not this Switchover's copy
 	}
-	if err := deleteCopy(ctx, ri, cp); err != nil {
+	if err := conn.Writer().Delete(ctx, switchoverResource, cp); err != nil {
 		return false, fmt.Errorf("delete the copy at %s: %w", site, err)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Removed the copy of the Switchover", "peer", site)

@@ -113,6 +113,14 @@ var MirrorRounds = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Successful rounds of mirroring a SharedService at the active site: full (every object) or changes (the objects whose watch events arrived).",
 }, []string{"namespace", "service", "scope"})
 
+// CopiesRendered counts the copies the active site rendered for the standby. A full round
+// renders only the copies whose source, service, objective or copy at the standby changed
+// since the copy was last seen current there, so at steady state it stays flat.
+var CopiesRendered = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "deich_copies_rendered_total",
+	Help: "Copies of a SharedService's objects the active site rendered for the standby; a full round of an unchanged service renders none.",
+}, []string{"namespace", "service"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
 		LeaseRemaining,
@@ -129,6 +137,7 @@ func init() {
 		SyncErrors,
 		HealthCheckUp,
 		MirrorRounds,
+		CopiesRendered,
 	)
 }
 
@@ -140,6 +149,7 @@ func ForgetService(namespace, service string) {
 	SyncErrors.DeletePartialMatch(labels)
 	HealthCheckUp.DeletePartialMatch(labels)
 	MirrorRounds.DeletePartialMatch(labels)
+	CopiesRendered.DeletePartialMatch(labels)
 	LeaseRemaining.DeletePartialMatch(labels)
 	Serving.DeletePartialMatch(labels)
 	Fenced.DeletePartialMatch(labels)

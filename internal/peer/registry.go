@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 
 	"github.com/deich-io/deich/internal/informers"
+	"github.com/deich-io/deich/internal/mirror"
 )
 
 // Default client rate limits for connections to a peer. controller-runtime no longer
@@ -269,3 +270,8 @@ func (r *Registry) Start(ctx context.Context) error {
 // NeedLeaderElection reports false: every replica keeps its peers' connections warm, so a new
 // leader can act at once.
 func (r *Registry) NeedLeaderElection() bool { return false }
+
+// Writer writes at the peer's cluster: copies, the mirrored SharedService, Switchover copies.
+func (c *Connection) Writer() mirror.Site {
+	return mirror.Site{Name: c.Site, Dynamic: c.Dynamic, Mapper: c.Cluster.GetRESTMapper()}
+}

@@ -1,0 +1,234 @@
+// Package mirror writes what Deich keeps at another site's cluster: the copies of a
+// SharedService's objects, the mirrored SharedService itself and the copy of a Switchover. Every
+// write is a server-side apply under one field manager, so a copy has one owner however often
+// and from whichever controller it is written; deletions are conditional on the UID that was
+// read, so a copy re-created in the meantime is never removed by mistake; and listing selects
+// by the labels that mark a copy, so nothing Deich does not manage is ever touched.
+//
+// Both the SharedService and the Switchover controllers write at a peer through a [Site]. The
+// package does no rendering (see package render) and decides nothing; callers say what to
+// write and report what failed.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/deich-io/deich/internal/render"
+)
+
+// FieldManager is the server-side apply field manager of everything Deich writes.
+const FieldManager = "deich"
+
+// Labels are the labels that mark an object as Deich's copy of service's, written from
+// sourceSite.
+func Labels(service, sourceSite string) map[string]string {
+	return map[string]string{
+		render.LabelSharedService: service,
+		render.LabelSourceSite:    sourceSite,
+		render.LabelManagedBy:     render.ManagedByDeich,
+	}
+}
+
+// Selector selects the copies of service written from sourceSite.
+func Selector(service, sourceSite string) string {
+	return labels.SelectorFromSet(Labels(service, sourceSite)).String()
+}
+
+// ServiceSelector selects every object Deich manages for service, whichever site wrote it:
+// after moves between the sites a copy may name either as its source.
+func ServiceSelector(service string) string {
+	return labels.SelectorFromSet(labels.Set{
+		render.LabelSharedService: service,
+		render.LabelManagedBy:     render.ManagedByDeich,
+	}).String()
+}
+
+// Site writes at one site's cluster.
+type Site struct {
+	// Name is the site's name, for messages.
+	Name string
+	// Dynamic reaches the site's API server.
+	Dynamic dynamic.Interface
+	// Mapper maps kinds to resources at the site.
+	Mapper meta.RESTMapper
+}
+
+// Copy is one object to write, with the resource it is written as.
+type Copy struct {
+	Resource schema.GroupVersionResource
+	// Kind names the object's kind in messages.
+	Kind string
+	Obj  *unstructured.Unstructured
+}
+
+// Apply server-side applies obj as resource, taking over the fields it sets.
+func (s Site) Apply(ctx context.Context, resource schema.GroupVersionResource, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	return s.Dynamic.Resource(resource).Namespace(obj.GetNamespace()).
+		Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+}
+
+// ApplyStatus server-side applies obj's status as resource.
+func (s Site) ApplyStatus(ctx context.Context, resource schema.GroupVersionResource, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	return s.Dynamic.Resource(resource).Namespace(obj.GetNamespace()).
+		ApplyStatus(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+}
+
+// ApplyAll applies every copy, at most parallelism at once. It returns each copy as the API
+// server stored it (nil where it was not applied) and one line per copy that was not applied,
+// sorted. A copy that is rejected leaves the one already there as it is; the others are
+// applied all the same.
+func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (applied []*unstructured.Unstructured, failures []string) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(parallelism, 1))
+	applied = make([]*unstructured.Unstructured, len(copies))
+	var mu sync.Mutex
+	for i, c := range copies {
+		g.Go(func() error {
+			got, err := s.Apply(gctx, c.Resource, c.Obj)
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%s %s: %v", c.Kind, c.Obj.GetName(), err))
+				mu.Unlock()
+				return nil
+			}
+			applied[i] = got // each goroutine writes its own index
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report through applied and failures
+	sort.Strings(failures)
+	return applied, failures
+}
+
+// EnsureNamespace creates namespace at the site when it is missing, marked as Deich's.
+func (s Site) EnsureNamespace(ctx context.Context, namespace string) error {
+	res := corev1.SchemeGroupVersion.WithResource("namespaces")
+	if _, err := s.Dynamic.Resource(res).Get(ctx, namespace, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get namespace %s at %s: %w", namespace, s.Name, err)
+	}
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(namespace)
+	ns.SetLabels(map[string]string{render.LabelManagedBy: render.ManagedByDeich})
+	if _, err := s.Dynamic.Resource(res).Apply(ctx, namespace, ns, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		return fmt.Errorf("create namespace %s at %s: %w", namespace, s.Name, err)
+	}
+	return nil
+}
+
+// Delete deletes the object that was read as cp, unless it was replaced since (another UID).
+// An object already gone is no error.
+func (s Site) Delete(ctx context.Context, resource schema.GroupVersionResource, cp *unstructured.Unstructured) error {
+	uid := cp.GetUID()
+	err := s.Dynamic.Resource(resource).Namespace(cp.GetNamespace()).
+		Delete(ctx, cp.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// List lists the objects of kind gk in namespace that selector selects; resource is how the
+// site serves the kind. A kind the site does not serve is an error that meta.IsNoMatchError
+// recognizes.
+func (s Site) List(ctx context.Context, gk schema.GroupKind, namespace, selector string) (resource schema.GroupVersionResource, items []unstructured.Unstructured, err error) {
+	mapping, err := s.Mapper.RESTMapping(gk)
+	if err != nil {
+		return schema.GroupVersionResource{}, nil, fmt.Errorf("map %s at %s: %w", gk, s.Name, err)
+	}
+	list, err := s.Dynamic.Resource(mapping.Resource).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return mapping.Resource, nil, fmt.Errorf("list %s copies at %s: %w", gk, s.Name, err)
+	}
+	return mapping.Resource, list.Items, nil
+}
+
+// DeleteService deletes every object of the given kinds that Deich manages for service in
+// namespace, and the SharedService there when it is a copy (it names a source site). It
+// returns how many objects it deleted, the SharedService not counted.
+func (s Site) DeleteService(ctx context.Context, namespace, service string, kinds []schema.GroupKind, sharedServices schema.GroupVersionResource) (int, error) {
+	deleted := 0
+	sel := ServiceSelector(service)
+	for _, gk := range kinds {
+		resource, items, err := s.List(ctx, gk, namespace, sel)
+		if meta.IsNoMatchError(err) {
+			continue // nothing of this kind can exist there
+		}
+		if err != nil {
+			return deleted, err
+		}
+		for i := range items {
+			if err := s.Delete(ctx, resource, &items[i]); err != nil {
+				return deleted, fmt.Errorf("delete %s %s at %s: %w", gk.Kind, items[i].GetName(), s.Name, err)
+			}
+			deleted++
+		}
+	}
+	ri := s.Dynamic.Resource(sharedServices).Namespace(namespace)
+	cp, err := ri.Get(ctx, service, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return deleted, fmt.Errorf("get SharedService at %s: %w", s.Name, err)
+	case cp.GetLabels()[render.LabelSourceSite] != "":
+		if err := s.Delete(ctx, sharedServices, cp); err != nil {
+			return deleted, fmt.Errorf("delete SharedService at %s: %w", s.Name, err)
+		}
+	}
+	return deleted, nil
+}
+
+// DryRunActive asks the site's API server whether every copy of the given kinds that Deich
+// manages for service in namespace would be accepted in the form activate gives it (a
+// server-side apply with dryRun=All: nothing changes). It returns how many were accepted; an
+// error lists those that were not, and says so when there were none to ask about.
+func (s Site) DryRunActive(ctx context.Context, namespace, service string, kinds []schema.GroupKind, activate func(*unstructured.Unstructured) (*unstructured.Unstructured, error)) (int, error) {
+	sel := ServiceSelector(service)
+	accepted := 0
+	var rejected []string
+	for _, gk := range kinds {
+		resource, items, err := s.List(ctx, gk, namespace, sel)
+		if err != nil {
+			return accepted, err
+		}
+		ri := s.Dynamic.Resource(resource).Namespace(namespace)
+		for i := range items {
+			live := &items[i]
+			want, err := activate(live)
+			if err == nil {
+				_, err = ri.Apply(ctx, live.GetName(), want, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+			}
+			if err != nil {
+				rejected = append(rejected, fmt.Sprintf("%s %s: %v", gk.Kind, live.GetName(), err))
+				continue
+			}
+			accepted++
+		}
+	}
+	switch {
+	case len(rejected) > 0:
+		sort.Strings(rejected)
+		return accepted, fmt.Errorf("%d of %d copies rejected: %s", len(rejected), len(rejected)+accepted, strings.Join(rejected, "; "))
+	case accepted == 0:
+		return 0, errors.New("there are no copies to promote")
+	}
+	return accepted, nil
+}
