@@ -32,6 +32,7 @@ func run() error {
 	fs.DurationVar(&opts.MaxClockSkew, "max-clock-skew", operator.DefaultMaxClockSkew, "Largest clock difference between sites that the failover protocol tolerates.")
 	fs.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to; 0 disables them.")
+	fs.StringVar(&opts.PprofBindAddress, "pprof-bind-address", "0", "Address Go's /debug/pprof profiles are served at, e.g. 127.0.0.1:8082; 0 disables them. Profiles are not authenticated: bind to loopback.")
 	fs.BoolVar(&opts.LeaderElect, "leader-elect", false, "Elect one active replica among several, with a Lease in --namespace.")
 	fs.StringVar(&opts.LeaderElectionID, "leader-election-id", operator.DefaultLeaderElectionID, "Name of the leader election Lease.")
 	fs.DurationVar(&opts.LeaderElectionLeaseDuration, "leader-elect-lease-duration", operator.DefaultLeaderElectionLeaseDuration, "How long a replica waits after the leader's last renewal of the election Lease before it takes over.")

@@ -742,11 +742,11 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	for _, d := range todo {
 		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Obj: d.obj})
 	}
-	applied, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
-	for i, got := range applied {
-		if got != nil {
+	versions, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
+	for i, v := range versions {
+		if v != "" {
 			d := todo[i]
-			r.rendered.record(s.owner, copyRef{d.kind.resource, d.name}, d.key, d.hash, got.GetResourceVersion())
+			r.rendered.record(s.owner, copyRef{d.kind.resource, d.name}, d.key, d.hash, v)
 		}
 	}
 	if len(failures) > 0 {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -32,72 +34,108 @@ type formSpec struct {
 // objects it changed. Objects already in the wanted form are left alone, so the switch is
 // idempotent and a retry after a partial failure finishes the job. The standby form is the
 // one the copies at a standby have: Cold/Warm/Hot replicas, suspended Jobs, Standby
-// overrides; the active form is the one recorded on the object when it was switched.
+// overrides; the active form is the one recorded on the object when it was switched. The
+// writes go out apply-parallelism at a time, so a large service is promoted and fenced in
+// about the time its largest batch takes.
 //
 // A switch to the active form stamps epoch, the fencing token of the claim the site serves
-// on, in the annotation failover.EpochAnnotation of every object, also of those already
-// active, so that a data layer can tell a stale primary.
+// on, in the annotation failover.EpochAnnotation of every object it switches, and, when the
+// claim superseded an earlier one (epoch 2 and above), of every object already in active form
+// too, so that a data layer can tell a stale primary. The first claim of a service stamps
+// only what it switches: no site served the service under an earlier epoch, and a data layer
+// reads a missing annotation as epoch 0.
 func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool, epoch int64) (int, error) {
 	if f.svc == nil {
 		return 0, errors.New("the service's kinds are not known yet")
 	}
-	changed := 0
+	var writes []formWrite
 	for _, k := range f.kinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
 		if err := r.apiReader.List(ctx, list, client.InNamespace(f.svc.Namespace), client.MatchingLabelsSelector{Selector: f.selector}); err != nil {
-			return changed, fmt.Errorf("list %s at %s: %w", k.gk, r.site, err)
+			return 0, fmt.Errorf("list %s at %s: %w", k.gk, r.site, err)
 		}
 		for i := range list.Items {
-			obj := &list.Items[i]
-			if other := obj.GetLabels()[render.LabelSharedService]; other != "" && other != f.svc.Name {
-				continue // belongs to another service
-			}
-			var (
-				want *unstructured.Unstructured
-				err  error
-			)
-			switch {
-			case active && render.InStandbyForm(obj):
-				want, err = render.ActiveForm(obj)
-				if err == nil {
-					stampEpoch(want, epoch)
-				}
-			case active && epoch > 0 && obj.GetAnnotations()[failover.EpochAnnotation] != strconv.FormatInt(epoch, 10):
-				if err := r.stampLive(ctx, k, obj, epoch); err != nil {
-					return changed, err
-				}
-				continue
-			case !active && !render.InStandbyForm(obj):
-				target := render.Target{
-					SourceSite: r.site, Site: r.site, Role: deichv1alpha1.RoleStandby, Standby: f.standby,
-					Service: f.svc.Name, Overrides: f.svc.Spec.Overrides,
-				}
-				want, err = render.Render(obj, target)
-				var pe *render.PatchError
-				if errors.As(err, &pe) {
-					// A broken override must not keep a site serving: fence without overrides.
-					target.Overrides = nil
-					want, err = render.Render(obj, target)
-				}
-				var nm *render.NotMirrorableError
-				if errors.As(err, &nm) {
-					continue // never mirrored, so never part of the service's form
-				}
-			default:
-				continue
-			}
+			w, ok, err := r.formWriteFor(f, k, &list.Items[i], active, epoch)
 			if err != nil {
-				return changed, fmt.Errorf("%s %s: %w", k.gk.Kind, obj.GetName(), err)
+				return 0, err
 			}
-			if _, err := r.local.Resource(k.resource).Namespace(obj.GetNamespace()).
-				Apply(ctx, obj.GetName(), want, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
-				return changed, fmt.Errorf("switch %s %s to its %s form: %w", k.gk.Kind, obj.GetName(), formName(active), err)
+			if ok {
+				writes = append(writes, w)
 			}
-			changed++
 		}
 	}
-	return changed, nil
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(r.parallelism, 1))
+	var changed atomic.Int64
+	for _, w := range writes {
+		g.Go(func() error {
+			if err := w.do(gctx); err != nil {
+				return err
+			}
+			if w.switches {
+				changed.Add(1)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	return int(changed.Load()), err
+}
+
+// formWrite is one write of a switch: the object put into the wanted form, or the epoch
+// stamped on an object already in it.
+type formWrite struct {
+	// switches is set when the write changes the object's form.
+	switches bool
+	do       func(context.Context) error
+}
+
+// formWriteFor decides what obj needs for the service to be in the wanted form; ok is false
+// when it needs nothing.
+func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj *unstructured.Unstructured, active bool, epoch int64) (w formWrite, ok bool, err error) {
+	if other := obj.GetLabels()[render.LabelSharedService]; other != "" && other != f.svc.Name {
+		return formWrite{}, false, nil // belongs to another service
+	}
+	var want *unstructured.Unstructured
+	switch {
+	case active && render.InStandbyForm(obj):
+		want, err = render.ActiveForm(obj)
+		if err == nil {
+			stampEpoch(want, epoch)
+		}
+	case active && epoch > 1 && obj.GetAnnotations()[failover.EpochAnnotation] != strconv.FormatInt(epoch, 10):
+		return formWrite{do: func(ctx context.Context) error { return r.stampLive(ctx, k, obj, epoch) }}, true, nil
+	case !active && !render.InStandbyForm(obj):
+		target := render.Target{
+			SourceSite: r.site, Site: r.site, Role: deichv1alpha1.RoleStandby, Standby: f.standby,
+			Service: f.svc.Name, Overrides: f.svc.Spec.Overrides,
+		}
+		want, err = render.Render(obj, target)
+		var pe *render.PatchError
+		if errors.As(err, &pe) {
+			// A broken override must not keep a site serving: fence without overrides.
+			target.Overrides = nil
+			want, err = render.Render(obj, target)
+		}
+		var nm *render.NotMirrorableError
+		if errors.As(err, &nm) {
+			return formWrite{}, false, nil // never mirrored, so never part of the service's form
+		}
+	default:
+		return formWrite{}, false, nil
+	}
+	if err != nil {
+		return formWrite{}, false, fmt.Errorf("%s %s: %w", k.gk.Kind, obj.GetName(), err)
+	}
+	return formWrite{switches: true, do: func(ctx context.Context) error {
+		if _, err := r.local.Resource(k.resource).Namespace(obj.GetNamespace()).
+			Apply(ctx, obj.GetName(), want, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+			return fmt.Errorf("switch %s %s to its %s form: %w", k.gk.Kind, obj.GetName(), formName(active), err)
+		}
+		return nil
+	}}, true, nil
 }
 
 // stampEpoch sets the epoch annotation on obj.

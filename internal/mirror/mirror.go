@@ -88,14 +88,14 @@ func (s Site) ApplyStatus(ctx context.Context, resource schema.GroupVersionResou
 		ApplyStatus(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 }
 
-// ApplyAll applies every copy, at most parallelism at once. It returns each copy as the API
-// server stored it (nil where it was not applied) and one line per copy that was not applied,
-// sorted. A copy that is rejected leaves the one already there as it is; the others are
-// applied all the same.
-func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (applied []*unstructured.Unstructured, failures []string) {
+// ApplyAll applies every copy, at most parallelism at once. It returns the resourceVersion
+// each copy was stored with ("" where it was not applied; the stored objects themselves are
+// not kept) and one line per copy that was not applied, sorted. A copy that is rejected
+// leaves the one already there as it is; the others are applied all the same.
+func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (versions []string, failures []string) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(parallelism, 1))
-	applied = make([]*unstructured.Unstructured, len(copies))
+	versions = make([]string, len(copies))
 	var mu sync.Mutex
 	for i, c := range copies {
 		g.Go(func() error {
@@ -106,13 +106,13 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (app
 				mu.Unlock()
 				return nil
 			}
-			applied[i] = got // each goroutine writes its own index
+			versions[i] = got.GetResourceVersion() // each goroutine writes its own index
 			return nil
 		})
 	}
-	_ = g.Wait() // the goroutines report through applied and failures
+	_ = g.Wait() // the goroutines report through versions and failures
 	sort.Strings(failures)
-	return applied, failures
+	return versions, failures
 }
 
 // EnsureNamespace creates namespace at the site when it is missing, marked as Deich's.

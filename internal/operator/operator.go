@@ -63,6 +63,9 @@ type Options struct {
 	MetricsBindAddress string
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" or empty disables it.
 	HealthProbeBindAddress string
+	// PprofBindAddress serves Go's /debug/pprof profiles, for finding where CPU and memory
+	// go; "0" or empty disables it. Bind it to loopback: profiles are not authenticated.
+	PprofBindAddress string
 	// LeaderElect makes replicas elect one leader, in Namespace.
 	LeaderElect bool
 	// LeaderElectionID names the leader election Lease. Defaults to DefaultLeaderElectionID.
@@ -189,6 +192,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddress(opts.PprofBindAddress),
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,
@@ -279,4 +283,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("add readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// pprofAddress is controller-runtime's bind address for the pprof endpoint: empty disables it.
+func pprofAddress(addr string) string {
+	if addr == "0" {
+		return ""
+	}
+	return addr
 }

@@ -170,7 +170,11 @@ func startManager(b *testing.B, s *sites, site *testenv.Site, dir string) *runni
 		b.Fatal(err)
 	}
 	logPath := filepath.Join(dir, site.Name+".log")
-	m, err := testenv.StartManagerBinary(site, s.binary, dir, logPath, append(managerFlags(), "--metrics-bind-address="+addr)...)
+	flags := append(managerFlags(), "--metrics-bind-address="+addr)
+	if pprof := os.Getenv("DEICH_BENCH_PPROF"); pprof != "" && site == s.active {
+		flags = append(flags, "--pprof-bind-address="+pprof)
+	}
+	m, err := testenv.StartManagerBinary(site, s.binary, dir, logPath, flags...)
 	if err != nil {
 		b.Fatal(err)
 	}

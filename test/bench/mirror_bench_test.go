@@ -313,7 +313,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 	s := requireSites(b)
 	ctx := context.Background()
 	var t table
-	t.header("manager", "idle RSS", "steady RSS (max)", "steady RSS (end)", "peak RSS (VmHWM)", "Go heap in use (max)", "per object")
+	t.header("manager", "idle RSS", "steady RSS (max)", "steady RSS (end)", "peak RSS (VmHWM)", "Go heap in use (max)", "per object", "copies rendered in the window")
 	defer func() { fmt.Printf("\nmanager memory with %d mirrored ConfigMaps\n\n%s", n, t.String()) }()
 
 	var rssMax, hwm, heapMax, idle float64
@@ -342,14 +342,22 @@ func BenchmarkManagerMemory(b *testing.B) {
 		fmt.Printf("\nmirrored %d ConfigMaps in %s (%.0f objects/s); cores used: %s\n", n, last.Sub(start).Round(time.Millisecond), float64(n)/last.Sub(start).Seconds(), use)
 
 		for _, m := range []*runningManager{ms.active, ms.standby} {
+			renderedBefore, err := testenv.ScrapeSum(ctx, m.metricsAddr, "deich_copies_rendered_total", "")
+			if err != nil {
+				b.Fatal(err)
+			}
 			steady, end, heap := sampleMemory(ctx, b, m, window)
+			renderedAfter, err := testenv.ScrapeSum(ctx, m.metricsAddr, "deich_copies_rendered_total", "")
+			if err != nil {
+				b.Fatal(err)
+			}
 			mem, err := readMemory(m.pid)
 			if err != nil {
 				b.Fatal(err)
 			}
 			perObject := (float64(steady) - float64(idleAt[m].rss)) / n
 			t.row(m.Site.Name, mibString(idleAt[m].rss), mibString(steady), mibString(end), mibString(mem.hwm),
-				mibString(uint64(heap)), fmt.Sprintf("%.1f KiB RSS", perObject/1024))
+				mibString(uint64(heap)), fmt.Sprintf("%.1f KiB RSS", perObject/1024), fmt.Sprintf("%.0f", renderedAfter-renderedBefore))
 			if m == ms.active {
 				rssMax = max(rssMax, float64(steady)/mib)
 				hwm = max(hwm, float64(mem.hwm)/mib)
