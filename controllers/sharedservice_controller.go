@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -717,19 +718,25 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 // apply brings every copy at the peer up to date, in parallel. A copy is applied when it is
 // missing there or differs from what was rendered (changed at the source, or edited at the
 // peer). A rejected copy leaves the peer's last good copy in place.
+//
+// The watch of the copies keeps their metadata only. A copy whose content hash differs from
+// the rendering is applied at once; one with the same hash whose content is not known to be
+// current (see renderCache) is read from the peer and compared, since an edit there leaves
+// the hash as it was.
 func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
-	var todo []desiredCopy
+	var todo, verify []desiredCopy
 	for _, d := range s.desired {
 		if d.obj == nil {
 			continue // known to be current at the standby: nothing was rendered
 		}
-		ref := copyRef{d.kind.resource, d.name}
-		if cur, ok := copies[ref]; ok && render.Covers(cur.Object, d.obj.Object) {
-			r.rendered.record(s.owner, ref, d.key, d.hash, cur.GetResourceVersion())
+		cur, ok := copies[copyRef{d.kind.resource, d.name}]
+		if !ok || cur.GetAnnotations()[render.AnnotationContentHash] != d.hash {
+			todo = append(todo, d)
 			continue
 		}
-		todo = append(todo, d)
+		verify = append(verify, d)
 	}
+	todo = append(todo, r.staleCopies(ctx, s, verify)...)
 	if len(todo) == 0 {
 		return nil
 	}
@@ -758,6 +765,63 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 		return errors.New(msg)
 	}
 	return nil
+}
+
+// verifyListAbove is how many copies with an unknown content make staleCopies list their kind
+// at the peer once rather than read each copy.
+const verifyListAbove = 64
+
+// staleCopies returns the copies of verify whose content at the peer does not cover the
+// rendering, and remembers the others as current. A copy that cannot be read counts as
+// stale: applying it is always safe.
+func (r *SharedServiceReconciler) staleCopies(ctx context.Context, s *serviceScope, verify []desiredCopy) []desiredCopy {
+	if len(verify) == 0 {
+		return nil
+	}
+	stored := make([]*unstructured.Unstructured, len(verify))
+	if len(verify) > verifyListAbove {
+		// Many at once (the first full round after a start): one list per kind.
+		byResource := map[schema.GroupVersionResource]map[string]*unstructured.Unstructured{}
+		for _, d := range verify {
+			if _, done := byResource[d.kind.resource]; done {
+				continue
+			}
+			list, err := s.conn.Dynamic.Resource(d.kind.resource).Namespace(s.svc.Namespace).
+				List(ctx, metav1.ListOptions{LabelSelector: mirror.Selector(s.svc.Name, r.site)})
+			m := map[string]*unstructured.Unstructured{}
+			if err == nil {
+				for i := range list.Items {
+					m[list.Items[i].GetName()] = &list.Items[i]
+				}
+			}
+			byResource[d.kind.resource] = m
+		}
+		for i, d := range verify {
+			stored[i] = byResource[d.kind.resource][d.name]
+		}
+	} else {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(max(r.parallelism, 1))
+		for i, d := range verify {
+			g.Go(func() error {
+				if u, err := s.conn.Dynamic.Resource(d.kind.resource).Namespace(s.svc.Namespace).Get(gctx, d.name, metav1.GetOptions{}); err == nil {
+					stored[i] = u // each goroutine writes its own index
+				}
+				return nil // a copy that cannot be read is applied
+			})
+		}
+		_ = g.Wait()
+	}
+	var stale []desiredCopy
+	for i, d := range verify {
+		cur := stored[i]
+		if cur == nil || !render.Covers(cur.Object, d.obj.Object) {
+			stale = append(stale, d)
+			continue
+		}
+		r.rendered.record(s.owner, copyRef{d.kind.resource, d.name}, d.key, d.hash, cur.GetResourceVersion())
+	}
+	return stale
 }
 
 // prune deletes copies at the peer whose source is gone or no longer selected.

@@ -66,6 +66,8 @@ type Set struct {
 	client dynamic.Interface
 	notify Handler
 	resync time.Duration
+	// transform is applied to every object before it enters an informer's store.
+	transform cache.TransformFunc
 
 	mu       sync.Mutex
 	entries  map[Key]*entry
@@ -80,10 +82,26 @@ type entry struct {
 	lastErr atomic.Pointer[error]
 }
 
+// Option configures a Set.
+type Option func(*Set)
+
+// MetadataOnly makes the Set keep only the apiVersion, kind and metadata of each object (its
+// labels, annotations, UID and resourceVersion; never managedFields), for watches whose
+// callers need to know which objects exist and when they change, not what they hold: a copy
+// then costs a fraction of its size in memory. Callers that need an object's content read it
+// from the API server.
+func MetadataOnly() Option {
+	return func(s *Set) { s.transform = keepMetadata }
+}
+
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
-func New(client dynamic.Interface, notify Handler) *Set {
-	return &Set{client: client, notify: notify, entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
+func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
+	s := &Set{client: client, notify: notify, transform: dropManagedFields, entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // TakeChanges returns the objects that changed for owner since its previous call, and
@@ -261,8 +279,9 @@ func (s *Set) start(key Key) *entry {
 		DeleteFunc: func(obj any) { notify(obj) },
 	})
 	// managedFields can be a third of an object and nothing downstream reads them; dropping
-	// them before the object enters the store keeps the manager's memory in proportion.
-	_ = inf.SetTransform(dropManagedFields)
+	// them (or, with MetadataOnly, all but the metadata) before the object enters the store
+	// keeps the manager's memory in proportion.
+	_ = inf.SetTransform(s.transform)
 	// Remember why listing fails, so the owner can say so instead of waiting silently.
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		e.lastErr.Store(&err)
@@ -285,4 +304,22 @@ func dropManagedFields(obj any) (any, error) {
 		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 	}
 	return obj, nil
+}
+
+// keepMetadata reduces objects entering an informer's store to their apiVersion, kind and
+// metadata, without managedFields.
+func keepMetadata(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	md, _ := u.Object["metadata"].(map[string]any)
+	if md != nil {
+		delete(md, "managedFields")
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": u.Object["apiVersion"],
+		"kind":       u.Object["kind"],
+		"metadata":   md,
+	}}, nil
 }

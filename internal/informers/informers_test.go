@@ -186,3 +186,33 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 		t.Fatal("an overflowing journal reported as complete")
 	}
 }
+
+func TestMetadataOnlyKeepsTheMetadataAndDropsTheContent(t *testing.T) {
+	cm := configMap("a", "settings", map[string]string{"app": "x"})
+	cm.SetAnnotations(map[string]string{"resilience.deich.io/content-hash": "abc"})
+	cm.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "deich", Operation: metav1.ManagedFieldsOperationApply}})
+	cm.Object["data"] = map[string]any{"greeting": "Moin"}
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}, cm)
+	s := New(client, func(types.NamespacedName) {}, MetadataOnly())
+	t.Cleanup(s.Stop)
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+	objs := waitSynced(t, s, key, types.NamespacedName{Namespace: "a", Name: "svc"})
+	if len(objs) != 1 {
+		t.Fatalf("Ensure() = %d objects, want 1", len(objs))
+	}
+	got := objs[0]
+	if _, ok := got.Object["data"]; ok {
+		t.Errorf("the cached object keeps its data: %v", got.Object)
+	}
+	if got.GetManagedFields() != nil {
+		t.Errorf("the cached object keeps managedFields: %v", got.GetManagedFields())
+	}
+	if got.GetName() != "settings" || got.GetKind() != "ConfigMap" || got.GetAnnotations()["resilience.deich.io/content-hash"] != "abc" || got.GetLabels()["app"] != "x" {
+		t.Errorf("the cached object lost its metadata: %v", got.Object)
+	}
+	if g, ok := s.Get(key, "settings"); !ok || g.GetName() != "settings" {
+		t.Errorf("Get(settings) = %v, %v; want the cached object", g, ok)
+	}
+}

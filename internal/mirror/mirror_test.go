@@ -23,6 +23,9 @@ import (
 	"github.com/deich-io/deich/internal/testenv"
 )
 
+// ns is the namespace every test object lives in.
+const ns = "buergerkonto"
+
 var (
 	configMaps     = corev1.SchemeGroupVersion.WithResource("configmaps")
 	deployments    = appsv1.SchemeGroupVersion.WithResource("deployments")
@@ -51,7 +54,7 @@ func startSite(t *testing.T) (mirror.Site, *testenv.Site) {
 	return mirror.Site{Name: site.Name, Dynamic: dyn, Mapper: site.Client.RESTMapper()}, site
 }
 
-func configMap(ns, name string, labels map[string]string) *unstructured.Unstructured {
+func configMap(name string, labels map[string]string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{"v": "1"}}}
 	u.SetAPIVersion("v1")
 	u.SetKind("ConfigMap")
@@ -61,7 +64,7 @@ func configMap(ns, name string, labels map[string]string) *unstructured.Unstruct
 	return u
 }
 
-func deployment(ns, name string, labels map[string]string) *unstructured.Unstructured {
+func deployment(name string, labels map[string]string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
 		"replicas": int64(0),
 		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
@@ -78,7 +81,7 @@ func deployment(ns, name string, labels map[string]string) *unstructured.Unstruc
 	return u
 }
 
-func names(t *testing.T, site *testenv.Site, list client.ObjectList, ns string) []string {
+func names(t *testing.T, site *testenv.Site, list client.ObjectList) []string {
 	t.Helper()
 	if err := site.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
 		t.Fatalf("list: %v", err)
@@ -107,7 +110,6 @@ func names(t *testing.T, site *testenv.Site, list client.ObjectList, ns string) 
 func TestWritesAtASite(t *testing.T) {
 	at, site := startSite(t)
 	ctx := context.Background()
-	const ns = "buergerkonto"
 	copyLabels := mirror.Labels("buergerkonto", testenv.SiteKiel)
 
 	t.Run("a missing namespace is created, marked as Deich's, and a second call changes nothing", func(t *testing.T) {
@@ -126,11 +128,11 @@ func TestWritesAtASite(t *testing.T) {
 	})
 
 	t.Run("a rejected copy is reported and the others are applied under Deich's field manager", func(t *testing.T) {
-		bad := configMap(ns, "Not_A_DNS_Name", copyLabels)
+		bad := configMap("Not_A_DNS_Name", copyLabels)
 		versions, failures := at.ApplyAll(ctx, 4, []mirror.Copy{
-			{Resource: configMaps, Kind: "ConfigMap", Obj: configMap(ns, "settings", copyLabels)},
+			{Resource: configMaps, Kind: "ConfigMap", Obj: configMap("settings", copyLabels)},
 			{Resource: configMaps, Kind: "ConfigMap", Obj: bad},
-			{Resource: deployments, Kind: "Deployment", Obj: deployment(ns, "web", copyLabels)},
+			{Resource: deployments, Kind: "Deployment", Obj: deployment("web", copyLabels)},
 		})
 		if len(failures) != 1 || !strings.HasPrefix(failures[0], "ConfigMap Not_A_DNS_Name: ") {
 			t.Errorf("failures = %q, want one for ConfigMap Not_A_DNS_Name", failures)
@@ -138,7 +140,7 @@ func TestWritesAtASite(t *testing.T) {
 		if len(versions) != 3 || versions[0] == "" || versions[1] != "" || versions[2] == "" {
 			t.Errorf("versions = %q, want those of the stored settings and web around none for the rejected copy", versions)
 		}
-		if diff := cmp.Diff([]string{"settings"}, names(t, site, &corev1.ConfigMapList{}, ns)); diff != "" {
+		if diff := cmp.Diff([]string{"settings"}, names(t, site, &corev1.ConfigMapList{})); diff != "" {
 			t.Errorf("ConfigMaps (-want +got):\n%s", diff)
 		}
 		cm := &corev1.ConfigMap{}
@@ -155,14 +157,14 @@ func TestWritesAtASite(t *testing.T) {
 	})
 
 	t.Run("a copy re-created since it was read is not deleted", func(t *testing.T) {
-		read, err := at.Apply(ctx, configMaps, configMap(ns, "replaced", copyLabels))
+		read, err := at.Apply(ctx, configMaps, configMap("replaced", copyLabels))
 		if err != nil {
 			t.Fatalf("apply: %v", err)
 		}
 		if err := site.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "replaced"}}); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
-		if _, err := at.Apply(ctx, configMaps, configMap(ns, "replaced", copyLabels)); err != nil {
+		if _, err := at.Apply(ctx, configMaps, configMap("replaced", copyLabels)); err != nil {
 			t.Fatalf("apply again: %v", err)
 		}
 		err = at.Delete(ctx, configMaps, read)
@@ -185,7 +187,7 @@ func TestWritesAtASite(t *testing.T) {
 
 	t.Run("a dry run of the active form counts the copies it would promote and changes nothing", func(t *testing.T) {
 		n, err := at.DryRunActive(ctx, ns, "buergerkonto", []schema.GroupKind{deploymentKind}, func(live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-			u := deployment(ns, live.GetName(), live.GetLabels())
+			u := deployment(live.GetName(), live.GetLabels())
 			if err := unstructured.SetNestedField(u.Object, int64(3), "spec", "replicas"); err != nil {
 				return nil, err
 			}
@@ -209,10 +211,10 @@ func TestWritesAtASite(t *testing.T) {
 	t.Run("deleting a service's copies removes what Deich manages for it and nothing else", func(t *testing.T) {
 		for _, obj := range []*unstructured.Unstructured{
 			// A copy written from the other site, after a move.
-			configMap(ns, "moved", mirror.Labels("buergerkonto", testenv.SiteSchwerin)),
+			configMap("moved", mirror.Labels("buergerkonto", testenv.SiteSchwerin)),
 			// Another service's copy, and an object Deich does not manage.
-			configMap(ns, "other-service", mirror.Labels("register", testenv.SiteKiel)),
-			configMap(ns, "local", map[string]string{render.LabelSharedService: "buergerkonto"}),
+			configMap("other-service", mirror.Labels("register", testenv.SiteKiel)),
+			configMap("local", map[string]string{render.LabelSharedService: "buergerkonto"}),
 		} {
 			if _, err := at.Apply(ctx, configMaps, obj); err != nil {
 				t.Fatalf("apply %s: %v", obj.GetName(), err)
@@ -239,13 +241,13 @@ func TestWritesAtASite(t *testing.T) {
 		if n != 3 {
 			t.Errorf("DeleteService deleted %d objects, want 3 (settings, moved, web)", n)
 		}
-		if diff := cmp.Diff([]string{"local", "other-service"}, names(t, site, &corev1.ConfigMapList{}, ns)); diff != "" {
+		if diff := cmp.Diff([]string{"local", "other-service"}, names(t, site, &corev1.ConfigMapList{})); diff != "" {
 			t.Errorf("ConfigMaps left (-want +got):\n%s", diff)
 		}
-		if got := names(t, site, &appsv1.DeploymentList{}, ns); len(got) != 0 {
+		if got := names(t, site, &appsv1.DeploymentList{}); len(got) != 0 {
 			t.Errorf("Deployments left: %v, want none", got)
 		}
-		if diff := cmp.Diff([]string{"register"}, names(t, site, &deichv1alpha1.SharedServiceList{}, ns)); diff != "" {
+		if diff := cmp.Diff([]string{"register"}, names(t, site, &deichv1alpha1.SharedServiceList{})); diff != "" {
 			t.Errorf("SharedServices left (-want +got):\n%s", diff)
 		}
 	})

@@ -50,7 +50,7 @@ type Connection struct {
 	// Dynamic is a dynamic client for the peer, used to apply and delete mirrored copies.
 	Dynamic dynamic.Interface
 	// Copies watches the mirrored copies at the peer, so that edits made there (drift) are
-	// noticed at once. It is stopped with the connection.
+	// noticed at once. It keeps their metadata only. It is stopped with the connection.
 	Copies *informers.Set
 
 	cancel context.CancelFunc
@@ -205,7 +205,7 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 		Cluster:         cl,
 		HeartbeatClient: hb,
 		Dynamic:         dyn,
-		Copies:          informers.New(dyn, r.copyHandler),
+		Copies:          informers.New(dyn, r.copyHandler, informers.MetadataOnly()),
 		cancel:          cancel,
 		done:            make(chan struct{}),
 	}
