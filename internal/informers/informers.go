@@ -94,6 +94,20 @@ func MetadataOnly() Option {
 	return func(s *Set) { s.transform = keepMetadata }
 }
 
+// Trim makes the Set pass every object through trim before it enters an informer's store, in
+// place of dropping managedFields alone: trim must remove managedFields too, and whatever
+// else the Set's callers never read.
+func Trim(trim func(obj map[string]any)) Option {
+	return func(s *Set) {
+		s.transform = func(obj any) (any, error) {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				trim(u.Object)
+			}
+			return obj, nil
+		}
+	}
+}
+
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
 func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {

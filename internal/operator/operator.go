@@ -229,7 +229,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("create dynamic client: %w", err)
 	}
-	sources := informers.New(localDynamic, serviceEvents.Notify)
+	// The sources are held as Render reads them: without status, managedFields and
+	// last-applied-configuration.
+	sources := informers.New(localDynamic, serviceEvents.Notify, informers.Trim(render.TrimSource))
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		sources.Stop()

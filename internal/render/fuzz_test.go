@@ -42,6 +42,9 @@ func FuzzRender(f *testing.F) {
 
 		plain, err := Render(src, target)
 		checkRendered(t, src, before, plain, err, true)
+		if err == nil {
+			checkTrimmedRendersAlike(t, before, target, plain)
+		}
 		if err == nil && target.Role == deichv1alpha1.RoleStandby {
 			checkActiveForm(t, src, target, plain)
 		}
@@ -71,6 +74,21 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkTrimmedRendersAlike checks TrimSource's promise: the trimmed source renders to the
+// same copy as the whole one.
+func checkTrimmedRendersAlike(t *testing.T, src *unstructured.Unstructured, target Target, want *unstructured.Unstructured) {
+	t.Helper()
+	trimmed := src.DeepCopy()
+	TrimSource(trimmed.Object)
+	got, err := Render(trimmed, target)
+	if err != nil {
+		t.Fatalf("Render() of the trimmed source failed where the whole one rendered: %v", err)
+	}
+	if a, b := mustJSON(t, want), mustJSON(t, got); !bytes.Equal(a, b) {
+		t.Fatalf("the trimmed source renders differently:\nwhole   %s\ntrimmed %s", a, b)
+	}
 }
 
 func checkRendered(t *testing.T, src, before, got *unstructured.Unstructured, err error, noOverrides bool) {

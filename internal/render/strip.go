@@ -184,3 +184,23 @@ func stripService(spec map[string]any) {
 		}
 	}
 }
+
+// TrimSource removes from a source object, in place, what Render never reads and always
+// strips: status, metadata.managedFields and the last-applied-configuration annotation of
+// client-side kubectl apply, which is often as large as the object itself. A cache of source
+// objects that trims them holds each one at about the size of its copy, and Render returns
+// the same copy for the trimmed object as for the whole one.
+func TrimSource(obj map[string]any) {
+	delete(obj, "status")
+	meta, ok := obj["metadata"].(map[string]any)
+	if !ok {
+		return
+	}
+	delete(meta, "managedFields")
+	if a, ok := meta["annotations"].(map[string]any); ok {
+		delete(a, "kubectl.kubernetes.io/last-applied-configuration")
+		if len(a) == 0 {
+			delete(meta, "annotations")
+		}
+	}
+}
