@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/deich-io/deich/controllers"
+	"github.com/deich-io/deich/internal/memlimit"
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/peer"
 )
@@ -57,6 +58,12 @@ func run() error {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if soft, err := memlimit.Set(); err != nil {
+		// The manager runs without a soft limit, as Go does by default.
+		log.Error(err, "Cannot read the container's memory limit; no soft memory limit set")
+	} else if soft > 0 {
+		log.Info("Set the Go soft memory limit below the container's", "bytes", soft, "share", memlimit.Share)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
