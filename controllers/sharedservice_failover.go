@@ -28,14 +28,26 @@ func (r *SharedServiceReconciler) adoptLeaseView(s *serviceScope) {
 	if !ok || !raw.OwnRead {
 		return
 	}
-	snap := snapshotOf(r.site, raw, nil)
-	if snap.record.Holder == "" {
+	holder := judgedHolder(r.site, snapshotOf(r.site, raw, nil))
+	if holder == "" {
 		return
 	}
-	if s.svc.Status.ActiveSite != "" && s.svc.Status.ActiveSite != snap.record.Holder {
+	if s.svc.Status.ActiveSite != "" && s.svc.Status.ActiveSite != holder {
 		s.svc.Status.HealthChecks = nil
 	}
-	s.svc.Status.ActiveSite = snap.record.Holder
+	s.svc.Status.ActiveSite = holder
+}
+
+// judgedHolder is the site the lease names as active, for the health checks to judge and for
+// status.activeSite; "" when it names none, or names this site while it does not serve: a
+// promotion that has written its first copies but holds no majority yet. Judging this site
+// then would drop the failing checks of the partner that the promotion stands on, and the
+// keeper would give the promotion up.
+func judgedHolder(site string, snap leaseSnapshot) string {
+	if snap.record.Holder == site && !snap.serving {
+		return ""
+	}
+	return snap.record.Holder
 }
 
 // peerFailures returns how often in a row the peer site's checks of this site failed, as
@@ -128,8 +140,8 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 		st.Lease.Holder = ""
 		st.Lease.Message = truncate(snap.message, 1024)
 	}
-	if rec.Holder != "" {
-		st.ActiveSite = rec.Holder
+	if holder := judgedHolder(r.site, *snap); holder != "" {
+		st.ActiveSite = holder
 	}
 	held := before != nil && before.Holder == r.site || before == nil && s.before.Status.ActiveSite == r.site
 	switch {

@@ -277,3 +277,26 @@ func TestCopyWithinRPOWhenLastHealthy(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgedHolder: while this site promotes, the copies it has written name it before it
+// holds a majority; the checks must go on judging the partner whose failures the promotion
+// stands on, or the keeper would give the promotion up.
+func TestJudgedHolder(t *testing.T) {
+	const site, partner = "mv-schwerin", "sh-kiel"
+	for _, tt := range []struct {
+		name string
+		snap leaseSnapshot
+		want string
+	}{
+		{name: "the partner holds the lease", snap: leaseSnapshot{read: true, record: failover.LeaseRecord{Holder: partner, Epoch: 1}}, want: partner},
+		{name: "this site promotes: its first copies name it, it holds no majority yet", snap: leaseSnapshot{read: true, promoting: true, epoch: 2, record: failover.LeaseRecord{Holder: site, Epoch: 2}}},
+		{name: "this site serves", snap: leaseSnapshot{read: true, serving: true, epoch: 2, record: failover.LeaseRecord{Holder: site, Epoch: 2}}, want: site},
+		{name: "every copy was released", snap: leaseSnapshot{read: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := judgedHolder(site, tt.snap); got != tt.want {
+				t.Errorf("judgedHolder() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -167,3 +167,38 @@ func TestStandbyPromotesWithAHigherEpochWhenTheActiveIsCutOff(t *testing.T) {
 	g.Eventually(s.quorum(ctx, schwerin)).Should(Equal("3/3"), "mv-schwerin takes sh-kiel's copy too once sh-kiel is back")
 	inv.check(t)
 }
+
+// TestPromotionThatCannotReachTheWitnessYetCompletesOnceItCan: sh-kiel is cut off from both
+// other sites while mv-schwerin cannot reach the witness either. mv-schwerin's checks of
+// sh-kiel fail and it starts promoting: it writes its own cluster's copy, but without the
+// witness's it holds no majority, and nobody serves. Its promotion must go on standing on
+// those failing checks — its own copy naming it does not make it the site the checks judge —
+// so that once its link to the witness heals it takes the witness's copy and serves, with
+// one failover recorded.
+func TestPromotionThatCannotReachTheWitnessYetCompletesOnceItCan(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	s := setUp(ctx, t, g, "quorum-promotion-waits")
+	inv := watchInvariant(ctx, s)
+
+	cut(t, testenv.SiteKiel, testenv.SiteSchwerin, testenv.SiteHamburg)
+	restoreWitness := cut(t, testenv.SiteSchwerin, testenv.SiteHamburg)
+	g.Eventually(s.form(ctx, kiel, deploymentGVK, "web")).WithTimeout(2*leaseDuration).Should(Equal(formStandby), "sh-kiel, alone with its own copy, fences")
+	g.Eventually(s.leaseCopy(ctx, testenv.SiteSchwerin)).WithTimeout(rto).Should(HaveField("Holder", testenv.SiteSchwerin),
+		"mv-schwerin starts promoting: its own cluster's copy names it")
+	g.Consistently(s.staysStandby(ctx, schwerin), 2*leaseDuration).Should(Succeed(),
+		"without the witness's copy mv-schwerin holds no majority and does not serve")
+	g.Expect(s.status(ctx, schwerin)()).To(HaveField("Status.ActiveSite", testenv.SiteKiel),
+		"mv-schwerin does not call itself active before it serves")
+
+	restoreWitness()
+	healedAt := time.Now()
+	g.Eventually(s.keepsServing(ctx, schwerin)).WithTimeout(2*leaseDuration).Should(Succeed(),
+		"mv-schwerin takes the witness's copy and serves once it can reach it")
+	t.Logf("mv-schwerin served %s after its link to the witness healed", time.Since(healedAt).Round(time.Millisecond))
+	g.Eventually(s.status(ctx, schwerin)).Should(And(
+		HaveField("Status.ActiveSite", testenv.SiteSchwerin),
+		HaveField("Status.Quorum", "2/3"),
+		HaveField("Status.FailoverHistory", HaveLen(1))), "mv-schwerin records one failover")
+	inv.check(t)
+}
