@@ -159,14 +159,15 @@ func TestFullRoundsOfAnUnchangedServiceRenderNothing(t *testing.T) {
 	}
 	// rendersNothingFor waits for n more full rounds and checks that none rendered a copy.
 	rendersNothingFor := func(g Gomega, n float64) {
-		var before, rounds float64
 		// Settle first: the round that follows a change may render what the change touched.
+		// Settled is two polls with a full round between them and no render.
+		before, rounds := -1.0, 0.0
 		g.Eventually(func() bool {
-			before, rounds = rendered(), fullRounds()
-			time.Sleep(2500 * time.Millisecond)
-			return rendered() == before && fullRounds() > rounds
-		}).WithTimeout(30 * time.Second).Should(BeTrue())
-		rounds = fullRounds()
+			r, f := rendered(), fullRounds()
+			settled := r == before && f > rounds
+			before, rounds = r, f
+			return settled
+		}).WithPolling(2500 * time.Millisecond).WithTimeout(30 * time.Second).Should(BeTrue())
 		g.Eventually(fullRounds).WithTimeout(30*time.Second).Should(BeNumerically(">=", rounds+n), "full rounds run every resync")
 		g.Expect(rendered()).To(Equal(before), "full rounds of an unchanged service render no copy")
 	}
