@@ -41,6 +41,30 @@
 //     been released or has expired, takes that copy over and moves its claim to its target,
 //     so that the lease is again written on the standby's cluster (rule Q5).
 //
+// # Shared records
+//
+// A copy need not be an object of its own. The copies that services keep at one arbiter, in
+// one namespace, may be entries of a shared record: a Lease whose annotation
+// EntriesAnnotation maps each service's key to its copy, each entry with a version of its
+// own. The keeper then sends one write of the record for every service whose write is due,
+// and Step's Batch input lets a renewal that falls due within half an interval join such a
+// write, so that the services of a record renew together: the active writes records ×
+// arbiters × 3 / D times per second instead of services × arbiters × 3 / D.
+//
+// An entry is a copy, and rule 1 holds for each entry on its own, so nothing below changes.
+// A write of the record applies the services' entry writes with ApplyEntryWrites — each a
+// compare-and-swap on its entry's version, which gets a fresh version never used before —
+// and stores the result with a compare-and-swap of the whole record on the resourceVersion
+// it was read at; when that fails, it reads the record again and applies the same entry
+// writes again, each still on the version it was decided on. The record's API server thus
+// puts all writes of an entry in one order, the record's, each succeeding only on top of the
+// entry it was decided on. Times are untouched: a write's Renewal.SentAt is taken before it
+// joins a batch, so batching only shortens what it lets the writer count, and a reader's
+// ObservedAt is when it first saw an entry's version, after the write that made it
+// committed. The model check keeps every copy as an entry of a record beside another
+// service's, sends every write through ApplyEntryWrites, sets Batch at random, and catches a
+// record that applies an entry's write without comparing the entry's version.
+//
 // # Clocks
 //
 // A site never compares its clock with another site's, nor with a time read back from the
@@ -254,7 +278,8 @@
 //   - Anything that serves without the manager's consent: a site back from a total outage
 //     starts its workloads in the form they had before its manager runs (the manager then
 //     fences them at once); a person scaling up a fenced copy.
-//   - Writes that are not compare-and-swap: editing or replacing a copy by hand.
+//   - Writes that are not compare-and-swap: editing or replacing a copy by hand, or a shared
+//     record (which edits or replaces the copies of every service it holds).
 //   - Deleting a partner's copy by hand while the configurations change, or recreating one
 //     from a backup: the stamps it carried are what the next claim inherits.
 //   - Two partners that write their witness copies to different namespaces, or a witness
@@ -313,7 +338,8 @@
 //     copies (or by the primary of a service that never had a lease), so deleting by hand
 //     a copy the serving site needs fences it.
 //   - Each service writes each copy every D/3: services × arbiters × 3 / D writes per
-//     second at the active.
+//     second at the active, or records × arbiters × 3 / D (at most twice that while
+//     renewals align) when services share records.
 //   - Recovery takes max(failureThreshold × probeInterval, D + skew) after the active fails,
 //     plus the workloads' start-up; a hand-over skips the wait for expiry.
 package failover

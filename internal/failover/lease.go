@@ -34,7 +34,8 @@ type LeaseRecord struct {
 	AcquireTime, RenewTime time.Time
 	// Transitions is spec.leaseTransitions: how often the holder changed.
 	Transitions int32
-	// ResourceVersion is the lease's metadata.resourceVersion.
+	// ResourceVersion is the lease's metadata.resourceVersion, or an entry's version when the
+	// copy is an entry of a shared record (EntryWrite).
 	ResourceVersion string
 	// Epoch is the fencing token of the claim that wrote the record (EpochAnnotation); zero
 	// on a lease no claim has written yet.

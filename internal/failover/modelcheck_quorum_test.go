@@ -220,6 +220,15 @@ func TestModelCheckQuorumFindsBrokenRules(t *testing.T) {
 					return Step(p, before, now)
 				}
 			}},
+		{name: "a shared record that applies an entry's write on a fresh read without comparing the entry's version",
+			rules: func(r *qRules) {
+				r.applyEntries = func(entries map[string]LeaseRecord, writes []EntryWrite, version func() string) (map[string]LeaseRecord, []EntryResult) {
+					for i := range writes {
+						writes[i].Record.ResourceVersion = entries[writes[i].Key].ResourceVersion
+					}
+					return ApplyEntryWrites(entries, writes, version)
+				}
+			}},
 		{name: "two sites without a witness whose clocks run up to 20% fast or slow",
 			world: func(w *qWorld) {
 				w.clockRate = [2][2]float64{{0.8, 1.2}, {0.8, 1.2}}

@@ -169,6 +169,11 @@ type ServiceState struct {
 	// CopyAge is how old this site's copy was when the partner was last seen healthy, zero
 	// when unknown. Only messages read it; CopyWithinRPO decides.
 	CopyAge time.Duration
+	// Batch names the arbiters where this site's copy is an entry of a shared record to which
+	// a write for another service is about to be sent: a renewal there that would fall due
+	// within half a renewal interval joins that write, so that the services of one record
+	// renew together. Like the health inputs, it only chooses when writes are sent.
+	Batch map[string]bool
 }
 
 // WriteKind says what a lease write does.
@@ -667,11 +672,16 @@ func (s ServiceState) writeFor(p Policy, a string, valid bool, now time.Time) (W
 	}
 	if rec.HeldBy(s.Site) {
 		// Renew: at once when the copy is of an older epoch, carries other stamps, or this
-		// process has no renewal of it; otherwise every leaseDuration/3.
+		// process has no renewal of it; otherwise every leaseDuration/3, or half that to join
+		// a write of the copy's shared record (Batch).
 		r := arb.Renewal
 		if !r.SentAt.IsZero() && r.Epoch == s.Claim.Epoch && stampsEqual(r.Configs, s.Claim.Configs) {
 			deadline := FenceDeadline(p, r)
-			at := r.SentAt.Add(min(p.RenewInterval(), max(deadline.Sub(r.SentAt), 0)/2))
+			every := min(p.RenewInterval(), max(deadline.Sub(r.SentAt), 0)/2)
+			if s.Batch[a] {
+				every /= 2
+			}
+			at := r.SentAt.Add(every)
 			if now.Before(at) {
 				return Write{}, at, false
 			}

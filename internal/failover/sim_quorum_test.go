@@ -82,6 +82,9 @@ type qRules struct {
 	forgetInherited bool
 	// releaseBeforeFence releases copies before the fence took effect.
 	releaseBeforeFence bool
+	// applyEntries stores a batch of entry writes in a shared record; ApplyEntryWrites
+	// unless a mutant replaces it.
+	applyEntries func(entries map[string]LeaseRecord, writes []EntryWrite, version func() string) (map[string]LeaseRecord, []EntryResult)
 }
 
 func qProtocol() qRules {
@@ -93,6 +96,7 @@ func qProtocol() qRules {
 			MaxClockSkew:     time.Second,
 		},
 		leaseDurations: []time.Duration{6 * time.Second, 9 * time.Second, 12 * time.Second},
+		applyEntries:   ApplyEntryWrites,
 	}
 }
 
@@ -170,10 +174,21 @@ type qWrite struct {
 	sentAt time.Time
 }
 
+// qStore is one arbiter's shared record: the service's entry (qEntry) beside another
+// service's, which other writers change now and then. Every write goes through
+// ApplyEntryWrites, as the keeper's shared records do.
 type qStore struct {
-	rec LeaseRecord
-	rev int
+	entries map[string]LeaseRecord
+	rev     int
 }
+
+const (
+	qEntry      = "buergerkonto/buergerkonto"
+	qNeighbour  = "kfz/zulassung"
+	noiseWriter = "another service"
+)
+
+func (st *qStore) rec() LeaseRecord { return st.entries[qEntry] }
 
 type qSite struct {
 	id   int
@@ -266,6 +281,9 @@ func simulateQuorum(seed uint64, world qWorld, rules qRules, tracing bool) qResu
 		if world.faults {
 			s.scheduleManagerRestart(x)
 		}
+	}
+	for a := range qSites {
+		s.scheduleNoise(a)
 	}
 	if world.faults {
 		for i := range qSites {
@@ -428,21 +446,52 @@ func (s *qSim) request(x *qSite, a int, handle func() func()) {
 
 func (s *qSim) commit(a int, rec LeaseRecord) (LeaseRecord, bool) {
 	st := &s.stores[a]
-	if rec.ResourceVersion != st.rec.ResourceVersion {
-		return st.rec, false
+	batch := []EntryWrite{{Key: qEntry, Record: rec}}
+	if s.chance(0.2) {
+		// Another service's write of the same record goes in the same batch.
+		noise := EntryWrite{Key: qNeighbour, Record: RenewedRecord(st.entries[qNeighbour], noiseWriter, s.rules.policy, time.Time{})}
+		batch = append(batch, noise)
+		if s.chance(0.5) {
+			batch[0], batch[1] = batch[1], batch[0]
+		}
 	}
-	st.rev++
-	rec.ResourceVersion = strconv.Itoa(st.rev)
-	st.rec = rec
+	res := s.applyBatch(a, batch)
+	got := res[slices.IndexFunc(batch, func(w EntryWrite) bool { return w.Key == qEntry })]
+	if !got.OK {
+		return got.Record, false
+	}
+	rec = got.Record
 	s.result.stats.maxEpoch = max(s.result.stats.maxEpoch, rec.Epoch)
 	s.logf("%s's copy is now holder %q epoch %d configs %s rv %s", qNames[a], rec.Holder, rec.Epoch, FormatConfigs(rec.Configs), rec.ResourceVersion)
 	s.notify(a)
 	return rec, true
 }
 
+// applyBatch stores a batch of entry writes in arbiter a's shared record.
+func (s *qSim) applyBatch(a int, batch []EntryWrite) []EntryResult {
+	st := &s.stores[a]
+	next, res := s.rules.applyEntries(st.entries, batch, func() string {
+		st.rev++
+		return strconv.Itoa(st.rev)
+	})
+	st.entries = next
+	return res
+}
+
+// scheduleNoise has another service write its entry in arbiter a's record now and then.
+func (s *qSim) scheduleNoise(a int) {
+	s.at(s.now+s.uniform(time.Second, 20*time.Second), func() {
+		if s.siteUp[a] {
+			st := &s.stores[a]
+			s.applyBatch(a, []EntryWrite{{Key: qNeighbour, Record: RenewedRecord(st.entries[qNeighbour], noiseWriter, s.rules.policy, time.Time{})}})
+		}
+		s.scheduleNoise(a)
+	})
+}
+
 // notify sends arbiter a's copy to both managers' watches.
 func (s *qSim) notify(a int) {
-	cur := s.stores[a].rec
+	cur := s.stores[a].rec()
 	for _, x := range s.sites {
 		inc := x.incarnation
 		s.send(a, x.id, func() {
@@ -455,7 +504,7 @@ func (s *qSim) notify(a int) {
 
 func (s *qSim) read(x *qSite, a int) {
 	s.request(x, a, func() func() {
-		cur := s.stores[a].rec
+		cur := s.stores[a].rec()
 		return func() { s.observe(x, a, cur) }
 	})
 }
@@ -573,6 +622,16 @@ func (s *qSim) step(x *qSite) {
 	// depends loosely on the world, and is otherwise random: safety must not depend on it.
 	st.PartnerReady = other.up && !other.sick && !x.partnerLagging || x.partnerLagging && x.staleCopy
 	st.CopyWithinRPO = !x.staleCopy
+	// Writes of the arbiters' shared records for other services come and go.
+	st.Batch = nil
+	for _, a := range qNames {
+		if s.chance(0.2) {
+			if st.Batch == nil {
+				st.Batch = map[string]bool{}
+			}
+			st.Batch[a] = true
+		}
+	}
 
 	before := st
 	next, plan := Step(x.policy, st, now)
@@ -792,10 +851,9 @@ func (s *qSim) cut(i int) {
 // scheduleDeletion deletes arbiter i's copy by hand now and then.
 func (s *qSim) scheduleDeletion(i int) {
 	s.at(s.now+s.uniform(5*time.Minute, 30*time.Minute), func() {
-		if s.siteUp[i] && s.stores[i].rec.Exists() {
+		if s.siteUp[i] && s.stores[i].rec().Exists() {
 			s.result.stats.deletions++
-			s.stores[i].rev++
-			s.stores[i].rec = LeaseRecord{}
+			s.applyBatch(i, []EntryWrite{{Key: qEntry, Delete: true}})
 			s.logf("someone deletes %s's copy", qNames[i])
 			s.notify(i)
 		}

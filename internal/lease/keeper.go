@@ -8,6 +8,13 @@
 // and writes run in their own goroutines, each bounded by the call timeout, and report back
 // to the loop; so a hanging arbiter never delays a decision, and the fence deadline is a
 // timer of the loop's own.
+//
+// A copy is a Lease of its own (KubeStore) or an entry of a shared record (Records,
+// EntryStore): one writer per record gathers the entry writes of every service that are due,
+// for Linger, and stores them with one compare-and-swap of the record, so that the services
+// of a record cost one write per renewal interval together. The keeper tells Step which
+// records have a write gathering (ServiceState.Batch), and a record that opens one wakes the
+// loops of its other services, so that their renewals join it.
 package lease
 
 import (
@@ -138,6 +145,7 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 	if !ok {
 		r = &runner{key: key, k: k, wake: make(chan struct{}, 1), results: make(chan result, 16), done: make(chan struct{}), in: in}
 		k.services[key] = r
+		subscribe(in.Stores, r.poke)
 		// The first decision is due at once, whichever clock the keeper runs on.
 		r.poke()
 		if k.ctx != nil {
@@ -148,7 +156,18 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 	r.mu.Lock()
 	r.in = in
 	r.mu.Unlock()
+	subscribe(in.Stores, r.poke)
 	r.poke()
+}
+
+// subscribe lets the shared records among stores wake a service's loop when a write opens
+// that its renewals may join.
+func subscribe(stores map[string]Store, wake func()) {
+	for _, st := range stores {
+		if b, ok := st.(Batcher); ok {
+			b.Subscribe(wake)
+		}
+	}
 }
 
 // Remove stops a service's loop; it does not touch the copies.
@@ -158,6 +177,14 @@ func (k *Keeper) Remove(key types.NamespacedName) {
 	delete(k.services, key)
 	k.mu.Unlock()
 	if ok {
+		r.mu.Lock()
+		stores := r.in.Stores
+		r.mu.Unlock()
+		for _, st := range stores {
+			if b, ok := st.(Batcher); ok {
+				b.Unsubscribe()
+			}
+		}
 		close(r.done)
 	}
 }
@@ -290,6 +317,14 @@ func (r *runner) step(ctx context.Context) time.Time {
 	st := in.State
 	st.Arbiters, st.Claim, st.OwnRead, st.Fenced = r.state.Arbiters, r.state.Claim, r.state.OwnRead, r.fenced
 	st.HoldUntil = r.holdUntil
+	for a, store := range in.Stores {
+		if b, ok := store.(Batcher); ok && b.Open() {
+			if st.Batch == nil {
+				st.Batch = map[string]bool{}
+			}
+			st.Batch[a] = true
+		}
+	}
 	next, plan := failover.Step(in.Policy, st, now)
 	r.state = next
 
