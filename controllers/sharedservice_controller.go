@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -103,6 +106,7 @@ type SharedServiceReconciler struct {
 	// keeper keeps every service's lease; leaseClients are its own clients, and
 	// leaseStates what the reconcile keeps per service beside it.
 	keeper       *lease.Keeper
+	records      *lease.Records
 	leaseClients *leaseClients
 	leaseMu      sync.Mutex
 	leaseStates  map[types.NamespacedName]*leaseState
@@ -192,6 +196,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		tick = clock.RealClock{}
 	}
 	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.events.TryNotify, Observe: r.observeProbe})
+	r.records = lease.NewRecords(tick, lease.RecordOptions{WriteTimeout: leaseCallTimeout})
 	r.keeper = lease.New(tick, lease.Options{
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
@@ -205,6 +210,8 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices/finalizers,verbs=update
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=switchovers,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
+// The shared lease records live in the namespace deich-leases, which the first write creates.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=create
 // The kinds a SharedService mirrors by default are readable at this site, and patchable:
 // fencing and promotion switch them between active and standby form. Secrets and custom
 // resources must be granted explicitly (see docs/operations.md).
@@ -231,7 +238,7 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
 			builder.WithPredicates(readyChanged{})).
-		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(serviceForLease)).
+		Watches(&coordinationv1.Lease{}, leaseRecordHandler{}).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		// Reconciles wait for the peer's answers; a few workers keep one slow service from
@@ -264,14 +271,68 @@ func (r *SharedServiceReconciler) listServices(ctx context.Context, sel client.M
 	return reqs
 }
 
-// serviceForLease maps a service's lease at this site to the service: a release or a
-// takeover written here is acted on at once.
-func serviceForLease(_ context.Context, o client.Object) []reconcile.Request {
-	name, ok := strings.CutPrefix(o.GetName(), failover.LeaseNamePrefix)
-	if !ok || o.GetLabels()[render.LabelManagedBy] != render.ManagedByDeich {
-		return nil
+// leaseRecordHandler maps a change of a shared lease record at this site to the services
+// whose copy changed holder or epoch, or appeared or went: a release or a takeover written here
+// is acted on at once, while a renewal, which changes neither, wakes nobody.
+type leaseRecordHandler struct{}
+
+func (leaseRecordHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueChangedEntries(q, nil, e.Object)
+}
+
+func (leaseRecordHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueChangedEntries(q, e.ObjectOld, e.ObjectNew)
+}
+
+func (leaseRecordHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueueChangedEntries(q, e.Object, nil)
+}
+
+func (leaseRecordHandler) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func enqueueChangedEntries(q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
+	for _, key := range changedEntries(before, after) {
+		q.Add(reconcile.Request{NamespacedName: key})
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// changedEntries lists the services whose entry differs in holder, epoch or existence between
+// two versions of a shared record at this site (nil: none); a record Deich cannot read counts
+// as having no entries.
+func changedEntries(before, after client.Object) []types.NamespacedName {
+	entries := func(o client.Object) map[string]failover.LeaseRecord {
+		l, ok := o.(*coordinationv1.Lease)
+		if !ok || l == nil || l.Namespace != lease.PartnerLeaseNamespace || l.Labels[render.LabelManagedBy] != render.ManagedByDeich {
+			return nil
+		}
+		e, err := failover.EntriesFromLease(l)
+		if err != nil {
+			return nil
+		}
+		return e
+	}
+	old, cur := entries(before), entries(after)
+	var out []types.NamespacedName
+	for _, k := range slices.Sorted(maps.Keys(old)) {
+		if _, ok := cur[k]; !ok {
+			out = appendEntry(out, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
+		o, ok := old[k]
+		if n := cur[k]; !ok || o.Holder != n.Holder || o.Epoch != n.Epoch {
+			out = appendEntry(out, k)
+		}
+	}
+	return out
+}
+
+func appendEntry(out []types.NamespacedName, key string) []types.NamespacedName {
+	if ns, name, ok := strings.Cut(key, "/"); ok {
+		out = append(out, types.NamespacedName{Namespace: ns, Name: name})
+	}
+	return out
 }
 
 // serviceForSwitchover maps a Switchover to the service it moves.
@@ -883,7 +944,15 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 	u.SetNamespace(s.svc.Namespace)
 	u.SetLabels(map[string]string{render.LabelSourceSite: r.site})
 	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: s.now.UTC().Format(time.RFC3339Nano)})
-	_, err = s.conn.Writer().Apply(ctx, sharedServiceResource, u)
+	peerSite := s.conn.Writer()
+	_, err = peerSite.Apply(ctx, sharedServiceResource, u)
+	if apierrors.IsNotFound(err) {
+		// A service that selects nothing yet may be the first of its namespace there.
+		if err := peerSite.EnsureNamespace(ctx, s.svc.Namespace); err != nil {
+			return err
+		}
+		_, err = peerSite.Apply(ctx, sharedServiceResource, u)
+	}
 	return err
 }
 

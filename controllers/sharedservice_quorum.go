@@ -11,7 +11,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,7 +23,6 @@ import (
 	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/peer"
-	"github.com/deich-io/deich/internal/render"
 )
 
 const (
@@ -38,8 +36,10 @@ const (
 
 // DefaultLeaseQPS and DefaultLeaseBurst rate-limit the lease keeper's own client to each
 // cluster, apart from mirroring's, so that a large mirroring round never delays a renewal.
-// A manager sends about 3 × services / leaseDuration requests per second to each cluster
-// that holds copies: the default covers 1,000 services with a 15s lease at 1.5 times that.
+// The services of a pair of sites share lease.RecordShards records at each cluster, so a
+// manager sends at most about 2 × 3 × records / leaseDuration writes per second to each
+// cluster that holds copies, however many services there are; the budget covers failovers,
+// in which records are written again and again as their services' claims change.
 const (
 	DefaultLeaseQPS   float32 = 300
 	DefaultLeaseBurst int     = 600
@@ -289,18 +289,21 @@ func leaseTarget(site string, svc *deichv1alpha1.SharedService, witness *deichv1
 	return failover.TwoSiteConfig(partner)
 }
 
-// leaseStores are the copies of svc's lease this site can reach, by arbiter.
-func (r *SharedServiceReconciler) leaseStores(ctx context.Context, svc *deichv1alpha1.SharedService, witness *deichv1alpha1.ReplicationPeer, arbiters []string) map[string]lease.Store {
+// leaseStores are the copies of svc's lease this site can reach, by arbiter: each an entry
+// of a shared record (lease.RecordKey), in PartnerLeaseNamespace at a partner's cluster and in
+// the witness's lease namespace at a witness.
+func (r *SharedServiceReconciler) leaseStores(ctx context.Context, svc *deichv1alpha1.SharedService, witness *deichv1alpha1.ReplicationPeer, arbiters []string) map[string]*lease.EntryStore {
 	owner := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
-	labels := map[string]string{render.LabelManagedBy: render.ManagedByDeich, render.LabelSharedService: svc.Name}
-	stores := map[string]lease.Store{}
+	entry := lease.EntryKey(owner)
+	partnerKey := lease.RecordKey(lease.PartnerLeaseNamespace, svc.Spec.PrimarySite, svc.Spec.StandbySite, owner)
+	stores := map[string]*lease.EntryStore{}
 	for _, a := range arbiters {
 		if a == r.site {
 			r.leaseClients.mu.Lock()
 			c := r.leaseClients.local
 			r.leaseClients.mu.Unlock()
 			if c != nil {
-				stores[a] = lease.KubeStore{Client: c, Key: lease.PartnerKey(owner), Labels: labels}
+				stores[a] = r.records.Entry(lease.RecordRef{Arbiter: a, Client: c, Key: partnerKey, CreateNamespace: true}, entry)
 			}
 			continue
 		}
@@ -313,7 +316,7 @@ func (r *SharedServiceReconciler) leaseStores(ctx context.Context, svc *deichv1a
 			continue
 		}
 		if a == svc.Spec.PrimarySite || a == svc.Spec.StandbySite {
-			stores[a] = lease.KubeStore{Client: c, Key: lease.PartnerKey(owner), Labels: labels, CreateNamespace: true}
+			stores[a] = r.records.Entry(lease.RecordRef{Arbiter: a, Client: c, Key: partnerKey, CreateNamespace: true}, entry)
 			continue
 		}
 		// A witness: the service's own, or one its claim still needs while the witness is
@@ -326,9 +329,18 @@ func (r *SharedServiceReconciler) leaseStores(ctx context.Context, svc *deichv1a
 				continue
 			}
 		}
-		stores[a] = lease.KubeStore{Client: c, Key: lease.WitnessKey(w.Spec.WitnessLeaseNamespace(), owner), Labels: labels}
+		key := lease.RecordKey(w.Spec.WitnessLeaseNamespace(), svc.Spec.PrimarySite, svc.Spec.StandbySite, owner)
+		stores[a] = r.records.Entry(lease.RecordRef{Arbiter: a, Client: c, Key: key}, entry)
 	}
 	return stores
+}
+
+func asStores(entries map[string]*lease.EntryStore) map[string]lease.Store {
+	out := make(map[string]lease.Store, len(entries))
+	for a, e := range entries {
+		out[a] = e
+	}
+	return out
 }
 
 // keepLease hands the lease keeper what this reconcile learned and returns its snapshot.
@@ -404,7 +416,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	r.keeper.Update(s.owner, lease.Inputs{
 		Policy: policy,
 		State:  state,
-		Stores: r.leaseStores(ctx, svc, s.witness, arbiters),
+		Stores: asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
 		Fencer: serviceFencer{
 			r: r, owner: s.owner, state: ls,
 			form: formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby},
@@ -470,16 +482,12 @@ func (r *SharedServiceReconciler) deleteLeases(ctx context.Context, svc *deichv1
 	}
 	var errs []string
 	for a, st := range r.leaseStores(ctx, svc, witness, arbiters) {
-		ks, ok := st.(lease.KubeStore)
-		if !ok {
-			continue
-		}
-		if err := ks.Client.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ks.Key.Namespace, Name: ks.Key.Name}}); err != nil && !apierrors.IsNotFound(err) {
+		if err := st.Delete(ctx); err != nil {
 			errs = append(errs, fmt.Sprintf("at %s: %v", a, err))
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("delete the copies of lease %s: %s", failover.LeaseName(svc.Name), strings.Join(errs, "; "))
+		return fmt.Errorf("delete the copies of the lease of %s/%s: %s", svc.Namespace, svc.Name, strings.Join(errs, "; "))
 	}
 	logf.FromContext(ctx).V(1).Info("Deleted the lease's copies", "arbiters", arbiters)
 	return nil

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
 )
@@ -288,8 +289,10 @@ func TestSharedServiceQuorumConditionFollowsItsWitness(t *testing.T) {
 		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(And(
 			HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)),
 			HaveField("Status.Quorum", Equal("3/3"))))
-		g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: "quorum-witness", Name: "deich-" + ns + "." + svc.Name}, &coordinationv1.Lease{})).
-			To(Succeed())
+		owner := client.ObjectKeyFromObject(svc)
+		rec, err := lease.ReadEntry(ctx, schwerin.Client, lease.RecordKey("quorum-witness", svc.Spec.PrimarySite, svc.Spec.StandbySite, owner), owner)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(rec.HeldBy(testenv.SiteKiel)).To(BeTrue(), "the witness's copy: %+v", rec)
 
 		// Each site judges its own peers: mv-schwerin has none for the witness.
 		g.Eventually(quorum(schwerin)).

@@ -574,8 +574,8 @@ type FailoverRecord struct {
 }
 
 // LeaseStatus shows the lease that decides which site may serve, as this site last read its
-// copies: coordination.k8s.io/v1 Leases named deich-<service> in the service's namespace at
-// the partners' clusters, and deich-<namespace>.<service> in the witness's lease namespace.
+// copies: entries of the shared records (coordination.k8s.io/v1 Leases) in the namespace
+// deich-leases at the partners' clusters and in the witness's lease namespace at the witness.
 // The fields other than storedAt and epoch describe the copy with the highest epoch.
 type LeaseStatus struct {
 	// holder is the site that holds the lease; empty when it was released.

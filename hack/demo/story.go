@@ -382,7 +382,7 @@ func (st *story) standbyDark(ctx context.Context) error {
 	}
 	show(st.out, st.cfg, primary, "-n", namespace, "get", "sharedservices", "-o", "wide")
 	show(st.out, st.cfg, witness, "-n", testenv.WitnessNamespace, "get", "leases", "-o",
-		"custom-columns=NAME:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime")
+		`custom-columns=RECORD:.metadata.name,SERVICES:.metadata.annotations.resilience\.deich\.io/entry-count,WRITTEN:.spec.renewTime`)
 	if serving != samples {
 		st.out.say("Result: %s did NOT serve %s throughout: %d of %d samples without ready pods or with the service fenced (longest gap %s).",
 			primary, service, samples-serving, samples, longestGap.Round(100*time.Millisecond))

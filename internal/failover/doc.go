@@ -19,14 +19,14 @@
 //
 // # The lease and its copies
 //
-// A service's lease is a set of coordination.k8s.io/v1 Leases, one copy at each of its
-// arbiters: sites whose clusters store a copy. At each partner's cluster the copy is
-// deich-<service> (LeaseName) in the service's namespace; the witness keeps its copies in
-// the namespace it gave the pair of sites. A copy's spec (LeaseRecord) says who holds it
-// (holderIdentity: a site name, empty once released), leaseDurationSeconds, acquireTime,
-// renewTime and leaseTransitions; its annotations carry two stamps: the epoch of the claim
-// that wrote it, and the configurations of arbiters that claim had to hold a majority of
-// (Config; EpochAnnotation, ConfigsAnnotation).
+// A service's lease is a set of copies, one at each of its arbiters: sites whose clusters
+// store a copy. A copy is an entry of a coordination.k8s.io/v1 Lease that the services of one
+// pair of sites share (see "Shared records" below; the keeper's package says where they live).
+// A copy (LeaseRecord) says who holds it (a site name, empty once released), its lease
+// duration, acquire and renew times, how often its holder changed, and two stamps: the epoch
+// of the claim that wrote it, and the configurations of arbiters that claim had to hold a
+// majority of (Config). A copy can also be a Lease of its own (RecordFromLease, ApplyRecord),
+// with the stamps in its annotations (EpochAnnotation, ConfigsAnnotation).
 //
 // Each site's spec gives Step a target configuration (ServiceState.Target):
 //   - With a witness (spec.witnessSite), QuorumConfig: the primary's cluster, the standby's
@@ -43,10 +43,9 @@
 //
 // # Shared records
 //
-// A copy need not be an object of its own. The copies that services keep at one arbiter, in
-// one namespace, may be entries of a shared record: a Lease whose annotation
-// EntriesAnnotation maps each service's key to its copy, each entry with a version of its
-// own. The keeper then sends one write of the record for every service whose write is due,
+// A copy need not be an object of its own. The copies that services keep at one arbiter are
+// entries of shared records: Leases whose annotation EntriesAnnotation maps each service's
+// key to its copy, each entry with a version of its own. The keeper then sends one write of the record for every service whose write is due,
 // and Step's Batch input lets a renewal that falls due within half an interval join such a
 // write, so that the services of a record renew together: the active writes records ×
 // arbiters × 3 / D times per second instead of services × arbiters × 3 / D.

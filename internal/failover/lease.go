@@ -9,17 +9,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// LeaseNamePrefix starts the name of every service's lease, so `kubectl get leases` shows
-// which leases are Deich's.
+// LeaseNamePrefix starts the name of every Lease Deich writes for services, so `kubectl get
+// leases` shows which are Deich's.
 const LeaseNamePrefix = "deich-"
-
-// LeaseName is the name of a service's copy of the lease at each partner's cluster, in the
-// service's namespace (the witness keeps its copies in one namespace for all services, under
-// longer names). SharedService names are at most 63 characters, so the result is a valid
-// object name.
-func LeaseName(service string) string {
-	return LeaseNamePrefix + service
-}
 
 // LeaseRecord is what one copy of a service's lease says. A zero ResourceVersion means the
 // copy does not exist; otherwise it is the precondition of the compare-and-swap a write of this record
@@ -89,7 +81,7 @@ func RecordFromLease(l *coordinationv1.Lease) LeaseRecord {
 
 // ApplyRecord writes r into l's spec and sets l's resourceVersion to r's, so that an update
 // of l succeeds only if the lease is still the one r was decided on. The controller sets
-// the name (LeaseName) and namespace, creates l when r.ResourceVersion is empty and updates
+// the name and namespace, creates l when r.ResourceVersion is empty and updates
 // it otherwise; it must never replace the resourceVersion with one read later.
 func ApplyRecord(l *coordinationv1.Lease, r LeaseRecord) {
 	l.ResourceVersion = r.ResourceVersion

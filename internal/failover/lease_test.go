@@ -10,12 +10,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-func TestLeaseName(t *testing.T) {
-	if got, want := LeaseName("buergerkonto"), "deich-buergerkonto"; got != want {
-		t.Errorf("LeaseName() = %q, want %q", got, want)
-	}
-}
-
 func TestRecordFromLease(t *testing.T) {
 	acquired := time.Date(2026, time.March, 1, 2, 0, 0, 123456000, time.UTC)
 	renewed := acquired.Add(90 * time.Second)

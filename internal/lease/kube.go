@@ -9,33 +9,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/render"
 )
 
-// PartnerKey is where a partner's cluster stores a service's copy: failover.LeaseName in the
-// service's namespace.
-func PartnerKey(svc types.NamespacedName) client.ObjectKey {
-	return client.ObjectKey{Namespace: svc.Namespace, Name: failover.LeaseName(svc.Name)}
-}
-
-// WitnessKey is where a witness stores a service's copy: in the namespace the witness gave
-// the partners (ReplicationPeer spec.leaseNamespace), named deich-<namespace>.<name> so that
-// services of different namespaces do not collide. Namespaces and names are DNS labels, so
-// the result is a valid object name.
-func WitnessKey(leaseNamespace string, svc types.NamespacedName) client.ObjectKey {
-	return client.ObjectKey{Namespace: leaseNamespace, Name: failover.LeaseNamePrefix + svc.Namespace + "." + svc.Name}
-}
-
-// KubeStore is a Store on a coordination.k8s.io/v1 Lease in one cluster.
+// KubeStore is a Store on a coordination.k8s.io/v1 Lease of its own in one cluster: one
+// copy per Lease. The manager keeps its copies in shared records (Records) instead;
+// BenchmarkLeaseTraffic compares the two.
 type KubeStore struct {
 	// Client reaches the arbiter's API server; it should read directly, not from a cache,
 	// so that every Read is a fresh observation.
 	Client client.Client
-	// Key is where the Lease lives (PartnerKey, WitnessKey).
+	// Key is where the Lease lives.
 	Key client.ObjectKey
 	// Labels are set on the Lease when Deich writes it, for `kubectl get leases -l`.
 	Labels map[string]string

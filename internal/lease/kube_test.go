@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/lease"
@@ -25,10 +26,8 @@ func TestKubeStoreOnARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := types.NamespacedName{Namespace: "buergerkonto", Name: "buergerkonto"}
-	s := lease.KubeStore{Client: site.Client, Key: lease.WitnessKey("deich-witness", svc), Labels: map[string]string{"app.kubernetes.io/managed-by": "deich"}}
-	if got := s.Key.Name; got != "deich-buergerkonto.buergerkonto" {
-		t.Errorf("witness lease name = %q", got)
-	}
+	s := lease.KubeStore{Client: site.Client, Key: client.ObjectKey{Namespace: "deich-witness", Name: "deich-" + svc.Namespace + "." + svc.Name},
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "deich"}}
 
 	rec, err := s.Read(ctx)
 	if err != nil || rec.Exists() {
@@ -72,11 +71,11 @@ func TestKubeStoreCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
 	now := time.Now().Truncate(time.Microsecond)
 	rec := failover.LeaseRecord{Holder: testenv.SiteKiel, Duration: 30 * time.Second, AcquireTime: now, RenewTime: now, Epoch: 1}
 
-	witness := lease.KubeStore{Client: site.Client, Key: lease.WitnessKey("no-such-namespace", svc)}
+	witness := lease.KubeStore{Client: site.Client, Key: client.ObjectKey{Namespace: "no-such-namespace", Name: "deich-" + svc.Name}}
 	if _, err := witness.Write(ctx, rec); err == nil || errors.Is(err, lease.ErrConflict) {
 		t.Errorf("writing into a missing namespace without CreateNamespace: %v, want an error", err)
 	}
-	partner := lease.KubeStore{Client: site.Client, Key: lease.PartnerKey(svc), CreateNamespace: true}
+	partner := lease.KubeStore{Client: site.Client, Key: client.ObjectKey{Namespace: svc.Namespace, Name: "deich-" + svc.Name}, CreateNamespace: true}
 	got, err := partner.Write(ctx, rec)
 	if err != nil || !got.HeldBy(testenv.SiteKiel) {
 		t.Fatalf("writing with CreateNamespace: %+v, %v", got, err)

@@ -314,6 +314,23 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 			}
 			continue // the entries may be stale: read the record and try again
 		}
+		if len(next) == 0 {
+			// The last entry went: the record goes too (or is never created).
+			if base == nil {
+				return results, nil
+			}
+			sentAt := r.rs.clock.Now()
+			switch err := c.Delete(ctx, base, client.Preconditions{ResourceVersion: &base.ResourceVersion}); {
+			case err == nil:
+				r.remember(nil, sentAt)
+				return results, nil
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				continue // it changed, or went, since it was read
+			default:
+				r.forget()
+				return nil, fmt.Errorf("delete lease %s: %w", r.key, err)
+			}
+		}
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name,
 			Labels: map[string]string{render.LabelManagedBy: render.ManagedByDeich}}}
 		if base != nil {
@@ -326,6 +343,8 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 			return nil, fmt.Errorf("write lease %s: %d entries take %d bytes, more than %d: %w", r.key, len(next), n, maxEntriesBytes, ErrRecordTooLarge)
 		}
 		sentAt := r.rs.clock.Now()
+		// For people: when the record was last written, by the writer's clock.
+		l.Spec.RenewTime = &metav1.MicroTime{Time: sentAt}
 		if base == nil {
 			err = c.Create(ctx, l)
 			if apierrors.IsNotFound(err) && createNS {

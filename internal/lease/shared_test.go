@@ -11,6 +11,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/lease"
+	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
 )
 
@@ -315,5 +317,45 @@ func TestServicesThatShareRecordsRenewTogether(t *testing.T) {
 		if !f.serving.Load() {
 			t.Error("a service stopped serving")
 		}
+	}
+}
+
+// TestSharedRecordCreatesAMissingNamespaceOnlyWhenAllowed: a partner's cluster may lack the
+// namespace of the shared records before the first write; CreateNamespace lets that write
+// create it, and only then. A record whose last entry is deleted goes too.
+func TestSharedRecordCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
+	site := startSite(t)
+	ctx := context.Background()
+	rec := failover.LeaseRecord{Holder: testenv.SiteKiel, Duration: 30 * time.Second, Epoch: 1}
+	rs := lease.NewRecords(clock.RealClock{}, lease.RecordOptions{})
+
+	witness := rs.Entry(lease.RecordRef{Arbiter: testenv.SiteHamburg, Client: site.Client, Key: client.ObjectKey{Namespace: "no-such-namespace", Name: "deich-0"}}, "kita/kita")
+	if _, err := witness.Write(ctx, rec); err == nil || errors.Is(err, lease.ErrConflict) {
+		t.Errorf("writing into a missing namespace without CreateNamespace: %v, want an error", err)
+	}
+	key := lease.RecordKey(lease.PartnerLeaseNamespace, testenv.SiteSchwerin, testenv.SiteKiel, types.NamespacedName{Namespace: "kita", Name: "kita"})
+	partner := rs.Entry(lease.RecordRef{Arbiter: testenv.SiteKiel, Client: site.Client, Key: key, CreateNamespace: true}, "kita/kita")
+	if got, err := partner.Write(ctx, rec); err != nil || !got.HeldBy(testenv.SiteKiel) {
+		t.Fatalf("writing with CreateNamespace: %+v, %v", got, err)
+	}
+	ns := &corev1.Namespace{}
+	if err := site.Client.Get(ctx, client.ObjectKey{Name: lease.PartnerLeaseNamespace}, ns); err != nil {
+		t.Fatalf("namespace %s was not created: %v", lease.PartnerLeaseNamespace, err)
+	}
+	if ns.Labels[render.LabelManagedBy] != render.ManagedByDeich {
+		t.Errorf("namespace labels = %v, want managed-by deich", ns.Labels)
+	}
+	l := &coordinationv1.Lease{}
+	if err := site.Client.Get(ctx, key, l); err != nil || l.Labels[render.LabelManagedBy] != render.ManagedByDeich {
+		t.Errorf("record %s: labels %v, %v; want managed-by deich", key, l.Labels, err)
+	}
+	if err := partner.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := site.Client.Get(ctx, key, l); !apierrors.IsNotFound(err) {
+		t.Errorf("the record of a deleted last entry: %v, want it gone", err)
+	}
+	if err := partner.Delete(ctx); err != nil {
+		t.Errorf("deleting an entry of a record that is gone: %v", err)
 	}
 }

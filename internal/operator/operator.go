@@ -30,6 +30,7 @@ import (
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/controllers"
 	"github.com/deich-io/deich/internal/informers"
+	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/peer"
 	"github.com/deich-io/deich/internal/render"
 )
@@ -206,8 +207,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 				// Peer credentials are the only Secrets the manager reads for itself; it
 				// neither caches nor may read Secrets of other namespaces for that purpose.
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
-				// Only the services' leases, not every Lease of the cluster (node heartbeats).
-				&coordinationv1.Lease{}: {Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByDeich})},
+				// Only the shared records of the services' leases, not every Lease of the
+				// cluster (node heartbeats, leader elections).
+				&coordinationv1.Lease{}: {
+					Namespaces: map[string]cache.Config{lease.PartnerLeaseNamespace: {}},
+					Label:      labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByDeich}),
+				},
 			},
 		},
 		Controller: config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},

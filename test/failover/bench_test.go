@@ -11,12 +11,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
-	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
 )
@@ -83,9 +80,7 @@ func measureFailover(ctx context.Context, b *testing.B, ns string, lease, probe 
 	g.Expect(stopManager(kiel)).To(Succeed())
 	toKiel.Cut()
 	toKielService.Cut()
-	l := &coordinationv1.Lease{}
-	g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: failover.LeaseName(s.name)}, l)).To(Succeed())
-	lastRenewal := l.Spec.RenewTime.Time
+	lastRenewal := s.leaseEntry(ctx, g, schwerin).RenewTime
 
 	var detected time.Time
 	g.Eventually(func() bool {
@@ -102,9 +97,9 @@ func measureFailover(ctx context.Context, b *testing.B, ns string, lease, probe 
 		return false
 	}, 2*time.Minute, 20*time.Millisecond).Should(BeTrue())
 	served := s.servingSince(ctx, g, schwerin, 2*time.Minute)
-	g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: failover.LeaseName(s.name)}, l)).To(Succeed())
-	g.Expect(*l.Spec.HolderIdentity).To(Equal(testenv.SiteSchwerin))
-	acquired := l.Spec.AcquireTime.Time
+	entry := s.leaseEntry(ctx, g, schwerin)
+	g.Expect(entry.Holder).To(Equal(testenv.SiteSchwerin))
+	acquired := entry.AcquireTime
 
 	floor := lastRenewal.Add(lease + maxClockSkew)
 	mustWait := floor

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
@@ -202,12 +200,9 @@ func TestManagerKilledMidPromotionResumes(t *testing.T) {
 	svc.Status.LastFailover = &deichv1alpha1.FailoverRecord{From: testenv.SiteKiel, To: testenv.SiteSchwerin, Reason: "sh-kiel unreachable", DetectedAt: &detected}
 	svc.Status.Phase = deichv1alpha1.PhaseFailingOver
 	g.Expect(schwerin.Client.Status().Update(ctx, svc)).To(Succeed())
-	l := &coordinationv1.Lease{}
-	g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: failover.LeaseName(s.name)}, l)).To(Succeed())
-	holder := testenv.SiteSchwerin
-	l.Spec.HolderIdentity = &holder
-	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-	g.Expect(schwerin.Client.Update(ctx, l)).To(Succeed())
+	s.editLeaseEntry(ctx, g, schwerin, func(rec *failover.LeaseRecord) {
+		rec.Holder, rec.RenewTime = testenv.SiteSchwerin, time.Now()
+	})
 	g.Expect(s.replicas(ctx, schwerin)()).To(BeEquivalentTo(0))
 
 	g.Expect(startManager(schwerin)).To(Succeed())

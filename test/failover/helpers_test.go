@@ -9,14 +9,18 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
@@ -37,6 +41,38 @@ func newG(t testing.TB) Gomega {
 // service is one SharedService under test, in its own namespace, primary at sh-kiel.
 type service struct {
 	ns, name string
+}
+
+func (s service) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: s.ns, Name: s.name}
+}
+
+// leaseRecord is where site's cluster keeps the service's copy of the lease.
+func (s service) leaseRecord() client.ObjectKey {
+	return lease.RecordKey(lease.PartnerLeaseNamespace, testenv.SiteKiel, testenv.SiteSchwerin, s.key())
+}
+
+// leaseEntry reads the service's copy of the lease at site: its entry in the shared record.
+func (s service) leaseEntry(ctx context.Context, g Gomega, site *testenv.Site) failover.LeaseRecord {
+	rec, err := lease.ReadEntry(ctx, site.Client, s.leaseRecord(), s.key())
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	g.ExpectWithOffset(1, rec.Exists()).To(BeTrue(), "the copy of the lease of %s at %s", s.key(), site.Name)
+	return rec
+}
+
+// editLeaseEntry changes the service's copy of the lease at site by hand, as a write of a
+// manager would: with a version of its own.
+func (s service) editLeaseEntry(ctx context.Context, g Gomega, site *testenv.Site, edit func(*failover.LeaseRecord)) {
+	l := &coordinationv1.Lease{}
+	g.ExpectWithOffset(1, site.Client.Get(ctx, s.leaseRecord(), l)).To(Succeed())
+	entries, err := failover.EntriesFromLease(l)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	rec := entries[lease.EntryKey(s.key())]
+	edit(&rec)
+	rec.ResourceVersion = fmt.Sprintf("edited-by-hand-%d", time.Now().UnixNano())
+	entries[lease.EntryKey(s.key())] = rec
+	g.ExpectWithOffset(1, failover.ApplyEntries(l, entries)).To(Succeed())
+	g.ExpectWithOffset(1, site.Client.Update(ctx, l)).To(Succeed())
 }
 
 // setUp creates, at both sites, an objective named after the namespace, and at sh-kiel the

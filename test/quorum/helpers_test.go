@@ -11,7 +11,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -400,22 +399,26 @@ func leaseMessage(svc *deichv1alpha1.SharedService) string {
 	return fmt.Sprintf("held by %q: %s", svc.Status.Lease.Holder, svc.Status.Lease.Message)
 }
 
-// leaseCopy reads the copy of the service's lease at arbiter: at a partner, deich-<service> in
-// the service's namespace; at the witness, deich-<namespace>.<service> in its lease namespace.
+// leaseCopy reads the copy of the service's lease at arbiter: its entry in the shared record,
+// in lease.PartnerLeaseNamespace at a partner and in the witness's lease namespace there.
 func (s service) leaseCopy(ctx context.Context, arbiter string) func() (failover.LeaseRecord, error) {
 	return func() (failover.LeaseRecord, error) {
-		site, key := env.Site(arbiter), lease.PartnerKey(s.key())
+		ns := lease.PartnerLeaseNamespace
 		if arbiter == witness.Site.Name {
-			key = lease.WitnessKey(witness.Namespace, s.key())
+			ns = witness.Namespace
 		}
-		l := &coordinationv1.Lease{}
+		key := lease.RecordKey(ns, testenv.SiteKiel, testenv.SiteSchwerin, s.key())
 		ctx, cancel := context.WithTimeout(ctx, readTimeout)
 		defer cancel()
-		if err := site.Client.Get(ctx, key, l); err != nil {
+		rec, err := lease.ReadEntry(ctx, env.Site(arbiter).Client, key, s.key())
+		if err != nil {
 			// A plain error: gomega would print a StatusError field by field.
-			return failover.LeaseRecord{}, fmt.Errorf("read Lease %s at %s: %v", key, arbiter, err) //nolint:errorlint // flattened on purpose, see above
+			return failover.LeaseRecord{}, fmt.Errorf("read the copy at %s: %v", arbiter, err) //nolint:errorlint // flattened on purpose, see above
 		}
-		return failover.RecordFromLease(l), nil
+		if !rec.Exists() {
+			return rec, fmt.Errorf("no copy of the lease of %s at %s (record %s)", s.key(), arbiter, key)
+		}
+		return rec, nil
 	}
 }
 
