@@ -201,6 +201,16 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
 		Observe:     r.observeLease,
+		ObserveWrite: func(arbiter string, took time.Duration, err error) {
+			outcome := metrics.LeaseWriteOK
+			switch {
+			case errors.Is(err, lease.ErrConflict):
+				outcome = metrics.LeaseWriteConflict
+			case err != nil:
+				outcome = metrics.LeaseWriteError
+			}
+			metrics.LeaseWriteDuration.WithLabelValues(site, arbiter, outcome).Observe(took.Seconds())
+		},
 	})
 	return r
 }

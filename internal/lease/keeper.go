@@ -99,6 +99,10 @@ type Options struct {
 	// Observe, if set, is called after every decision with the service's Snapshot, for
 	// gauges that count down (the lease remaining); it must not block.
 	Observe func(types.NamespacedName, Snapshot)
+	// ObserveWrite, if set, is called with how long each write of a copy took, from the
+	// decision to send until its answer, and its outcome: nil, ErrConflict, or the error that
+	// left it unknown. It must not block.
+	ObserveWrite func(arbiter string, took time.Duration, err error)
 }
 
 // Keeper runs one loop per service.
@@ -433,6 +437,9 @@ func (r *runner) write(ctx context.Context, w failover.Write, sentAt time.Time, 
 		got, err = store.Write(c, w.Record)
 		return err
 	})
+	if f := r.k.opts.ObserveWrite; f != nil {
+		f(w.Arbiter, r.k.clock.Since(sentAt), err)
+	}
 	res := result{arbiter: w.Arbiter, w: w, sentAt: sentAt, rec: got, ok: err == nil}
 	if err != nil && !errors.Is(err, ErrConflict) {
 		res.err, res.errText = true, err.Error()

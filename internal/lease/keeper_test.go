@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"sync"
 	"testing"
@@ -255,4 +256,24 @@ func TestKeeperRestartRenewsBeforeItSwitchesAnything(t *testing.T) {
 		_, fences := h.fencer.state()
 		h.g.Expect(fences).To(BeNumerically(">=", 1))
 	})
+}
+
+func TestKeeperReportsEveryWriteItSent(t *testing.T) {
+	h := start(t, nil, true)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h.keeper.opts.ObserveWrite = func(arbiter string, took time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil && took >= 0 {
+			seen[arbiter]++
+		}
+	}
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.g.Eventually(func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}).Should(And(HaveKey(kiel), HaveKey(schwer), HaveKey(hamburg)), "the writes that created the three copies")
 }

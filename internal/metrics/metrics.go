@@ -121,8 +121,27 @@ var CopiesRendered = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Copies of a SharedService's objects the active site rendered for the standby; a full round of an unchanged service renders none.",
 }, []string{"namespace", "service"})
 
+// Outcomes of a lease write, the values of LeaseWriteDuration's label outcome.
+const (
+	// LeaseWriteOK is a write that the arbiter committed.
+	LeaseWriteOK = "ok"
+	// LeaseWriteConflict is a compare-and-swap that failed: the copy had changed.
+	LeaseWriteConflict = "conflict"
+	// LeaseWriteError is a write whose outcome is unknown: it failed or timed out.
+	LeaseWriteError = "error"
+)
+
+// LeaseWriteDuration is how long the lease keeper's writes of a service's copies take, from
+// the decision to send until the answer: the time a renewal takes, batching included.
+var LeaseWriteDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "deich_lease_write_duration_seconds",
+	Help:    "Time from sending a write of a copy of a service's lease until its answer, by arbiter and outcome (ok, conflict, error).",
+	Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
+}, []string{"site", "arbiter", "outcome"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
+		LeaseWriteDuration,
 		LeaseRemaining,
 		Serving,
 		Fenced,

@@ -333,13 +333,16 @@ func BenchmarkManagerMemory(b *testing.B) {
 		w := watchCopies(ctx, b, s.standby, ns)
 		done := w.expect(n)
 		cpu := ms.cpuProcesses(s).startCPU()
+		leaseBefore := leaseWrites(ctx, b, ms.active)
 		start := time.Now()
 		createService(ctx, b, s, ns)
 		waitAll(ctx, b, s, ms, done, key, n, w)
 		_, last := w.appearance()
 		use := cpu.stop()
+		leaseDuring := leaseWrites(ctx, b, ms.active).minus(leaseBefore)
 		waitSynced(ctx, b, s, ms, key, n)
 		fmt.Printf("\nmirrored %d ConfigMaps in %s (%.0f objects/s); cores used: %s\n", n, last.Sub(start).Round(time.Millisecond), float64(n)/last.Sub(start).Seconds(), use)
+		fmt.Printf("lease writes of the active manager meanwhile: %s\n", leaseDuring)
 
 		for _, m := range []*runningManager{ms.active, ms.standby} {
 			renderedBefore, err := testenv.ScrapeSum(ctx, m.metricsAddr, "deich_copies_rendered_total", "")
@@ -529,4 +532,37 @@ func listUnstructured(ctx context.Context, b *testing.B, site *testenv.Site, ns 
 		out[i] = list.Items[i].DeepCopy() // one allocation per object, as a watch decodes them
 	}
 	return out
+}
+
+// leaseWriteStats counts the lease keeper's writes of lease copies (deich_lease_write_duration_seconds).
+type leaseWriteStats struct {
+	total, overSecond, failed float64
+}
+
+func (a leaseWriteStats) minus(b leaseWriteStats) leaseWriteStats {
+	return leaseWriteStats{total: a.total - b.total, overSecond: a.overSecond - b.overSecond, failed: a.failed - b.failed}
+}
+
+func (a leaseWriteStats) String() string {
+	return fmt.Sprintf("%.0f, of which %.0f took longer than 1 s and %.0f failed or timed out", a.total, a.overSecond, a.failed)
+}
+
+// leaseWrites scrapes m's counts of lease writes, of those slower than a second, and of those
+// whose outcome is unknown.
+func leaseWrites(ctx context.Context, b *testing.B, m *runningManager) leaseWriteStats {
+	b.Helper()
+	const metric = "deich_lease_write_duration_seconds"
+	total, err := testenv.ScrapeSum(ctx, m.metricsAddr, metric+"_count", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	within, err := testenv.ScrapeSum(ctx, m.metricsAddr, metric+"_bucket", `le="1"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	failed, err := testenv.ScrapeSum(ctx, m.metricsAddr, metric+"_count", `outcome="error"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return leaseWriteStats{total: total, overSecond: total - within, failed: failed}
 }
