@@ -114,6 +114,9 @@ type SharedServiceReconciler struct {
 	// fullRounds records each active service's last full round of mirroring, heldCounts
 	// when each standby service last listed the copies it holds.
 	fullRounds, heldCounts roundLog
+	// stamps records when this process last stamped each active service's copy at the
+	// standby (mirrorService), so that a round need not read the copy to know.
+	stamps roundLog
 	// rendered remembers, per active service, which copies at the standby are current, so
 	// that a full round renders only what changed.
 	rendered renderCache
@@ -433,7 +436,8 @@ func (s *serviceScope) fail(reason, msg string, terminal bool) {
 	s.terminal = terminal
 }
 
-// Reconcile mirrors one SharedService.
+// Reconcile runs the phases of one SharedService (see phases) over a scope that lives for
+// the call, and writes the status they computed with one patch, whatever phase ended it.
 func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	svc := &deichv1alpha1.SharedService{}
 	if err := r.client.Get(ctx, req.NamespacedName, svc); err != nil {
@@ -458,34 +462,106 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}()
 
-	if r.roleOf(svc) == "" {
+	for _, p := range r.phases() {
+		res, done, err := p.run(ctx, s)
+		if err != nil || done {
+			if err != nil {
+				err = fmt.Errorf("%s: %w", p.name, err)
+			}
+			return res, err
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcilePhase is one step of a SharedService's reconcile. Each works on the scope the
+// earlier ones filled in; done ends the reconcile with the phase's result.
+type reconcilePhase struct {
+	name string
+	run  func(ctx context.Context, s *serviceScope) (result ctrl.Result, done bool, err error)
+}
+
+// phases are the steps of a reconcile, in order: whether this site takes part in the service,
+// its objective and kinds, its health checks, its lease, and then, by what the lease decided,
+// mirroring to the standby or reporting what this site holds as the standby.
+func (r *SharedServiceReconciler) phases() []reconcilePhase {
+	return []reconcilePhase{
+		{name: "participation", run: r.reconcileParticipation},
+		{name: "objective", run: r.reconcileObjective},
+		{name: "health", run: r.reconcileHealth},
+		{name: "lease", run: r.reconcileLease},
+		{name: "workload", run: r.reconcileWorkload},
+	}
+}
+
+// reconcileParticipation ends the reconcile when this site is not one of the service's
+// partners, or the namespace is one Deich never mirrors.
+func (r *SharedServiceReconciler) reconcileParticipation(_ context.Context, s *serviceScope) (ctrl.Result, bool, error) {
+	if r.roleOf(s.svc) == "" {
 		s.fail(deichv1alpha1.ServiceReasonNotParticipating, fmt.Sprintf("site %s is neither primarySite nor standbySite of this service", r.site), true)
 		r.forget(s.owner)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, true, nil
 	}
-	if reason := r.namespaceRefused(svc.Namespace); reason != "" {
+	if reason := r.namespaceRefused(s.svc.Namespace); reason != "" {
 		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, reason, true)
 		r.forget(s.owner)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, true, nil
 	}
-	s.quorum, s.witness = witnessQuorum(ctx, r.client, svc)
-	if !s.loadObjective(ctx, r.client) || !r.resolveKinds(s) {
-		return ctrl.Result{}, nil
-	}
+	return ctrl.Result{}, false, nil
+}
 
-	// The health checks judge the site the lease names; the lease keeper decides from them.
+// reconcileObjective loads the witness, the objective and the kinds the service mirrors; what
+// is missing is reported in a condition and waits for the object that supplies it.
+func (r *SharedServiceReconciler) reconcileObjective(ctx context.Context, s *serviceScope) (ctrl.Result, bool, error) {
+	s.quorum, s.witness = witnessQuorum(ctx, r.client, s.svc)
+	if !s.loadObjective(ctx, r.client) || !r.resolveKinds(s) {
+		return ctrl.Result{}, true, nil
+	}
+	return ctrl.Result{}, false, nil
+}
+
+// reconcileHealth takes the latest results of the health checks, which judge the site the
+// lease names.
+func (r *SharedServiceReconciler) reconcileHealth(_ context.Context, s *serviceScope) (ctrl.Result, bool, error) {
 	r.adoptLeaseView(s)
 	r.checkHealth(s)
 	setHealthCondition(s)
+	return ctrl.Result{}, false, nil
+}
+
+// reconcileLease hands the lease keeper what this reconcile learned and takes its decision.
+func (r *SharedServiceReconciler) reconcileLease(ctx context.Context, s *serviceScope) (ctrl.Result, bool, error) {
+	adoptSyncStamp(s.svc)
 	snap, ok := r.keepLease(ctx, s)
 	if !ok {
-		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, true, nil
 	}
 	s.lease = &snap
 	r.applyLeaseView(s)
 	r.failBack(ctx, s)
+	return ctrl.Result{}, false, nil
+}
 
-	var err error
+// adoptSyncStamp takes into status.lastSyncTime the time the active last confirmed this
+// site's copy of the service in sync (the annotation its mirroring stamps on the copy of the
+// SharedService here), when that is newer: before the lease decides, so that the RPO gate of a
+// promotion judges the latest evidence.
+func adoptSyncStamp(svc *deichv1alpha1.SharedService) {
+	stamp, ok := svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]
+	if !ok {
+		return
+	}
+	t, err := time.Parse(time.RFC3339Nano, stamp)
+	if err != nil || svc.Status.LastSyncTime != nil && !t.After(svc.Status.LastSyncTime.Time) {
+		return
+	}
+	svc.Status.LastSyncTime = &metav1.Time{Time: t}
+}
+
+// reconcileWorkload mirrors the service to the standby while this site serves (or hands
+// over), and reports what it holds as the standby otherwise.
+func (r *SharedServiceReconciler) reconcileWorkload(ctx context.Context, s *serviceScope) (ctrl.Result, bool, error) {
+	snap := s.lease
 	switch {
 	case !snap.read || snap.hold:
 		// Until the lease has been read, and while a manager that has just started renews
@@ -494,16 +570,17 @@ func (r *SharedServiceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if snap.message != "" {
 			s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonLeaseUnknown, snap.message)
 		}
-		result = ctrl.Result{RequeueAfter: time.Second}
+		return ctrl.Result{RequeueAfter: time.Second}, true, nil
 	case snap.serving || snap.handingOver:
-		result, err = r.reconcileActive(ctx, s)
+		result, err := r.reconcileActive(ctx, s)
 		if err == nil && s.synced.Status == metav1.ConditionTrue {
 			r.synced(s.owner, s.now)
 		}
+		return result, true, err
 	default:
-		result, err = r.reconcileStandby(ctx, s)
+		result, err := r.reconcileStandby(ctx, s)
+		return result, true, err
 	}
-	return result, err
 }
 
 // activeSite is the site that serves svc now.
@@ -608,9 +685,11 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 	}
 	if err := r.mirrorService(ctx, s); err != nil {
+		r.stamps.forget(s.owner)
 		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("apply SharedService to %s: %v", standby, err), false)
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
+	r.stamps.set(s.owner, round{generation: s.svc.Generation, at: s.now})
 	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 }
 
@@ -928,6 +1007,9 @@ func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope,
 	if s.before.Status.ObservedGeneration != s.svc.Generation {
 		return true
 	}
+	if last, ok := r.stamps.get(s.owner); ok && last.generation == s.svc.Generation {
+		return s.now.Sub(last.at) >= resync/2
+	}
 	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
 	cur, err := s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Get(ctx, s.svc.Name, metav1.GetOptions{})
 	if err != nil {
@@ -970,6 +1052,7 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
 	r.sources.Retain(s.owner)
 	r.rendered.forget(s.owner)
+	r.stamps.forget(s.owner)
 	resync := resyncPeriod(s.objective)
 	if s.lease != nil && s.lease.record.HeldBy(r.site) {
 		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonFenced, s.lease.message)
@@ -985,11 +1068,6 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 	}
 
 	active := activeSite(s.svc)
-	if stamp, ok := s.svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]; ok {
-		if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
-			s.svc.Status.LastSyncTime = &metav1.Time{Time: t}
-		}
-	}
 	switch {
 	case s.svc.Status.LastSyncTime == nil:
 		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonMirroredFromActive, fmt.Sprintf("waiting for the first copy from %s", active))
@@ -1118,6 +1196,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.fullRounds.forget(owner)
 	r.rendered.forget(owner)
 	r.heldCounts.forget(owner)
+	r.stamps.forget(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }
