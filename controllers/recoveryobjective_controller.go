@@ -80,9 +80,21 @@ func (objectiveRefHandler) Create(_ context.Context, e event.CreateEvent, q work
 	enqueueObjectiveOf(e.Object, q)
 }
 
+// Update enqueues only when the reference changed: the count of users changes with nothing
+// else, and a catalogue's services change their status all the time.
 func (objectiveRefHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if objectiveRef(e.ObjectOld) == objectiveRef(e.ObjectNew) {
+		return
+	}
 	enqueueObjectiveOf(e.ObjectOld, q)
 	enqueueObjectiveOf(e.ObjectNew, q)
+}
+
+func objectiveRef(o client.Object) string {
+	if svc, ok := o.(*deichv1alpha1.SharedService); ok {
+		return svc.Spec.RecoveryObjectiveRef.Name
+	}
+	return ""
 }
 
 func (objectiveRefHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -113,7 +125,8 @@ func (r *RecoveryObjectiveReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}()
 
 	var users deichv1alpha1.SharedServiceList
-	if err := r.client.List(ctx, &users, client.MatchingFields{objectiveRefIndex: obj.Name}); err != nil {
+	// Only counted and read: the cache's objects need no copy.
+	if err := r.client.List(ctx, &users, client.MatchingFields{objectiveRefIndex: obj.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list SharedServices using RecoveryObjective %s: %w", obj.Name, err)
 	}
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -184,12 +183,15 @@ type record struct {
 	wakes           map[string]func()
 	// queue holds the entry writes waiting for the next write of the record; flushing is
 	// set while a writer goroutine runs, gathering while it still accepts joiners.
-	queue      []*pending
-	flushing   bool
-	gathering  bool
-	cached     *coordinationv1.Lease // nil: not known (or not found, when cachedOK)
-	cachedOK   bool
-	cachedAt   time.Time
+	queue     []*pending
+	flushing  bool
+	gathering bool
+	cached    *coordinationv1.Lease // nil: not known (or not found, when cachedOK)
+	cachedOK  bool
+	cachedAt  time.Time
+	// entries are cached's entries, parsed once for every service's Read; read-only.
+	entries    map[string]failover.LeaseRecord
+	entriesErr error
 	readInFly  *readCall
 	versionBuf [8]byte
 }
@@ -401,12 +403,14 @@ func (r *record) get(ctx context.Context, c client.Client) (*coordinationv1.Leas
 // remember keeps l (nil: not found) as the record read or written at sentAt, unless a later
 // read is kept already.
 func (r *record) remember(l *coordinationv1.Lease, sentAt time.Time) {
+	entries, err := failover.EntriesFromLease(l)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cachedOK && r.cachedAt.After(sentAt) {
 		return
 	}
 	r.cached, r.cachedOK, r.cachedAt = l, true, sentAt
+	r.entries, r.entriesErr = entries, err
 }
 
 func (r *record) forget() {
@@ -416,13 +420,13 @@ func (r *record) forget() {
 }
 
 // read returns the record's entries as read no longer than MaxAge ago, joining a read on its
-// way if there is one.
+// way if there is one. The map is shared: callers only read it.
 func (r *record) read(ctx context.Context) (map[string]failover.LeaseRecord, error) {
 	r.mu.Lock()
 	if r.cachedOK && r.rs.clock.Since(r.cachedAt) < r.rs.opts.MaxAge {
-		l := r.cached
+		entries, err := r.entries, r.entriesErr
 		r.mu.Unlock()
-		return failover.EntriesFromLease(l)
+		return entries, err
 	}
 	call := r.readInFly
 	if call == nil {
@@ -450,7 +454,7 @@ func (r *record) read(ctx context.Context) (map[string]failover.LeaseRecord, err
 	r.mu.Unlock()
 	select {
 	case <-call.done:
-		return maps.Clone(call.entries), call.err
+		return call.entries, call.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("read lease %s: %w", r.key, ctx.Err())
 	}
