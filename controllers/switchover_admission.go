@@ -51,6 +51,16 @@ func (r *SwitchoverReconciler) reconcileNew(ctx context.Context, s *switchoverSc
 		return ctrl.Result{}, err
 	}
 	if other != nil {
+		// A refusal is final, and the cache may not have seen the blocker finish or its copy
+		// go: confirm it at the API server, and look again later if it is gone or finished.
+		live := &deichv1alpha1.Switchover{}
+		switch err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(other), live); {
+		case apierrors.IsNotFound(err) || err == nil && !unfinished(live):
+			return ctrl.Result{RequeueAfter: switchoverPoll}, nil
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("get Switchover %s: %w", client.ObjectKeyFromObject(other), err)
+		}
+		other = live
 		phase := other.Status.Phase
 		if phase == "" {
 			phase = "new"
