@@ -400,10 +400,14 @@ func (r *record) get(ctx context.Context, c client.Client) (*coordinationv1.Leas
 	return &l, nil
 }
 
-// remember keeps l (nil: not found) as the record read or written at sentAt, unless a later
-// read is kept already.
+// remember keeps l (nil: not found) as the record read or written at sentAt, with its
+// entries, unless a later read is kept already.
 func (r *record) remember(l *coordinationv1.Lease, sentAt time.Time) {
 	entries, err := failover.EntriesFromLease(l)
+	r.keep(l, sentAt, entries, err)
+}
+
+func (r *record) keep(l *coordinationv1.Lease, sentAt time.Time, entries map[string]failover.LeaseRecord, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cachedOK && r.cachedAt.After(sentAt) {
@@ -441,8 +445,8 @@ func (r *record) read(ctx context.Context) (map[string]failover.LeaseRecord, err
 			sentAt := r.rs.clock.Now()
 			l, err := r.get(ctx, c)
 			if err == nil {
-				r.remember(l, sentAt)
 				call.entries, err = failover.EntriesFromLease(l)
+				r.keep(l, sentAt, call.entries, err)
 			}
 			call.err = err
 			r.mu.Lock()
