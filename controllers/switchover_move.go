@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -205,6 +206,14 @@ func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.
 		}
 	}
 
+	if current == nil {
+		// A reconcile of an outdated Switchover (the cache has not seen it finish) must not
+		// bring back a copy its finished move has just removed: the other site would refuse
+		// its next Switchover because of it. Creating a copy is rare; confirm it first.
+		if err := r.confirmCurrent(ctx, sw); err != nil {
+			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", err
+		}
+	}
 	if current == nil || !equality.Semantic.DeepEqual(current.GetLabels(), mirror.Labels(service, r.site)) {
 		if err := r.applyCopy(ctx, conn.Writer(), sw, service); err != nil {
 			return deichv1alpha1.SwitchoverReasonPeerUnreachable, "", err
@@ -217,6 +226,18 @@ func (r *SwitchoverReconciler) writeCopy(ctx context.Context, sw *deichv1alpha1.
 	}
 	return deichv1alpha1.SwitchoverReasonCopyApplied,
 		fmt.Sprintf("a copy of this Switchover at %s lets Deich there take part in the move", conn.Site), nil
+}
+
+// confirmCurrent returns an error unless the API server holds sw as this reconcile read it.
+func (r *SwitchoverReconciler) confirmCurrent(ctx context.Context, sw *deichv1alpha1.Switchover) error {
+	live := &deichv1alpha1.Switchover{}
+	if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(sw), live); err != nil {
+		return fmt.Errorf("confirm Switchover %s before copying it: %w", sw.Name, err)
+	}
+	if live.ResourceVersion != sw.ResourceVersion {
+		return fmt.Errorf("the Switchover %s changed while it was reconciled; deciding again", sw.Name)
+	}
+	return nil
 }
 
 // sameRequest judges a Switchover of sw's name at the other site that is not sw's copy. A
