@@ -117,6 +117,10 @@ type SharedServiceReconciler struct {
 	// stamps records when this process last stamped each active service's copy at the
 	// standby (mirrorService), so that a round need not read the copy to know.
 	stamps roundLog
+	// partnerSynced holds, per service, the latest sync time (failover.LeaseRecord.SyncedAt)
+	// the active wrote in its copy of the lease at this site's cluster, as the Lease watch saw
+	// it: the standby's freshest evidence of its copy's age.
+	partnerSynced roundLog
 	// rendered remembers, per active service, which copies at the standby are current, so
 	// that a full round renders only what changed.
 	rendered renderCache
@@ -251,7 +255,7 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
 			builder.WithPredicates(readyChanged{})).
-		Watches(&coordinationv1.Lease{}, leaseRecordHandler{}).
+		Watches(&coordinationv1.Lease{}, leaseRecordHandler{site: r.site, synced: &r.partnerSynced}).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		// Reconciles wait for the peer's answers; a few workers keep one slow service from
@@ -286,34 +290,47 @@ func (r *SharedServiceReconciler) listServices(ctx context.Context, sel client.M
 
 // leaseRecordHandler maps a change of a shared lease record at this site to the services
 // whose copy changed holder or epoch, or appeared or went: a release or a takeover written here
-// is acted on at once, while a renewal, which changes neither, wakes nobody.
-type leaseRecordHandler struct{}
-
-func (leaseRecordHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	enqueueChangedEntries(q, nil, e.Object)
+// is acted on at once, while a renewal, which changes neither, wakes nobody — unless it carries
+// a new sync time of another site, which it notes in synced and wakes the service for, so that
+// the standby reports its copy's age when the active confirms it.
+type leaseRecordHandler struct {
+	site   string
+	synced *roundLog
 }
 
-func (leaseRecordHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	enqueueChangedEntries(q, e.ObjectOld, e.ObjectNew)
+func (h leaseRecordHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, nil, e.Object)
 }
 
-func (leaseRecordHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	enqueueChangedEntries(q, e.Object, nil)
+func (h leaseRecordHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, e.ObjectOld, e.ObjectNew)
+}
+
+func (h leaseRecordHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, e.Object, nil)
 }
 
 func (leaseRecordHandler) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 
-func enqueueChangedEntries(q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
-	for _, key := range changedEntries(before, after) {
+func (h leaseRecordHandler) enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
+	changed, synced := changedEntries(h.site, before, after)
+	for _, key := range changed {
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+	for key, at := range synced {
+		if last, ok := h.synced.get(key); ok && !at.After(last.at) {
+			continue
+		}
+		h.synced.set(key, round{at: at})
 		q.Add(reconcile.Request{NamespacedName: key})
 	}
 }
 
 // changedEntries lists the services whose entry differs in holder, epoch or existence between
-// two versions of a shared record at this site (nil: none); a record Deich cannot read counts
-// as having no entries.
-func changedEntries(before, after client.Object) []types.NamespacedName {
+// two versions of a shared record at this site (nil: none), and the new sync times of entries
+// held by a site other than site; a record Deich cannot read counts as having no entries.
+func changedEntries(site string, before, after client.Object) ([]types.NamespacedName, map[types.NamespacedName]time.Time) {
 	entries := func(o client.Object) map[string]failover.LeaseRecord {
 		l, ok := o.(*coordinationv1.Lease)
 		if !ok || l == nil || l.Namespace != lease.PartnerLeaseNamespace || l.Labels[render.LabelManagedBy] != render.ManagedByDeich {
@@ -327,6 +344,7 @@ func changedEntries(before, after client.Object) []types.NamespacedName {
 	}
 	old, cur := entries(before), entries(after)
 	var out []types.NamespacedName
+	var synced map[types.NamespacedName]time.Time
 	for _, k := range slices.Sorted(maps.Keys(old)) {
 		if _, ok := cur[k]; !ok {
 			out = appendEntry(out, k)
@@ -334,11 +352,20 @@ func changedEntries(before, after client.Object) []types.NamespacedName {
 	}
 	for _, k := range slices.Sorted(maps.Keys(cur)) {
 		o, ok := old[k]
-		if n := cur[k]; !ok || o.Holder != n.Holder || o.Epoch != n.Epoch {
+		n := cur[k]
+		if !ok || o.Holder != n.Holder || o.Epoch != n.Epoch {
 			out = appendEntry(out, k)
 		}
+		if n.Holder != "" && n.Holder != site && !n.SyncedAt.IsZero() && !n.SyncedAt.Equal(o.SyncedAt) {
+			if key := appendEntry(nil, k); len(key) == 1 {
+				if synced == nil {
+					synced = map[types.NamespacedName]time.Time{}
+				}
+				synced[key[0]] = n.SyncedAt
+			}
+		}
 	}
-	return out
+	return out, synced
 }
 
 func appendEntry(out []types.NamespacedName, key string) []types.NamespacedName {
@@ -531,7 +558,12 @@ func (r *SharedServiceReconciler) reconcileHealth(_ context.Context, s *serviceS
 
 // reconcileLease hands the lease keeper what this reconcile learned and takes its decision.
 func (r *SharedServiceReconciler) reconcileLease(ctx context.Context, s *serviceScope) (ctrl.Result, bool, error) {
-	adoptSyncStamp(s.svc)
+	prev, _ := r.keeper.Snapshot(s.owner)
+	var watched time.Time
+	if last, ok := r.partnerSynced.get(s.owner); ok {
+		watched = last.at
+	}
+	adoptSyncStamp(s.svc, r.site, prev.Observations, watched)
 	snap, ok := r.keepLease(ctx, s)
 	if !ok {
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, true, nil
@@ -543,19 +575,27 @@ func (r *SharedServiceReconciler) reconcileLease(ctx context.Context, s *service
 }
 
 // adoptSyncStamp takes into status.lastSyncTime the time the active last confirmed this
-// site's copy of the service in sync (the annotation its mirroring stamps on the copy of the
-// SharedService here), when that is newer: before the lease decides, so that the RPO gate of a
-// promotion judges the latest evidence.
-func adoptSyncStamp(svc *deichv1alpha1.SharedService) {
-	stamp, ok := svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]
-	if !ok {
+// site's copy of the service in sync, when that is newer: before the lease decides, so that
+// the RPO gate of a promotion judges the latest evidence. The active tells it in the copies of
+// the lease it writes — as this site's keeper last read them (observations), and as the Lease
+// watch last saw the copy at this site's cluster (watched) — and in the annotation its
+// mirroring stamps on the copy of the SharedService here.
+func adoptSyncStamp(svc *deichv1alpha1.SharedService, site string, observations map[string]failover.Observation, watched time.Time) {
+	latest := watched
+	for _, obs := range observations {
+		if rec := obs.Record; rec.Exists() && rec.Holder != site && rec.SyncedAt.After(latest) {
+			latest = rec.SyncedAt
+		}
+	}
+	if stamp, ok := svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil && t.After(latest) {
+			latest = t
+		}
+	}
+	if latest.IsZero() || svc.Status.LastSyncTime != nil && !latest.After(svc.Status.LastSyncTime.Time) {
 		return
 	}
-	t, err := time.Parse(time.RFC3339Nano, stamp)
-	if err != nil || svc.Status.LastSyncTime != nil && !t.After(svc.Status.LastSyncTime.Time) {
-		return
-	}
-	svc.Status.LastSyncTime = &metav1.Time{Time: t}
+	svc.Status.LastSyncTime = &metav1.Time{Time: latest}
 }
 
 // reconcileWorkload mirrors the service to the standby while this site serves (or hands
@@ -675,6 +715,8 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
 	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
 	s.roundDone = true
+	// The lease's next writes at the standby's cluster tell it (see stampDue).
+	r.keeper.Synced(s.owner, s.now)
 	if copiesKnown {
 		// Only a round that could prune went through every object.
 		r.rendered.retain(s.owner, desiredRefs(s.desired))
@@ -1002,13 +1044,20 @@ func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope
 // stampDue reports whether the SharedService at the standby needs writing: when it is missing
 // or its spec may differ, and otherwise at most twice per resync period. That keeps the
 // standby's view of the copy's age well inside the RPO without waking the standby's manager on
-// every event.
+// every event. When the lease is renewed at least as often, its writes at the standby's
+// cluster carry the time of the last round (Keeper.Synced) and the SharedService there is only
+// applied again every serviceReapply resyncs, so that a copy deleted or edited there returns:
+// the stamps then cost a write per shared lease record, not one per service.
 func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope, resync time.Duration) bool {
 	if s.before.Status.ObservedGeneration != s.svc.Generation {
 		return true
 	}
+	every := resync / 2
+	if failover.PolicyFrom(s.objective, r.maxSkew).RenewInterval() <= every {
+		every = serviceReapply * resync
+	}
 	if last, ok := r.stamps.get(s.owner); ok && last.generation == s.svc.Generation {
-		return s.now.Sub(last.at) >= resync/2
+		return s.now.Sub(last.at) >= every
 	}
 	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
 	cur, err := s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Get(ctx, s.svc.Name, metav1.GetOptions{})
@@ -1019,8 +1068,12 @@ func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope,
 	if err != nil {
 		return true
 	}
-	return s.now.Sub(stamped) >= resync/2
+	return s.now.Sub(stamped) >= every
 }
+
+// serviceReapply is how many resync periods may pass between two applies of the SharedService
+// at the standby while the lease carries the sync time.
+const serviceReapply = 6
 
 // mirrorService applies the SharedService itself to the standby, so its manager knows the
 // service, its role and objective, and stamps it with the time of this sync.
@@ -1197,6 +1250,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.rendered.forget(owner)
 	r.heldCounts.forget(owner)
 	r.stamps.forget(owner)
+	r.partnerSynced.forget(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }

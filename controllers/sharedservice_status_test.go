@@ -5,10 +5,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
+	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testobjects"
 )
 
@@ -171,5 +176,97 @@ func TestServicePhaseAndReady(t *testing.T) {
 				t.Errorf("readyCondition (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestAdoptSyncStampTakesTheLatestEvidenceOfTheActive(t *testing.T) {
+	const here, active = "mv-schwerin", "sh-kiel"
+	base := time.Date(2026, time.December, 6, 9, 0, 0, 0, time.UTC)
+	held := func(holder string, synced time.Time) failover.Observation {
+		return failover.Observation{Record: failover.LeaseRecord{Holder: holder, ResourceVersion: "1", SyncedAt: synced}, ObservedAt: base}
+	}
+	tests := []struct {
+		name         string
+		status       *time.Time
+		annotation   string
+		observations map[string]failover.Observation
+		watched      time.Time
+		want         *time.Time
+	}{{
+		name:         "the lease's copies carry a newer round than the annotation",
+		annotation:   base.Format(time.RFC3339Nano),
+		observations: map[string]failover.Observation{active: held(active, base.Add(4*time.Second)), here: held(active, base.Add(9*time.Second))},
+		want:         ptr.To(base.Add(9 * time.Second)),
+	}, {
+		name:         "the annotation is newer than the lease's copies",
+		annotation:   base.Add(12 * time.Second).Format(time.RFC3339Nano),
+		observations: map[string]failover.Observation{here: held(active, base.Add(9*time.Second))},
+		want:         ptr.To(base.Add(12 * time.Second)),
+	}, {
+		name:         "a copy this site holds says nothing of its own copy",
+		observations: map[string]failover.Observation{here: held(here, base.Add(9*time.Second))},
+	}, {
+		name:         "the Lease watch saw a renewal the keeper has not read yet",
+		observations: map[string]failover.Observation{here: held(active, base.Add(9*time.Second))},
+		watched:      base.Add(19 * time.Second),
+		want:         ptr.To(base.Add(19 * time.Second)),
+	}, {
+		name:         "an older stamp never moves the age back",
+		status:       ptr.To(base.Add(20 * time.Second)),
+		observations: map[string]failover.Observation{here: held(active, base.Add(9*time.Second))},
+		want:         ptr.To(base.Add(20 * time.Second)),
+	}, {
+		name:         "a renewal without a sync time leaves the status as it is",
+		status:       ptr.To(base),
+		observations: map[string]failover.Observation{here: held(active, time.Time{})},
+		want:         ptr.To(base),
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := testobjects.MakeSharedService("buergerkonto", "buergerdienste").Obj()
+			if tt.annotation != "" {
+				svc.Annotations = map[string]string{deichv1alpha1.AnnotationLastSyncTime: tt.annotation}
+			}
+			if tt.status != nil {
+				svc.Status.LastSyncTime = &metav1.Time{Time: *tt.status}
+			}
+			adoptSyncStamp(svc, here, tt.observations, tt.watched)
+			var got *time.Time
+			if svc.Status.LastSyncTime != nil {
+				got = &svc.Status.LastSyncTime.Time
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("status.lastSyncTime (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestChangedEntriesWakeServicesOnNewSyncTimesOfAnotherSite(t *testing.T) {
+	at := time.Date(2026, time.December, 6, 9, 0, 0, 0, time.UTC)
+	record := func(entries map[string]failover.LeaseRecord) *coordinationv1.Lease {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: lease.PartnerLeaseNamespace, Name: "deich-mv-schwerin.sh-kiel.3",
+			Labels: map[string]string{render.LabelManagedBy: render.ManagedByDeich}}}
+		if err := failover.ApplyEntries(l, entries); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	entry := func(holder string, synced time.Time) failover.LeaseRecord {
+		return failover.LeaseRecord{Holder: holder, Epoch: 2, ResourceVersion: "v", SyncedAt: synced}
+	}
+	before := record(map[string]failover.LeaseRecord{
+		"a/renewed": entry("sh-kiel", at), "b/synced": entry("sh-kiel", at), "c/own": entry("mv-schwerin", at),
+	})
+	after := record(map[string]failover.LeaseRecord{
+		"a/renewed": entry("sh-kiel", at), "b/synced": entry("sh-kiel", at.Add(10*time.Second)), "c/own": entry("mv-schwerin", at.Add(10*time.Second)),
+	})
+	changed, synced := changedEntries("mv-schwerin", before, after)
+	if len(changed) != 0 {
+		t.Errorf("renewals changed holder or epoch of %v", changed)
+	}
+	want := map[types.NamespacedName]time.Time{{Namespace: "b", Name: "synced"}: at.Add(10 * time.Second)}
+	if diff := cmp.Diff(want, synced); diff != "" {
+		t.Errorf("new sync times of another site (-want +got):\n%s", diff)
 	}
 }

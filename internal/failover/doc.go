@@ -26,7 +26,10 @@
 // duration, acquire and renew times, how often its holder changed, and two stamps: the epoch
 // of the claim that wrote it, and the configurations of arbiters that claim had to hold a
 // majority of (Config). A copy can also be a Lease of its own (RecordFromLease, ApplyRecord),
-// with the stamps in its annotations (EpochAnnotation, ConfigsAnnotation).
+// with the stamps in its annotations (EpochAnnotation, ConfigsAnnotation). A copy also says
+// when its holder last confirmed the partner's copy of the service complete (SyncedAt, from
+// ServiceState.SyncedAt): the partner's evidence for its RPO gate, carried by the writes the
+// lease makes anyway. No rule reads it; it only rides along.
 //
 // Each site's spec gives Step a target configuration (ServiceState.Target):
 //   - With a witness (spec.witnessSite), QuorumConfig: the primary's cluster, the standby's

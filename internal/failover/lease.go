@@ -35,6 +35,10 @@ type LeaseRecord struct {
 	// Configs are the configurations of arbiters the writer's claim had to hold a majority
 	// of (ConfigsAnnotation): whoever takes the copy over inherits them.
 	Configs []Config
+	// SyncedAt is when, by the writer's clock, the writer last confirmed the partner's copy
+	// of the service complete (SyncedAtAnnotation); zero when it did not. The partner's RPO
+	// gate reads it; no lease decision does.
+	SyncedAt time.Time
 }
 
 // The annotations a lease copy carries besides its spec.
@@ -43,6 +47,8 @@ const (
 	EpochAnnotation = "resilience.deich.io/epoch"
 	// ConfigsAnnotation holds the writer's configurations (FormatConfigs).
 	ConfigsAnnotation = "resilience.deich.io/arbiters"
+	// SyncedAtAnnotation holds LeaseRecord.SyncedAt (RFC 3339, microseconds).
+	SyncedAtAnnotation = "resilience.deich.io/synced-at"
 )
 
 // Exists reports whether the record is of a lease that exists.
@@ -76,6 +82,9 @@ func RecordFromLease(l *coordinationv1.Lease) LeaseRecord {
 		r.Epoch = e
 	}
 	r.Configs = ParseConfigs(l.Annotations[ConfigsAnnotation])
+	if t, err := parseEntryTime(l.Annotations[SyncedAtAnnotation]); err == nil {
+		r.SyncedAt = t
+	}
 	return r
 }
 
@@ -99,6 +108,14 @@ func ApplyRecord(l *coordinationv1.Lease, r LeaseRecord) {
 		}
 		l.Annotations[EpochAnnotation] = strconv.FormatInt(r.Epoch, 10)
 		l.Annotations[ConfigsAnnotation] = FormatConfigs(r.Configs)
+	}
+	if !r.SyncedAt.IsZero() {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[SyncedAtAnnotation] = formatEntryTime(r.SyncedAt)
+	} else {
+		delete(l.Annotations, SyncedAtAnnotation)
 	}
 }
 

@@ -49,10 +49,11 @@ func TestApplyRecord(t *testing.T) {
 	renewed := time.Date(2026, time.March, 1, 2, 0, 0, 0, time.UTC)
 	t.Run("writes the record and its resourceVersion as the update's precondition", func(t *testing.T) {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "deich-buergerkonto", Namespace: "buergerdienste", ResourceVersion: "99"}}
-		rec := LeaseRecord{Holder: "sh-kiel", Duration: 30 * time.Second, AcquireTime: renewed, RenewTime: renewed, Transitions: 3, ResourceVersion: "42"}
+		rec := LeaseRecord{Holder: "sh-kiel", Duration: 30 * time.Second, AcquireTime: renewed, RenewTime: renewed, Transitions: 3, ResourceVersion: "42", SyncedAt: renewed.Add(-time.Second)}
 		ApplyRecord(l, rec)
 		want := &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: "deich-buergerkonto", Namespace: "buergerdienste", ResourceVersion: "42"},
+			ObjectMeta: metav1.ObjectMeta{Name: "deich-buergerkonto", Namespace: "buergerdienste", ResourceVersion: "42",
+				Annotations: map[string]string{SyncedAtAnnotation: "2026-03-01T01:59:59.000000Z"}},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity:       ptr.To("sh-kiel"),
 				LeaseDurationSeconds: ptr.To[int32](30),

@@ -169,6 +169,10 @@ type ServiceState struct {
 	// CopyAge is how old this site's copy was when the partner was last seen healthy, zero
 	// when unknown. Only messages read it; CopyWithinRPO decides.
 	CopyAge time.Duration
+	// SyncedAt is when this site last confirmed its partner's copy of the service complete,
+	// while it serves; zero otherwise. Every renewal and acquisition carries it
+	// (LeaseRecord.SyncedAt). Like the health inputs, no decision reads it.
+	SyncedAt time.Time
 	// Batch names the arbiters where this site's copy is an entry of a shared record to which
 	// a write for another service is about to be sent: a renewal there that would fall due
 	// within half a renewal interval joins that write, so that the services of one record
@@ -687,7 +691,7 @@ func (s ServiceState) writeFor(p Policy, a string, valid bool, now time.Time) (W
 			}
 		}
 		w := Write{Arbiter: a, Kind: WriteRenew, Record: RenewedRecord(rec, s.Site, p, now), inherits: !valid && a == s.Site}
-		w.Record.Epoch, w.Record.Configs = s.Claim.Epoch, s.Claim.Configs
+		w.Record.Epoch, w.Record.Configs, w.Record.SyncedAt = s.Claim.Epoch, s.Claim.Configs, s.SyncedAt
 		if w.inherits {
 			w.Record.Configs = addConfigs(s.Claim.Configs, rec.Configs...)
 		}
@@ -714,7 +718,7 @@ func (s ServiceState) writeFor(p Policy, a string, valid bool, now time.Time) (W
 	}
 	w := Write{Arbiter: a, Kind: WriteAcquire, Record: AcquiredRecord(rec, s.Site, p, now), inherits: !valid && a == s.Site}
 	w.Record.Epoch = max(s.Claim.Epoch, rec.Epoch+1)
-	w.Record.Configs = s.Claim.Configs
+	w.Record.Configs, w.Record.SyncedAt = s.Claim.Configs, s.SyncedAt
 	if w.inherits {
 		w.Record.Configs = addConfigs(s.Claim.Configs, rec.Configs...)
 	}

@@ -84,6 +84,7 @@ type entryJSON struct {
 	LeaseTransitions     int32  `json:"leaseTransitions,omitempty"`
 	Epoch                int64  `json:"epoch,omitempty"`
 	Arbiters             string `json:"arbiters,omitempty"`
+	SyncedAt             string `json:"syncedAt,omitempty"`
 	Version              string `json:"version"`
 }
 
@@ -120,6 +121,9 @@ func EntriesFromLease(l *coordinationv1.Lease) (map[string]LeaseRecord, error) {
 		if rec.RenewTime, err = parseEntryTime(e.RenewTime); err != nil {
 			return nil, fmt.Errorf("lease %s/%s: entry %q: renewTime: %w", l.Namespace, l.Name, k, err)
 		}
+		if rec.SyncedAt, err = parseEntryTime(e.SyncedAt); err != nil {
+			return nil, fmt.Errorf("lease %s/%s: entry %q: syncedAt: %w", l.Namespace, l.Name, k, err)
+		}
 		out[k] = rec
 	}
 	return out, nil
@@ -139,6 +143,7 @@ func ApplyEntries(l *coordinationv1.Lease, entries map[string]LeaseRecord) error
 			LeaseTransitions:     r.Transitions,
 			Epoch:                r.Epoch,
 			Arbiters:             FormatConfigs(r.Configs),
+			SyncedAt:             formatEntryTime(r.SyncedAt),
 			Version:              r.ResourceVersion,
 		}
 	}

@@ -92,7 +92,7 @@ func TestEntriesRoundTripThroughALease(t *testing.T) {
 	at := time.Date(2026, time.December, 6, 5, 30, 0, 123456000, time.UTC)
 	entries := map[string]LeaseRecord{
 		"buergerkonto/buergerkonto": {Holder: kiel, Duration: 15 * time.Second, AcquireTime: at, RenewTime: at.Add(5 * time.Second),
-			Transitions: 2, ResourceVersion: "9f3a", Epoch: 4, Configs: []Config{c3, TwoSiteConfig(schwer)}},
+			Transitions: 2, ResourceVersion: "9f3a", Epoch: 4, Configs: []Config{c3, TwoSiteConfig(schwer)}, SyncedAt: at.Add(-3 * time.Second)},
 		"kfz/zulassung": {Duration: 30 * time.Second, RenewTime: at, ResourceVersion: "77aa", Epoch: 1, Configs: []Config{TwoSiteConfig(kiel)}},
 	}
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "deich-leases", Name: "deich-3", ResourceVersion: "4711"}}
@@ -117,7 +117,7 @@ func TestEntriesRoundTripThroughALease(t *testing.T) {
 	if err != nil || len(missing) != 0 {
 		t.Errorf("EntriesFromLease(nil) = %v, %v; want no entries", missing, err)
 	}
-	for _, bad := range []string{`{"a/b":`, `{"a/b":{"holderIdentity":"sh-kiel"}}`, `{"a/b":{"version":"1","renewTime":"yesterday"}}`} {
+	for _, bad := range []string{`{"a/b":`, `{"a/b":{"holderIdentity":"sh-kiel"}}`, `{"a/b":{"version":"1","renewTime":"yesterday"}}`, `{"a/b":{"version":"1","syncedAt":"now"}}`} {
 		l.Annotations[EntriesAnnotation] = bad
 		if _, err := EntriesFromLease(l); err == nil {
 			t.Errorf("EntriesFromLease(%s) gave no error: a record Deich cannot read must never be overwritten", bad)
@@ -152,5 +152,42 @@ func TestStepRenewsEarlyToJoinAWriteOfItsSharedRecord(t *testing.T) {
 	}
 	if plan := x.turn(a, t0.Add(interval)); len(plan.Writes) != 2 {
 		t.Fatalf("writes once the interval is over = %+v, want the renewals at %s and %s", plan.Writes, kiel, schwer)
+	}
+}
+
+func TestRenewalsCarryTheHoldersSyncTime(t *testing.T) {
+	a := newArbiters()
+	x := newSite(t, kiel, schwer, true, c3)
+	x.s.Unclaimed = true
+	synced := t0.Add(-4 * time.Second)
+	x.s.SyncedAt = synced
+	x.until(a, t0, time.Millisecond, time.Second, serving)
+	for _, arb := range c3 {
+		if got := a.copies[arb].SyncedAt; !got.Equal(synced) {
+			t.Errorf("copy at %s after the claim: SyncedAt = %v, want %v", arb, got, synced)
+		}
+	}
+	interval := x.p.RenewInterval()
+	later := synced.Add(interval)
+	x.s.SyncedAt = later
+	if plan := x.turn(a, t0.Add(interval/3)); len(plan.Writes) != 0 {
+		t.Fatalf("a newer sync time alone sent writes: %+v", plan.Writes)
+	}
+	x.turn(a, t0.Add(interval+time.Millisecond))
+	for _, arb := range c3 {
+		if got := a.copies[arb].SyncedAt; !got.Equal(later) {
+			t.Errorf("copy at %s after a renewal: SyncedAt = %v, want %v", arb, got, later)
+		}
+	}
+
+	// The partner takes the copies over once they expired; it has confirmed nothing.
+	y := newSite(t, schwer, kiel, false, c3)
+	y.s.PeerChecksFailing, y.s.CopyWithinRPO = 3, true
+	y.turn(a, t0.Add(interval))
+	y.until(a, t0.Add(interval), 100*time.Millisecond, time.Minute, serving)
+	for _, arb := range []string{schwer, hamburg} {
+		if rec := a.copies[arb]; !rec.HeldBy(schwer) || !rec.SyncedAt.IsZero() {
+			t.Errorf("copy at %s taken over by %s = %+v, want held by %s without a sync time", arb, schwer, rec, schwer)
+		}
 	}
 }

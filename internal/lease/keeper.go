@@ -164,6 +164,24 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 	r.poke()
 }
 
+// Synced records when this site, serving, last confirmed the partner's copy of a service
+// complete: the service's next lease writes carry it (failover.ServiceState.SyncedAt), without
+// a write of their own. The keeper forgets it when the site's claim ends, so a later claim
+// carries only what was confirmed on it.
+func (k *Keeper) Synced(key types.NamespacedName, at time.Time) {
+	k.mu.Lock()
+	r, ok := k.services[key]
+	k.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if at.After(r.syncedAt) {
+		r.syncedAt = at
+	}
+	r.mu.Unlock()
+}
+
 // subscribe lets the shared records among stores wake a service's loop when a write opens
 // that its renewals may join.
 func subscribe(stores map[string]Store, wake func()) {
@@ -224,10 +242,11 @@ type runner struct {
 	results chan result
 	done    chan struct{}
 
-	mu      sync.Mutex
-	in      Inputs
-	snap    Snapshot
-	snapSet bool
+	mu       sync.Mutex
+	in       Inputs
+	syncedAt time.Time
+	snap     Snapshot
+	snapSet  bool
 
 	// Owned by the loop.
 	started   bool
@@ -305,7 +324,7 @@ func (r *runner) fold(res result) {
 // step decides once and acts; it returns when to decide again at the latest.
 func (r *runner) step(ctx context.Context) time.Time {
 	r.mu.Lock()
-	in := r.in
+	in, synced := r.in, r.syncedAt
 	r.mu.Unlock()
 	now := r.k.clock.Now()
 	interval := max(in.Policy.RenewInterval(), 100*time.Millisecond)
@@ -321,6 +340,10 @@ func (r *runner) step(ctx context.Context) time.Time {
 	st := in.State
 	st.Arbiters, st.Claim, st.OwnRead, st.Fenced = r.state.Arbiters, r.state.Claim, r.state.OwnRead, r.fenced
 	st.HoldUntil = r.holdUntil
+	st.SyncedAt = time.Time{}
+	if r.state.Claim.Epoch != 0 {
+		st.SyncedAt = synced
+	}
 	for a, store := range in.Stores {
 		if b, ok := store.(Batcher); ok && b.Open() {
 			if st.Batch == nil {
@@ -331,6 +354,11 @@ func (r *runner) step(ctx context.Context) time.Time {
 	}
 	next, plan := failover.Step(in.Policy, st, now)
 	r.state = next
+	if next.Claim.Epoch == 0 {
+		r.mu.Lock()
+		r.syncedAt = time.Time{}
+		r.mu.Unlock()
+	}
 
 	switch {
 	case plan.Serve:

@@ -277,3 +277,37 @@ func TestKeeperReportsEveryWriteItSent(t *testing.T) {
 		return maps.Clone(seen)
 	}).Should(And(HaveKey(kiel), HaveKey(schwer), HaveKey(hamburg)), "the writes that created the three copies")
 }
+
+func TestKeeperCarriesTheSyncTimeOfTheClaimOnly(t *testing.T) {
+	h := start(t, nil, true)
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	synced := t0.Add(3 * time.Second)
+	h.keeper.Synced(key, synced)
+	before := h.stores[hamburg].writes
+	h.advance(time.Second)
+	h.g.Expect(h.stores[hamburg].writes).To(Equal(before), "a sync time alone sends no write")
+	h.advance(9*time.Second + 100*time.Millisecond)
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(HaveField("SyncedAt", BeTemporally("==", synced)), "the renewal at %s carries the sync time", a)
+	}
+	h.keeper.Synced(key, synced.Add(-time.Second))
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", t0.Add(15*time.Second))))
+	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeTemporally("==", synced), "an older sync time is ignored")
+
+	// The claim ends: a later claim carries only what was confirmed on it.
+	h.update(func(s *failover.ServiceState) { s.HandOverRequested = true })
+	h.g.Eventually(h.snapshot).Should(HaveField("Claim.Epoch", int64(0)))
+	h.update(func(s *failover.ServiceState) { s.HandOverRequested, s.TakeOverRequested = false, true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(And(HaveField("Epoch", int64(2)), HaveField("SyncedAt", BeZero())), "the new claim's copy at %s", a)
+	}
+	taken := h.stores[kiel].record().RenewTime
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", taken)))
+	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeZero(), "a renewal of the new claim carries no sync time of the old one")
+}
