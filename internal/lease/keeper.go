@@ -255,7 +255,11 @@ type runner struct {
 	reading   map[string]bool
 	writing   map[string]bool
 	readAt    map[string]time.Time
-	serving   bool
+	// writeRetry and writeFailures pace the writes to an arbiter whose last write got no
+	// answer (see writeBackoff).
+	writeRetry    map[string]time.Time
+	writeFailures map[string]int
+	serving       bool
 	fenced    bool
 	errors    map[string]string
 }
@@ -270,6 +274,7 @@ func (r *runner) poke() {
 func (r *runner) run(ctx context.Context) {
 	r.state = failover.ServiceState{Arbiters: map[string]failover.Arbiter{}}
 	r.reading, r.writing, r.readAt, r.errors = map[string]bool{}, map[string]bool{}, map[string]time.Time{}, map[string]string{}
+	r.writeRetry, r.writeFailures = map[string]time.Time{}, map[string]int{}
 	timer := r.k.clock.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -308,9 +313,16 @@ func (r *runner) fold(res result) {
 		if res.err {
 			r.errors[res.arbiter] = res.errText
 			r.state = r.state.WriteFailed(res.w)
+			r.mu.Lock()
+			p := r.in.Policy
+			r.mu.Unlock()
+			r.writeFailures[res.arbiter]++
+			r.writeRetry[res.arbiter] = now.Add(writeBackoff(r.writeFailures[res.arbiter], p))
 			return
 		}
 		delete(r.errors, res.arbiter)
+		delete(r.writeRetry, res.arbiter)
+		delete(r.writeFailures, res.arbiter)
 		r.state = r.state.Written(res.w, res.sentAt, res.ok, res.rec, now)
 		// The answer holds the copy as stored, which Written observes as a read would: the
 		// next read of this copy is due an interval after the write was sent, so an active
@@ -394,9 +406,16 @@ func (r *runner) step(ctx context.Context) time.Time {
 		}
 	}
 
+	var retryAt time.Time
 	for _, w := range plan.Writes {
 		store := in.Stores[w.Arbiter]
 		if store == nil || r.writing[w.Arbiter] {
+			continue
+		}
+		if at, ok := r.writeRetry[w.Arbiter]; ok && now.Before(at) {
+			if retryAt.IsZero() || at.Before(retryAt) {
+				retryAt = at
+			}
 			continue
 		}
 		if w.Kind == failover.WriteRelease && !r.fenced {
@@ -428,10 +447,29 @@ func (r *runner) step(ctx context.Context) time.Time {
 	if !plan.NextCheck.IsZero() {
 		wake = minTime(wake, plan.NextCheck)
 	}
+	if !retryAt.IsZero() {
+		wake = minTime(wake, retryAt)
+	}
 	if !plan.Serve && !plan.Hold && !r.fenced {
 		wake = minTime(wake, now.Add(250*time.Millisecond)) // the fence has not taken effect yet
 	}
 	return wake
+}
+
+// writeBackoff is how long the keeper waits before it writes again to an arbiter whose last
+// failures writes in a row got no answer (refused, timed out): from 100ms, doubling, to a quarter of the
+// renewal interval. An arbiter that refuses at once (its API server is down) would otherwise
+// be written to in a loop, by every service, for as long as it is down. The pause never costs
+// a renewal the fence deadline: a claim renews every interval and may serve for a whole lease
+// less the clock-skew margin after its last renewal, several intervals, and a write that
+// succeeds ends the pause.
+func writeBackoff(failures int, p failover.Policy) time.Duration {
+	limit := max(p.RenewInterval()/4, 100*time.Millisecond)
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
 }
 
 func (r *runner) call(ctx context.Context, f func(context.Context) error) error {

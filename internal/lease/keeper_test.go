@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"strconv"
 	"sync"
@@ -35,7 +36,22 @@ type fakeStore struct {
 	rec     failover.LeaseRecord
 	rev     int
 	hanging bool
-	writes  int
+	// refusing makes every call fail at once, as an API server that is down does.
+	refusing bool
+	writes   int
+	attempts int
+}
+
+func (f *fakeStore) refuse(r bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refusing = r
+}
+
+func (f *fakeStore) writeAttempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.attempts
 }
 
 func (f *fakeStore) hang(h bool) {
@@ -46,8 +62,11 @@ func (f *fakeStore) hang(h bool) {
 
 func (f *fakeStore) wait(ctx context.Context) error {
 	f.mu.Lock()
-	h := f.hanging
+	h, refusing := f.hanging, f.refusing
 	f.mu.Unlock()
+	if refusing {
+		return errors.New("connect: connection refused")
+	}
 	if h {
 		<-ctx.Done()
 		return ctx.Err()
@@ -65,6 +84,9 @@ func (f *fakeStore) Read(ctx context.Context) (failover.LeaseRecord, error) {
 }
 
 func (f *fakeStore) Write(ctx context.Context, rec failover.LeaseRecord) (failover.LeaseRecord, error) {
+	f.mu.Lock()
+	f.attempts++
+	f.mu.Unlock()
 	if err := f.wait(ctx); err != nil {
 		return failover.LeaseRecord{}, err
 	}
@@ -310,4 +332,27 @@ func TestKeeperCarriesTheSyncTimeOfTheClaimOnly(t *testing.T) {
 	h.advance(10*time.Second + 100*time.Millisecond)
 	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", taken)))
 	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeZero(), "a renewal of the new claim carries no sync time of the old one")
+}
+
+func TestKeeperPacesWritesToAnArbiterThatRefuses(t *testing.T) {
+	h := start(t, nil, true)
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	// The witness's API server is down: every write there is refused at once. The service
+	// serves on the partners' copies, and the keeper tries the witness again and again,
+	// but not in a loop.
+	h.stores[hamburg].refuse(true)
+	before := h.stores[hamburg].writeAttempts()
+	h.advance(30 * time.Second)
+	h.g.Expect(h.serving()).To(BeTrue(), "the majority of the partners' copies keeps the service")
+	attempts := h.stores[hamburg].writeAttempts() - before
+	// A renewal is due every 10s; after a failure the keeper waits 100ms, 200ms, … up to a
+	// quarter of the interval: about 15 attempts in 30s.
+	h.g.Expect(attempts).To(And(BeNumerically(">=", 5), BeNumerically("<=", 25)), "write attempts at the refusing witness in 30s")
+
+	h.stores[hamburg].refuse(false)
+	h.advance(3 * time.Second)
+	h.g.Eventually(h.stores[hamburg].record).Should(HaveField("RenewTime", BeTemporally(">", t0.Add(30*time.Second))), "the witness is renewed again once it answers")
 }
