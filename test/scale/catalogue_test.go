@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,8 +103,40 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 			return left, err
 		}).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
 		t.Logf("the last of %d services served at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
+		logFailoverTimes(ctx, t, schwerin, lost)
 		g.Expect(last.Sub(lost)).To(BeNumerically("<=", rto), "every service within the RTO")
 	})
+}
+
+// logFailoverTimes logs, from the services' status.lastFailover at site, how long after lost
+// the failovers were detected and completed: the first, the median, the 90th percentile and the
+// last.
+func logFailoverTimes(ctx context.Context, t *testing.T, site *testenv.Site, lost time.Time) {
+	t.Helper()
+	list := &deichv1alpha1.SharedServiceList{}
+	if err := site.Client.List(ctx, list); err != nil {
+		t.Logf("cannot list the services at %s: %v", site.Name, err)
+		return
+	}
+	var detected, completed []time.Duration
+	for i := range list.Items {
+		lf := list.Items[i].Status.LastFailover
+		if lf == nil || lf.DetectedAt == nil || lf.CompletedAt == nil {
+			continue
+		}
+		detected = append(detected, lf.DetectedAt.Sub(lost))
+		completed = append(completed, lf.CompletedAt.Sub(lost))
+	}
+	spread := func(d []time.Duration) string {
+		if len(d) == 0 {
+			return "none"
+		}
+		slices.Sort(d)
+		at := func(q float64) time.Duration { return d[int(q*float64(len(d)-1))].Round(100 * time.Millisecond) }
+		return fmt.Sprintf("first %s, median %s, 90th percentile %s, last %s", at(0), at(0.5), at(0.9), at(1))
+	}
+	t.Logf("promotions after sh-kiel was lost, by status.lastFailover of %d services: detected %s; completed %s",
+		len(completed), spread(detected), spread(completed))
 }
 
 // catalogueSize is how many services the catalogue holds: DEICH_SCALE_SERVICES, or
