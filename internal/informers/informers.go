@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -85,11 +86,11 @@ type entry struct {
 // Option configures a Set.
 type Option func(*Set)
 
-// MetadataOnly makes the Set keep only the apiVersion, kind and metadata of each object (its
-// labels, annotations, UID and resourceVersion; never managedFields), for watches whose
-// callers need to know which objects exist and when they change, not what they hold: a copy
-// then costs a fraction of its size in memory. Callers that need an object's content read it
-// from the API server.
+// MetadataOnly makes the Set keep only the apiVersion and kind of each object and its name,
+// namespace, UID, resourceVersion, labels, annotations and deletionTimestamp (never
+// managedFields), for watches whose callers need to know which objects exist and when they
+// change, not what they hold: a copy then costs a fraction of its size in memory. Callers
+// that need an object's content read it from the API server.
 func MetadataOnly() Option {
 	return func(s *Set) { s.transform = keepMetadata }
 }
@@ -102,6 +103,7 @@ func Trim(trim func(obj map[string]any)) Option {
 		s.transform = func(obj any) (any, error) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
 				trim(u.Object)
+				share(u.Object, false)
 			}
 			return obj, nil
 		}
@@ -316,24 +318,68 @@ func (s *Set) start(key Key) *entry {
 func dropManagedFields(obj any) (any, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+		share(u.Object, false)
 	}
 	return obj, nil
 }
 
-// keepMetadata reduces objects entering an informer's store to their apiVersion, kind and
-// metadata, without managedFields.
+// keptMetadata are the fields of metadata that MetadataOnly keeps.
+var keptMetadata = []string{"name", "namespace", "uid", "resourceVersion", "labels", "annotations", "deletionTimestamp"}
+
+// keepMetadata reduces objects entering an informer's store to what MetadataOnly keeps.
 func keepMetadata(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
 	}
-	md, _ := u.Object["metadata"].(map[string]any)
-	if md != nil {
-		delete(md, "managedFields")
+	out := map[string]any{"apiVersion": u.Object["apiVersion"], "kind": u.Object["kind"]}
+	if md, ok := u.Object["metadata"].(map[string]any); ok {
+		kept := make(map[string]any, len(keptMetadata))
+		for _, f := range keptMetadata {
+			if v, ok := md[f]; ok {
+				kept[f] = v
+			}
+		}
+		out["metadata"] = kept
 	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": u.Object["apiVersion"],
-		"kind":       u.Object["kind"],
-		"metadata":   md,
-	}}, nil
+	share(out, false)
+	return &unstructured.Unstructured{Object: out}, nil
+}
+
+// shareLimit is the longest string value share makes canonical.
+const shareLimit = 64
+
+// ownMetadata are the fields of metadata whose values differ from object to object.
+var ownMetadata = map[string]bool{"name": true, "uid": true, "resourceVersion": true, "creationTimestamp": true, "generateName": true}
+
+// share makes the strings an object has in common with others one canonical copy each
+// (unique.Make): every map key, and every string value of up to shareLimit bytes except
+// the values that are the object's own (its name, UID, resourceVersion, creation time).
+// Objects decoded from a watch hold a string of their own for every key and value, so ten
+// thousand ConfigMaps held "metadata", "labels", "app.kubernetes.io/part-of" and their
+// shared label values ten thousand times each. inMetadata is set for the metadata map.
+func share(obj map[string]any, inMetadata bool) {
+	for k, v := range obj {
+		switch val := v.(type) {
+		case string:
+			if len(val) <= shareLimit && (!inMetadata || !ownMetadata[k]) {
+				v = unique.Make(val).Value()
+			}
+		case map[string]any:
+			share(val, k == "metadata" && !inMetadata)
+		case []any:
+			for i, e := range val {
+				switch ev := e.(type) {
+				case map[string]any:
+					share(ev, false)
+				case string:
+					if len(ev) <= shareLimit {
+						val[i] = unique.Make(ev).Value()
+					}
+				}
+			}
+		}
+		// Assigning to an existing key replaces the key too: the map keeps the canonical one.
+		obj[unique.Make(k).Value()] = v
+	}
 }

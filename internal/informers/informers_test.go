@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -214,5 +215,59 @@ func TestMetadataOnlyKeepsTheMetadataAndDropsTheContent(t *testing.T) {
 	}
 	if g, ok := s.Get(key, "settings"); !ok || g.GetName() != "settings" {
 		t.Errorf("Get(settings) = %v, %v; want the cached object", g, ok)
+	}
+}
+
+func TestShareKeepsOneCopyOfTheStringsObjectsHaveInCommon(t *testing.T) {
+	decode := func(name string) map[string]any {
+		// Built from fresh strings each time, as a watch decodes them.
+		fresh := func(s string) string { return string([]byte(s)) }
+		return map[string]any{
+			fresh("apiVersion"): fresh("v1"),
+			fresh("kind"):       fresh("ConfigMap"),
+			fresh("metadata"): map[string]any{
+				fresh("name"): fresh(name), fresh("namespace"): fresh("buergerkonto"),
+				fresh("resourceVersion"): fresh("4711"),
+				fresh("labels"):          map[string]any{fresh("app.kubernetes.io/part-of"): fresh("buergerkonto")},
+			},
+			fresh("data"): map[string]any{fresh("TZ"): fresh("Europe/Berlin")},
+			fresh("list"): []any{fresh("a"), map[string]any{fresh("k"): fresh("v")}},
+		}
+	}
+	a, b := decode("settings-1"), decode("settings-2")
+	share(a, false)
+	share(b, false)
+	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+	keyOf := func(m map[string]any, k string) string {
+		for key := range m {
+			if key == k {
+				return key
+			}
+		}
+		t.Fatalf("no key %q", k)
+		return ""
+	}
+	ma, mb := a["metadata"].(map[string]any), b["metadata"].(map[string]any)
+	la, lb := ma["labels"].(map[string]any), mb["labels"].(map[string]any)
+	for _, c := range []struct {
+		what string
+		x, y string
+	}{
+		{"a top-level key", keyOf(a, "metadata"), keyOf(b, "metadata")},
+		{"a label key", keyOf(la, "app.kubernetes.io/part-of"), keyOf(lb, "app.kubernetes.io/part-of")},
+		{"a label value", la["app.kubernetes.io/part-of"].(string), lb["app.kubernetes.io/part-of"].(string)},
+		{"the namespace", ma["namespace"].(string), mb["namespace"].(string)},
+		{"a value in data", a["data"].(map[string]any)["TZ"].(string), b["data"].(map[string]any)["TZ"].(string)},
+		{"a string in a list", a["list"].([]any)[0].(string), b["list"].([]any)[0].(string)},
+	} {
+		if !same(c.x, c.y) {
+			t.Errorf("%s is held twice", c.what)
+		}
+	}
+	if same(ma["resourceVersion"].(string), mb["resourceVersion"].(string)) {
+		t.Error("a resourceVersion, which is each object's own, was made canonical")
+	}
+	if a["metadata"].(map[string]any)["name"] != "settings-1" || b["metadata"].(map[string]any)["name"] != "settings-2" {
+		t.Errorf("share changed the objects: %v, %v", a, b)
 	}
 }

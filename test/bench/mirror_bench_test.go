@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -303,10 +304,14 @@ func fmtMs(d time.Duration) string { return fmt.Sprintf("%.1f ms", millis(d)) }
 // its peak (VmHWM, which includes the first mirror), and its Go heap in use as its own
 // metrics endpoint reports it. Fresh managers run for it, so nothing else is in their memory.
 func BenchmarkManagerMemory(b *testing.B) {
-	const (
-		n      = 10000
-		window = 15 * time.Second // longer than the resync period (RPO/3 = 10s) of the objective
-	)
+	const window = 15 * time.Second // longer than the resync period (RPO/3 = 10s) of the objective
+	n := 10000
+	if v := os.Getenv("DEICH_BENCH_MEMORY_OBJECTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("DEICH_BENCH_MEMORY_OBJECTS=%q: want a positive number", v)
+		}
+	}
 	if inProcess() {
 		b.Skip("the managers run in this process; their memory cannot be told apart from the benchmark's")
 	}
@@ -358,7 +363,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			perObject := (float64(steady) - float64(idleAt[m].rss)) / n
+			perObject := (float64(steady) - float64(idleAt[m].rss)) / float64(n)
 			t.row(m.Site.Name, mibString(idleAt[m].rss), mibString(steady), mibString(end), mibString(mem.hwm),
 				mibString(uint64(heap)), fmt.Sprintf("%.1f KiB RSS", perObject/1024), fmt.Sprintf("%.0f", renderedAfter-renderedBefore))
 			if m == ms.active {
