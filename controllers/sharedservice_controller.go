@@ -1135,6 +1135,9 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 }
 
+// heldPageSize is how many copies countHeld lists at once.
+const heldPageSize = 500
+
 // countHeld records in status the copies this standby site holds. Listing them costs in
 // proportion to the service's size, so it runs at most twice per resync period, and on a
 // change of the service; the reconciles in between keep the last count.
@@ -1145,16 +1148,22 @@ func (r *SharedServiceReconciler) countHeld(ctx context.Context, s *serviceScope
 	}
 	var held []deichv1alpha1.MirroredResource
 	for _, k := range s.kinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
-		if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
-			render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
-		}); err != nil {
-			r.heldCounts.forget(s.owner)
-			return fmt.Errorf("list %s copies: %w", k.gk, err)
-		}
-		for _, o := range list.Items {
-			held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
+		// In pages, so that a service of many objects is never decoded at once.
+		for page := ""; ; {
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
+			if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
+				render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
+			}, client.Limit(heldPageSize), client.Continue(page)); err != nil {
+				r.heldCounts.forget(s.owner)
+				return fmt.Errorf("list %s copies: %w", k.gk, err)
+			}
+			for _, o := range list.Items {
+				held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
+			}
+			if page = list.Continue; page == "" {
+				break
+			}
 		}
 	}
 	setMirrored(s.svc, held)

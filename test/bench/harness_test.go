@@ -269,7 +269,8 @@ func createService(ctx context.Context, b *testing.B, s *sites, ns string) {
 }
 
 // waitSynced waits until the active site reports the service Synced with n mirrored objects
-// and the standby site holds its mirror: the steady state after a first mirror.
+// and the standby site holds its mirror and reports all n copies: the steady state after a
+// first mirror.
 func waitSynced(ctx context.Context, b *testing.B, s *sites, ms *managers, key types.NamespacedName, n int) {
 	b.Helper()
 	var last string
@@ -286,7 +287,17 @@ func waitSynced(ctx context.Context, b *testing.B, s *sites, ms *managers, key t
 		if c == nil || c.Status != metav1.ConditionTrue || svc.Status.MirroredResources == nil || int(svc.Status.MirroredResources.Count) != n {
 			return false, nil
 		}
-		return s.standby.Client.Get(ctx, key, &deichv1alpha1.SharedService{}) == nil, nil
+		// The standby counts what it holds by listing its copies, in pages.
+		mirror := &deichv1alpha1.SharedService{}
+		if err := s.standby.Client.Get(ctx, key, mirror); err != nil {
+			last = fmt.Sprintf("at the standby: %v", err)
+			return false, nil
+		}
+		if held := mirror.Status.MirroredResources; held == nil || int(held.Count) != n {
+			last = fmt.Sprintf("the standby reports %+v held", held)
+			return false, nil
+		}
+		return true, nil
 	})
 	if err != nil {
 		b.Fatalf("SharedService %s not synced with %d objects (last: %s; logs: %s): %v", key, n, last, ms.active.logPath, err)
