@@ -260,8 +260,8 @@ type runner struct {
 	writeRetry    map[string]time.Time
 	writeFailures map[string]int
 	serving       bool
-	fenced    bool
-	errors    map[string]string
+	fenced        bool
+	errors        map[string]string
 }
 
 func (r *runner) poke() {
