@@ -689,6 +689,8 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 			msg = fmt.Sprintf("site %s is a witness (ReplicationPeer %s has role Witness) and nothing is mirrored to a witness; a SharedService's sites must be partners, its witness goes in spec.witnessSite", standby, p.Name)
 		}
 		s.fail(deichv1alpha1.ServiceReasonPeerNotConnected, msg, false)
+		// The standby learns of the first round after it is back from a stamp at once.
+		r.stamps.forget(s.owner)
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	s.conn = conn
@@ -705,6 +707,7 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		return ctrl.Result{}, nil
 	}
 	if err := r.apply(ctx, s, copies); err != nil {
+		r.stamps.forget(s.owner)
 		return ctrl.Result{RequeueAfter: resync}, nil //nolint:nilerr // reported in the Synced condition; retried at the next resync.
 	}
 	if copiesKnown {
@@ -723,7 +726,7 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		r.fullRounds.set(s.owner, round{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
 		metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
 	}
-	if !r.stampDue(ctx, s, resync) {
+	if !r.stampDue(s, resync) {
 		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
 	}
 	if err := r.mirrorService(ctx, s); err != nil {
@@ -1041,14 +1044,15 @@ func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope
 	return nil
 }
 
-// stampDue reports whether the SharedService at the standby needs writing: when it is missing
-// or its spec may differ, and otherwise at most twice per resync period. That keeps the
-// standby's view of the copy's age well inside the RPO without waking the standby's manager on
-// every event. When the lease is renewed at least as often, its writes at the standby's
-// cluster carry the time of the last round (Keeper.Synced) and the SharedService there is only
-// applied again every serviceReapply resyncs, so that a copy deleted or edited there returns:
-// the stamps then cost a write per shared lease record, not one per service.
-func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope, resync time.Duration) bool {
+// stampDue reports whether the SharedService at the standby needs writing: when its spec may
+// differ, on the first round after this process started or after the standby could not be
+// reached, and otherwise at most twice per resync period. That keeps the standby's view of
+// the copy's age well inside the RPO without waking the standby's manager on every event.
+// When the lease is renewed at least as often, its writes at the standby's cluster carry the
+// time of the last round (Keeper.Synced) and the SharedService there is only applied again
+// every serviceReapply resyncs, so that a copy deleted or edited there returns: the stamps
+// then cost a write per shared lease record, not one per service.
+func (r *SharedServiceReconciler) stampDue(s *serviceScope, resync time.Duration) bool {
 	if s.before.Status.ObservedGeneration != s.svc.Generation {
 		return true
 	}
@@ -1056,19 +1060,11 @@ func (r *SharedServiceReconciler) stampDue(ctx context.Context, s *serviceScope,
 	if failover.PolicyFrom(s.objective, r.maxSkew).RenewInterval() <= every {
 		every = serviceReapply * resync
 	}
-	if last, ok := r.stamps.get(s.owner); ok && last.generation == s.svc.Generation {
-		return s.now.Sub(last.at) >= every
-	}
-	res := deichv1alpha1.GroupVersion.WithResource("sharedservices")
-	cur, err := s.conn.Dynamic.Resource(res).Namespace(s.svc.Namespace).Get(ctx, s.svc.Name, metav1.GetOptions{})
-	if err != nil {
-		return true
-	}
-	stamped, err := time.Parse(time.RFC3339Nano, cur.GetAnnotations()[deichv1alpha1.AnnotationLastSyncTime])
-	if err != nil {
-		return true
-	}
-	return s.now.Sub(stamped) >= every
+	// Without a stamp of its own since this process started, or since the standby could not
+	// be reached, the round stamps at once: a standby that is back, or a manager that has
+	// just started, should not wait for the lease's next renewal to learn of it.
+	last, ok := r.stamps.get(s.owner)
+	return !ok || last.generation != s.svc.Generation || s.now.Sub(last.at) >= every
 }
 
 // serviceReapply is how many resync periods may pass between two applies of the SharedService
