@@ -611,8 +611,15 @@ func (r *SharedServiceReconciler) reconcileWorkload(ctx context.Context, s *serv
 			s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonLeaseUnknown, snap.message)
 		}
 		return ctrl.Result{RequeueAfter: time.Second}, true, nil
-	case snap.serving || snap.handingOver:
+	case snap.serving:
 		result, err := r.reconcileActive(ctx, s)
+		return result, true, err
+	case snap.finalSync:
+		// The last push of a hand-over must land before the keeper releases the lease: past
+		// its deadline the partner may serve already (see finalSyncWindow).
+		syncCtx, cancel := context.WithDeadline(ctx, snap.finalSyncUntil)
+		defer cancel()
+		result, err := r.reconcileActive(syncCtx, s)
 		if err == nil && s.synced.Status == metav1.ConditionTrue {
 			r.synced(s.owner, s.now)
 		}

@@ -28,7 +28,7 @@ func (r *SharedServiceReconciler) adoptLeaseView(s *serviceScope) {
 	if !ok || !raw.OwnRead {
 		return
 	}
-	holder := judgedHolder(r.site, snapshotOf(r.site, raw, nil))
+	holder := judgedHolder(r.site, snapshotOf(r.site, raw, nil, s.now))
 	if holder == "" {
 		return
 	}

@@ -220,6 +220,10 @@ type leaseSnapshot struct {
 	promoting bool
 	// handingOver is set while this site fences itself to release the lease.
 	handingOver bool
+	// finalSync is set while this site, handing over, may push its fenced objects to the
+	// partner one last time; finalSyncUntil is when that push must be done by.
+	finalSync      bool
+	finalSyncUntil time.Time
 	// returned is set when this process found its site's objects in active form while
 	// another site held the lease (the site came back after a failover) and fenced them.
 	returned bool
@@ -234,7 +238,7 @@ type leaseSnapshot struct {
 }
 
 // snapshotOf reads the keeper's Snapshot for the reconcile.
-func snapshotOf(site string, snap lease.Snapshot, st *leaseState) leaseSnapshot {
+func snapshotOf(site string, snap lease.Snapshot, st *leaseState, now time.Time) leaseSnapshot {
 	out := leaseSnapshot{
 		read: snap.OwnRead, serving: snap.Serving, hold: snap.Plan.Hold && !snap.Fenced,
 		epoch: snap.Claim.Epoch, recommend: snap.Plan.Recommend, promoting: snap.Plan.Reason == failover.PlanPromoting,
@@ -254,6 +258,9 @@ func snapshotOf(site string, snap lease.Snapshot, st *leaseState) leaseSnapshot 
 		// A claim given up for the partner's is a fence only where the site served on it; a
 		// standby whose promotion the partner's claim overtook simply stays standby.
 		out.fenced = out.fenced || snap.Plan.Reason == failover.PlanGivingUp && st.servedHere
+		if st.handOver {
+			out.finalSyncUntil, out.finalSync = finalSyncWindow(site, snap, st.fencedAt, now)
+		}
 		st.mu.Unlock()
 	}
 	// The copy that shows the holder: the one of the highest epoch, this site's own on a tie.
@@ -426,7 +433,30 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	if !ok {
 		return leaseSnapshot{}, true
 	}
-	return snapshotOf(r.site, snap, ls), true
+	return snapshotOf(r.site, snap, ls, s.now), true
+}
+
+// finalSyncWindow decides whether a site that hands the service over to a Switchover may
+// still push its fenced objects to the partner, and until when. The push is the last sync of
+// the hand-over (see serviceFencer.Fence): it runs only after this site's own fence took
+// effect (fencedAt), before the keeper reports the fence done and releases the lease, within
+// finalSyncWait, and while no copy of the lease shows a claim newer than this site's.
+// Outside that window the partner may already serve, and a copy written there would
+// overwrite the objects it serves with this site's older, standby-form ones: a site that
+// gives up a claim it lost (it was cut off and the partner promoted) or a promotion of its
+// own never pushes anything.
+func finalSyncWindow(site string, snap lease.Snapshot, fencedAt, now time.Time) (time.Time, bool) {
+	handingOver := snap.Claim.Releasing || snap.Plan.Reason == failover.PlanHandingOver
+	if !handingOver || snap.Fenced || snap.Claim.Epoch == 0 || fencedAt.IsZero() {
+		return time.Time{}, false
+	}
+	for _, o := range snap.Observations {
+		if o.Record.Epoch > snap.Claim.Epoch || o.Record.Epoch == snap.Claim.Epoch && o.Record.Holder != "" && o.Record.Holder != site {
+			return time.Time{}, false
+		}
+	}
+	until := fencedAt.Add(finalSyncWait)
+	return until, now.Before(until)
 }
 
 // abandoned reports whether every copy the keeper read was released, none has changed for

@@ -155,6 +155,10 @@ func TestStandbyPromotesWithAHigherEpochWhenTheActiveIsCutOff(t *testing.T) {
 			HaveField("Epoch", epoch)), "the copy of the lease at %s", arbiter)
 	}
 
+	// sh-kiel gives up the claim it lost once it is back; nothing it does then may touch what
+	// mv-schwerin serves.
+	g.Expect(s.keepsServing(ctx, schwerin)()).To(Succeed())
+	inv.mustServeFrom(schwerin)
 	restore()
 	g.Eventually(s.status(ctx, kiel)).Should(And(
 		HaveField("Status.Role", deichv1alpha1.RoleStandby),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -449,12 +451,14 @@ type invariant struct {
 	done      chan struct{}
 	mu        sync.Mutex
 	samples   []sample
+	// serveFrom are sites that must serve in every sample taken after the time given.
+	serveFrom map[*testenv.Site]time.Time
 }
 
 // watchInvariant starts sampling. mustServe are the sites that must serve in every sample
 // until check.
 func watchInvariant(ctx context.Context, s service, mustServe ...*testenv.Site) *invariant {
-	inv := &invariant{s: s, mustServe: mustServe, stop: make(chan struct{}), done: make(chan struct{})}
+	inv := &invariant{s: s, mustServe: mustServe, stop: make(chan struct{}), done: make(chan struct{}), serveFrom: map[*testenv.Site]time.Time{}}
 	go func() {
 		defer close(inv.done)
 		tick := time.NewTicker(sampleEvery)
@@ -469,6 +473,14 @@ func watchInvariant(ctx context.Context, s service, mustServe ...*testenv.Site) 
 		}
 	}()
 	return inv
+}
+
+// mustServeFrom makes site one that must serve in every sample from now until check: a site
+// that was seen serving after a failover must go on serving through what follows.
+func (inv *invariant) mustServeFrom(site *testenv.Site) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.serveFrom[site] = time.Now()
 }
 
 // take takes one sample.
@@ -521,6 +533,11 @@ func (inv *invariant) check(t testing.TB) {
 				notServing[site.Name] = append(notServing[site.Name], sm)
 			}
 		}
+		for site, from := range inv.serveFrom {
+			if sm.at.After(from) && (sm.forms[site.Name] != formActive || sm.phases[site.Name] == deichv1alpha1.PhaseFenced) {
+				notServing[site.Name] = append(notServing[site.Name], sm)
+			}
+		}
 	}
 	t.Logf("invariant checker: %d samples over %s; sh-kiel %v, mv-schwerin %v", len(inv.samples),
 		inv.span().Round(time.Millisecond), counts[testenv.SiteKiel], counts[testenv.SiteSchwerin])
@@ -530,7 +547,7 @@ func (inv *invariant) check(t testing.TB) {
 	if len(both) > 0 {
 		t.Errorf("split brain: both sites held web in active form in %d samples, first: %s", len(both), both[0])
 	}
-	for _, site := range inv.mustServe {
+	for _, site := range append(slices.Collect(maps.Keys(inv.serveFrom)), inv.mustServe...) {
 		if bad := notServing[site.Name]; len(bad) > 0 {
 			t.Errorf("%s did not serve throughout: it did not in %d of %d samples, first: %s (read errors: %v)",
 				site.Name, len(bad), len(inv.samples), bad[0], bad[0].failures)

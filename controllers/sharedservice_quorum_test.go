@@ -1,0 +1,84 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
+)
+
+func TestFinalSyncWindow(t *testing.T) {
+	fencedAt := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	held := func(holder string, epoch int64) failover.Observation {
+		return failover.Observation{Record: failover.LeaseRecord{Holder: holder, Epoch: epoch}, ObservedAt: fencedAt}
+	}
+	handingOver := func(obs map[string]failover.Observation) lease.Snapshot {
+		return lease.Snapshot{
+			Plan:         failover.Plan{Reason: failover.PlanHandingOver},
+			Claim:        failover.Claim{Epoch: 3, Releasing: true},
+			Observations: obs,
+		}
+	}
+	ownCopies := map[string]failover.Observation{"sh-kiel": held("sh-kiel", 3), "hh-hamburg": held("sh-kiel", 3)}
+	for _, tc := range []struct {
+		name     string
+		snap     lease.Snapshot
+		fencedAt time.Time
+		now      time.Time
+		want     bool
+	}{{
+		name: "a hand-over whose fence took effect pushes the fenced objects",
+		snap: handingOver(ownCopies), fencedAt: fencedAt, now: fencedAt.Add(time.Second), want: true,
+	}, {
+		name: "nothing is pushed before this site's own fence took effect",
+		snap: handingOver(ownCopies), now: fencedAt,
+	}, {
+		name: "nothing is pushed once the final sync's wait is over",
+		snap: handingOver(ownCopies), fencedAt: fencedAt, now: fencedAt.Add(finalSyncWait),
+	}, {
+		name: "nothing is pushed once the keeper reported the fence done and releases the lease",
+		snap: func() lease.Snapshot {
+			s := handingOver(ownCopies)
+			s.Fenced = true
+			return s
+		}(),
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}, {
+		name: "a claim the partner overtook pushes nothing: the partner may serve already",
+		snap: handingOver(map[string]failover.Observation{
+			"sh-kiel": held("sh-kiel", 3), "mv-schwerin": held("mv-schwerin", 4), "hh-hamburg": held("mv-schwerin", 4),
+		}),
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}, {
+		name:     "a copy naming the partner at this site's epoch pushes nothing",
+		snap:     handingOver(map[string]failover.Observation{"sh-kiel": held("sh-kiel", 3), "hh-hamburg": held("mv-schwerin", 3)}),
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}, {
+		name:     "released copies of this site's claim do not stop the push",
+		snap:     handingOver(map[string]failover.Observation{"sh-kiel": held("", 3), "hh-hamburg": held("sh-kiel", 3)}),
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second), want: true,
+	}, {
+		name:     "a site that serves does not hand over",
+		snap:     lease.Snapshot{Plan: failover.Plan{Reason: failover.PlanServing, Serve: true}, Claim: failover.Claim{Epoch: 3}, Observations: ownCopies},
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}, {
+		name:     "a fence by the deadline is no hand-over",
+		snap:     lease.Snapshot{Plan: failover.Plan{Reason: failover.PlanFenceDeadline}, Claim: failover.Claim{Epoch: 3, Established: true}, Observations: ownCopies},
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}, {
+		name:     "without a claim there is nothing to hand over",
+		snap:     lease.Snapshot{Plan: failover.Plan{Reason: failover.PlanHandingOver}},
+		fencedAt: fencedAt, now: fencedAt.Add(time.Second),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			until, got := finalSyncWindow("sh-kiel", tc.snap, tc.fencedAt, tc.now)
+			if got != tc.want {
+				t.Fatalf("finalSyncWindow = %v, want %v", got, tc.want)
+			}
+			if got && !until.Equal(tc.fencedAt.Add(finalSyncWait)) {
+				t.Fatalf("the push must be done by %s, the end of the final sync's wait; got %s", tc.fencedAt.Add(finalSyncWait), until)
+			}
+		})
+	}
+}
