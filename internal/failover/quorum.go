@@ -481,7 +481,11 @@ func Step(p Policy, s ServiceState, now time.Time) (ServiceState, Plan) {
 		return s.giveUp(plan, now, PlanHandingOver, fmt.Sprintf("this site's health checks failed %d times in a row (failureThreshold %d): fencing, then releasing the lease so %s can promote without waiting for it to expire",
 			s.ChecksFailing, p.FailureThreshold, s.Partner))
 	case !valid && s.superseded(p, now):
-		return s.giveUp(plan, now, PlanGivingUp, fmt.Sprintf("%s holds more copies of the lease than this site: fencing and releasing this site's copies", s.Partner))
+		s, plan = s.giveUp(plan, now, PlanGivingUp, fmt.Sprintf("%s holds more copies of the lease than this site: fencing and releasing this site's copies", s.Partner))
+		// A promotion that still wants the service tries again once the partner's copies
+		// may be taken, whether or not a read happens to fall due then.
+		plan.NextCheck = s.partnerFreeAt(p, now)
+		return s, plan
 	case !valid && !s.Claim.Established && !wants:
 		return s.giveUp(plan, now, PlanStandby, why+": giving up the promotion")
 	}
@@ -605,6 +609,22 @@ func (s ServiceState) superseded(p Policy, now time.Time) bool {
 		}
 	}
 	return partner > mine || partner > 0 && partner == mine && !s.Primary
+}
+
+// partnerFreeAt is the earliest time after now at which a copy naming the partner may be
+// taken by this site's clock; zero when none waits to be.
+func (s ServiceState) partnerFreeAt(p Policy, now time.Time) time.Time {
+	var at time.Time
+	for _, arb := range s.Arbiters {
+		if !arb.Observation.Record.HeldBy(s.Partner) {
+			continue
+		}
+		// superseded counts a copy as live through PromoteAfter itself.
+		if t := PromoteAfter(p, arb.Observation).Add(time.Nanosecond); t.After(now) && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	return at
 }
 
 // giveUp forgets every Renewal and starts releasing the claim.

@@ -67,6 +67,20 @@ type Inputs struct {
 	// of the target.
 	Stores map[string]Store
 	Fencer Fencer
+	// ChecksAt is when the probe round that State's checks fields (PeerChecksFailing,
+	// CopyWithinRPO, CopyAge) come from started. A verdict handed in by PeerChecks that is
+	// newer replaces them.
+	ChecksAt time.Time
+}
+
+// Checks is a verdict of the health checks that judge the partner: the fields of
+// failover.ServiceState that rule Q7 reads to decide a promotion.
+type Checks struct {
+	PeerFailing   int32
+	CopyWithinRPO bool
+	CopyAge       time.Duration
+	// At is when the probe round that produced the verdict started.
+	At time.Time
 }
 
 // Snapshot is what the keeper last decided for a service, for the reconcile to report.
@@ -83,6 +97,9 @@ type Snapshot struct {
 	// Serving and Fenced say which form this keeper last switched the copy to, and whether
 	// a fence has taken effect.
 	Serving, Fenced bool
+	// ServedAt is, while the site serves, when the keeper's switch to the active form
+	// completed: the end of a promotion.
+	ServedAt time.Time
 	// Errors holds the last error per arbiter, and per "fence"/"serve".
 	Errors map[string]string
 }
@@ -182,6 +199,28 @@ func (k *Keeper) Synced(key types.NamespacedName, at time.Time) {
 	r.mu.Unlock()
 }
 
+// PeerChecks hands the keeper a verdict of the checks that judge the partner as soon as the
+// probe scheduler has it, so that a promotion waits for no reconcile. It replaces the
+// checks fields of the last Inputs while it is newer than Inputs.ChecksAt; an older verdict
+// than the one the keeper holds is dropped.
+func (k *Keeper) PeerChecks(key types.NamespacedName, c Checks) {
+	k.mu.Lock()
+	r, ok := k.services[key]
+	k.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	newer := c.At.After(r.checks.At) && c.At.After(r.in.ChecksAt)
+	if newer {
+		r.checks = c
+	}
+	r.mu.Unlock()
+	if newer {
+		r.poke()
+	}
+}
+
 // subscribe lets the shared records among stores wake a service's loop when a write opens
 // that its renewals may join.
 func subscribe(stores map[string]Store, wake func()) {
@@ -244,6 +283,7 @@ type runner struct {
 
 	mu       sync.Mutex
 	in       Inputs
+	checks   Checks
 	syncedAt time.Time
 	snap     Snapshot
 	snapSet  bool
@@ -261,6 +301,7 @@ type runner struct {
 	writeFailures map[string]int
 	serving       bool
 	fenced        bool
+	servedAt      time.Time
 	errors        map[string]string
 }
 
@@ -336,7 +377,7 @@ func (r *runner) fold(res result) {
 // step decides once and acts; it returns when to decide again at the latest.
 func (r *runner) step(ctx context.Context) time.Time {
 	r.mu.Lock()
-	in, synced := r.in, r.syncedAt
+	in, synced, checks := r.in, r.syncedAt, r.checks
 	r.mu.Unlock()
 	now := r.k.clock.Now()
 	interval := max(in.Policy.RenewInterval(), 100*time.Millisecond)
@@ -350,6 +391,9 @@ func (r *runner) step(ctx context.Context) time.Time {
 	}
 
 	st := in.State
+	if checks.At.After(in.ChecksAt) {
+		st.PeerChecksFailing, st.CopyWithinRPO, st.CopyAge = checks.PeerFailing, checks.CopyWithinRPO, checks.CopyAge
+	}
 	st.Arbiters, st.Claim, st.OwnRead, st.Fenced = r.state.Arbiters, r.state.Claim, r.state.OwnRead, r.fenced
 	st.HoldUntil = r.holdUntil
 	st.SyncedAt = time.Time{}
@@ -382,7 +426,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 				r.errors["serve"] = err.Error()
 			} else {
 				delete(r.errors, "serve")
-				r.serving, r.fenced = true, false
+				r.serving, r.fenced, r.servedAt = true, false, r.k.clock.Now()
 			}
 		}
 	case plan.Hold:
@@ -532,6 +576,7 @@ func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
 	}
 	if snap.Serving {
 		snap.ServeUntil = r.state.ServeUntil(in.Policy, now)
+		snap.ServedAt = r.servedAt
 	}
 	r.mu.Lock()
 	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||

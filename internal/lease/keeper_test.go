@@ -356,3 +356,34 @@ func TestKeeperPacesWritesToAnArbiterThatRefuses(t *testing.T) {
 	h.advance(3 * time.Second)
 	h.g.Eventually(h.stores[hamburg].record).Should(HaveField("RenewTime", BeTemporally(">", t0.Add(30*time.Second))), "the witness is renewed again once it answers")
 }
+
+func TestKeeperPromotesOnAVerdictOfTheChecksBetweenReconciles(t *testing.T) {
+	// mv-schwerin's copies, renewed last at t0: it is lost. sh-kiel, the standby, may take
+	// them once they stood unchanged for leaseDuration + max clock skew: at t0+32s.
+	stores := map[string]*fakeStore{}
+	for _, a := range c3 {
+		stores[a] = &fakeStore{rec: failover.LeaseRecord{Holder: schwer, Epoch: 1, Duration: 30 * time.Second,
+			AcquireTime: t0, RenewTime: t0, ResourceVersion: "1", Configs: []failover.Config{c3}}}
+	}
+	h := start(t, stores, true)
+	h.in.ChecksAt = t0.Add(2 * time.Second)
+	h.update(func(s *failover.ServiceState) { s.Primary = false })
+	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanStandby))
+
+	h.keeper.PeerChecks(key, Checks{PeerFailing: 3, CopyWithinRPO: true, At: t0.Add(time.Second)})
+	h.advance(time.Second)
+	h.g.Expect(h.serving()).To(BeFalse(), "a verdict older than the reconcile's promoted the standby")
+	h.g.Expect(h.snapshot().Plan.Reason).To(Equal(failover.PlanStandby))
+
+	h.keeper.PeerChecks(key, Checks{PeerFailing: 3, CopyWithinRPO: false, CopyAge: time.Minute, At: t0.Add(3 * time.Second)})
+	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanRecommend), "a copy older than the RPO is not promoted")
+	h.g.Expect(h.serving()).To(BeFalse())
+
+	h.keeper.PeerChecks(key, Checks{PeerFailing: 3, CopyWithinRPO: true, At: t0.Add(4 * time.Second)})
+	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanGivingUp), "the partner's copies are live: the promotion waits")
+	// The keeper reads the copies every leaseDuration/3 (t0+30s, t0+40s); it promotes when
+	// they are free, not at the next read.
+	h.advance(t0.Add(32500 * time.Millisecond).Sub(h.clock.Now()))
+	h.g.Eventually(h.serving).Should(BeTrue(), "the standby promotes on the scheduler's verdict, without a reconcile, once the copies are free")
+	h.g.Expect(h.snapshot().ServedAt).To(BeTemporally("~", t0.Add(32*time.Second), 500*time.Millisecond), "the snapshot says when the promotion completed")
+}
