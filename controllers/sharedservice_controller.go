@@ -202,7 +202,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 	if !ok {
 		tick = clock.RealClock{}
 	}
-	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.events.TryNotify, Observe: r.observeProbe})
+	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.probed, Observe: r.observeProbe})
 	r.records = lease.NewRecords(tick, lease.RecordOptions{WriteTimeout: leaseCallTimeout})
 	r.keeper = lease.New(tick, lease.Options{
 		CallTimeout: leaseCallTimeout,

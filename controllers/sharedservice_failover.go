@@ -176,7 +176,16 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 	ls := r.leaseStateOf(s.owner)
 	ls.mu.Lock()
 	recorded := ls.recordedEpoch >= snap.epoch && snap.epoch > 0
+	probedSince := ls.failingSince
 	ls.mu.Unlock()
+	// The keeper may promote before a reconcile records the failures it promoted on: the
+	// scheduler's account of when they began stands in for status's then.
+	failedSince := func(site string) time.Time {
+		if since := failingSince(s.before, site); !since.IsZero() {
+			return since
+		}
+		return probedSince
+	}
 	switch {
 	case snap.promoting && !inProgress:
 		from := snap.record.Holder
@@ -186,7 +195,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		reason, detected := snap.message, now
 		if s.switchover != "" {
 			reason = fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message)
-		} else if since := failingSince(s.before, from); !since.IsZero() {
+		} else if since := failedSince(from); !since.IsZero() {
 			detected = since
 		}
 		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}}
@@ -202,15 +211,21 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 			// the failure was detected and that a promotion started.
 			if s.switchover != "" {
 				rec.Reason = truncate(fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message), 1024)
-			} else if since := failingSince(s.before, rec.From); !since.IsZero() {
+			} else if since := failedSince(rec.From); !since.IsZero() {
 				rec.DetectedAt = &metav1.Time{Time: since}
 			}
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
 				"Promoting %s (was served by %s): %s", site, rec.From, snap.message)
 		}
-		rec.CompletedAt = &metav1.Time{Time: now}
+		// The promotion completed when the keeper's switch did, however long this reconcile
+		// waited in the queue after it.
+		completed := now
+		if !snap.servedAt.IsZero() && snap.servedAt.Before(now) {
+			completed = snap.servedAt
+		}
+		rec.CompletedAt = &metav1.Time{Time: completed}
 		if rec.DetectedAt != nil {
-			rec.RecoveryTime = &metav1.Duration{Duration: now.Sub(rec.DetectedAt.Time).Round(time.Millisecond)}
+			rec.RecoveryTime = &metav1.Duration{Duration: max(completed.Sub(rec.DetectedAt.Time), 0).Round(time.Millisecond)}
 		}
 		st.LastFailover = &rec
 		st.ActiveSite = site
@@ -231,6 +246,9 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailedOver, "Promote",
 			"%s serves the service with epoch %d (was %s); recovery time %s", site, snap.epoch, rec.From, recovery)
 		s.recordedEpoch = snap.epoch
+		ls.mu.Lock()
+		ls.failingSince = time.Time{} // the failures that caused this promotion are accounted for
+		ls.mu.Unlock()
 	case inProgress && !snap.promoting && !snap.serving && !snap.hold:
 		// The promotion was given up before this site served.
 		st.LastFailover = nil

@@ -271,7 +271,7 @@ func TestCopyWithinRPOWhenLastHealthy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := &deichv1alpha1.SharedService{Status: deichv1alpha1.SharedServiceStatus{LastSyncTime: tc.lastSync, HealthChecks: tc.checks}}
-			if got, _ := copyWithinRPOWhenLastHealthy(svc, tc.objective, p, now); got != tc.want {
+			if got, _ := copyWithinRPOWhenLastHealthy(svc.Status.LastSyncTime, statusRuns(svc.Status.HealthChecks), tc.objective, p, now); got != tc.want {
 				t.Errorf("copyWithinRPOWhenLastHealthy = %t, want %t", got, tc.want)
 			}
 		})

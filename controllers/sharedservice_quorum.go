@@ -125,6 +125,21 @@ type leaseState struct {
 	// a reconcile that still reads the status from before (the cache lags behind the patch)
 	// records it, and emits its FailedOver event, no second time.
 	recordedEpoch int64
+	// gate is what the last reconcile knew that a verdict of the checks needs to reach the
+	// keeper between reconciles (see probed).
+	gate checksGate
+	// failingSince is when the run of failures of the checks that judge the partner began,
+	// as the probe scheduler last reported it; zero while they pass.
+	failingSince time.Time
+}
+
+// checksGate is, as of the last reconcile, whether the service's checks judge the partner
+// (this site stands by) and what rule Q7's RPO gate reads besides them.
+type checksGate struct {
+	judgesPartner bool
+	lastSync      *metav1.Time
+	objective     *deichv1alpha1.RecoveryObjective
+	policy        failover.Policy
 }
 
 func (r *SharedServiceReconciler) leaseStateOf(owner types.NamespacedName) *leaseState {
@@ -231,6 +246,8 @@ type leaseSnapshot struct {
 	held, targetSize int
 	// deadline is, while serving, when this site must be fenced unless it renews.
 	deadline time.Time
+	// servedAt is, while serving, when the switch to the active form completed.
+	servedAt time.Time
 	// message says what the keeper decided.
 	message string
 	// formErr is the last failure to switch this site's objects to the decided form.
@@ -244,7 +261,7 @@ func snapshotOf(site string, snap lease.Snapshot, st *leaseState, now time.Time)
 		epoch: snap.Claim.Epoch, recommend: snap.Plan.Recommend, promoting: snap.Plan.Reason == failover.PlanPromoting,
 		handingOver: snap.Claim.Releasing || snap.Plan.Reason == failover.PlanHandingOver,
 		fenced:      snap.Plan.Reason == failover.PlanFenceDeadline,
-		held:        snap.Plan.Held, targetSize: len(snap.Target), deadline: snap.ServeUntil,
+		held:        snap.Plan.Held, targetSize: len(snap.Target), deadline: snap.ServeUntil, servedAt: snap.ServedAt,
 		message: snap.Plan.Message,
 	}
 	for _, k := range []string{"serve", "fence"} {
@@ -375,6 +392,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	for _, hc := range svc.Status.HealthChecks {
 		failures = max(failures, hc.ConsecutiveFailures)
 	}
+	checksAt := s.now
 	switch {
 	case judged == r.site && failures > 0:
 		// A site hands the service over only when its partner agrees it is failing, so a site
@@ -384,7 +402,14 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 		state.PartnerReady = r.partnerReady(ctx, svc, s.objective)
 	case judged != r.site:
 		state.PeerChecksFailing = failures
-		state.CopyWithinRPO, state.CopyAge = copyWithinRPOWhenLastHealthy(svc, s.objective, policy, s.now)
+		state.CopyWithinRPO, state.CopyAge = copyWithinRPOWhenLastHealthy(svc.Status.LastSyncTime, statusRuns(svc.Status.HealthChecks), s.objective, policy, s.now)
+		// The checks' fields stand for the scheduler's rounds up to the latest in status.
+		checksAt = time.Time{}
+		for _, hc := range svc.Status.HealthChecks {
+			if hc.LastProbeTime != nil && hc.LastProbeTime.After(checksAt) {
+				checksAt = hc.LastProbeTime.Time
+			}
+		}
 	}
 	ls := r.leaseStateOf(s.owner)
 	prev, hadPrev := r.keeper.Snapshot(s.owner)
@@ -403,6 +428,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 		ls.servedHere = false // the claim it served on has ended
 	}
 	ls.handOver = state.HandOverRequested
+	ls.gate = checksGate{judgesPartner: judged != r.site, lastSync: svc.Status.LastSyncTime.DeepCopy(), objective: s.objective, policy: policy}
 	if !state.HandOverRequested {
 		ls.fencedAt = time.Time{}
 	}
@@ -421,8 +447,9 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	slices.Sort(arbiters)
 	arbiters = slices.Compact(arbiters)
 	r.keeper.Update(s.owner, lease.Inputs{
-		Policy: policy,
-		State:  state,
+		Policy:   policy,
+		State:    state,
+		ChecksAt: checksAt,
 		Stores: asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
 		Fencer: serviceFencer{
 			r: r, owner: s.owner, state: ls,
@@ -523,6 +550,65 @@ func (r *SharedServiceReconciler) deleteLeases(ctx context.Context, svc *deichv1
 	return nil
 }
 
+// checkRun is how often in a row one check failed, as of its latest probe.
+type checkRun struct {
+	failures  int32
+	lastProbe time.Time
+}
+
+// statusRuns are the runs of the checks status records.
+func statusRuns(checks []deichv1alpha1.HealthCheckStatus) []checkRun {
+	runs := make([]checkRun, 0, len(checks))
+	for _, hc := range checks {
+		if hc.LastProbeTime != nil {
+			runs = append(runs, checkRun{failures: hc.ConsecutiveFailures, lastProbe: hc.LastProbeTime.Time})
+		}
+	}
+	return runs
+}
+
+// probed is the probe scheduler's Notify: a round changed what the failover decision reads.
+// It calls for a reconcile, which records the checks in status, and, while this site stands
+// by, hands the verdict to the lease keeper at once: a promotion waits for no reconcile, so
+// that after a site loss every service's standby promotes when its own checks say so, not
+// when a reconcile worker gets to it.
+func (r *SharedServiceReconciler) probed(key types.NamespacedName) {
+	r.events.TryNotify(key)
+	r.leaseMu.Lock()
+	ls := r.leaseStates[key]
+	r.leaseMu.Unlock()
+	if ls == nil {
+		return
+	}
+	ls.mu.Lock()
+	gate := ls.gate
+	ls.mu.Unlock()
+	if !gate.judgesPartner {
+		return
+	}
+	c := lease.Checks{CopyWithinRPO: true}
+	runs := make([]checkRun, 0, 2)
+	var since time.Time
+	for _, o := range r.probes.Observations(key) {
+		c.PeerFailing = max(c.PeerFailing, o.ConsecutiveFailures)
+		if o.LastProbe.After(c.At) {
+			c.At = o.LastProbe
+		}
+		runs = append(runs, checkRun{failures: o.ConsecutiveFailures, lastProbe: o.LastProbe})
+		if o.ConsecutiveFailures > 0 && (since.IsZero() || o.LastTransition.Before(since)) {
+			since = o.LastTransition
+		}
+	}
+	if c.At.IsZero() {
+		return
+	}
+	c.CopyWithinRPO, c.CopyAge = copyWithinRPOWhenLastHealthy(gate.lastSync, runs, gate.objective, gate.policy, r.clock.Now())
+	ls.mu.Lock()
+	ls.failingSince = since
+	ls.mu.Unlock()
+	r.keeper.PeerChecks(key, c)
+}
+
 // copyWithinRPOWhenLastHealthy reports whether this site's copy was within the RPO when the
 // active site was last seen healthy: the gate of an automatic promotion (a Switchover with
 // force promotes a copy that was not). The copy's age is taken from status.lastSyncTime, which
@@ -530,21 +616,21 @@ func (r *SharedServiceReconciler) deleteLeases(ctx context.Context, svc *deichv1
 // healthy one probe interval before the first of the failures its checks count now. A copy
 // never synced is never within the RPO. Without an objective there is no RPO to keep. It
 // returns the age too, zero when the copy was never synced.
-func copyWithinRPOWhenLastHealthy(svc *deichv1alpha1.SharedService, objective *deichv1alpha1.RecoveryObjective, p failover.Policy, now time.Time) (within bool, age time.Duration) {
-	if svc.Status.LastSyncTime == nil {
+func copyWithinRPOWhenLastHealthy(lastSync *metav1.Time, runs []checkRun, objective *deichv1alpha1.RecoveryObjective, p failover.Policy, now time.Time) (within bool, age time.Duration) {
+	if lastSync == nil {
 		return objective == nil, 0
 	}
 	healthy := now
-	for _, hc := range svc.Status.HealthChecks {
-		if hc.ConsecutiveFailures == 0 || hc.LastProbeTime == nil {
+	for _, run := range runs {
+		if run.failures == 0 {
 			continue
 		}
-		at := hc.LastProbeTime.Add(-time.Duration(hc.ConsecutiveFailures) * p.ProbeInterval)
+		at := run.lastProbe.Add(-time.Duration(run.failures) * p.ProbeInterval)
 		if at.Before(healthy) {
 			healthy = at
 		}
 	}
-	age = max(healthy.Sub(svc.Status.LastSyncTime.Time), 0)
+	age = max(healthy.Sub(lastSync.Time), 0)
 	if objective == nil {
 		return true, age
 	}
