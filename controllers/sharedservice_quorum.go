@@ -450,7 +450,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 		Policy:   policy,
 		State:    state,
 		ChecksAt: checksAt,
-		Stores: asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
+		Stores:   asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
 		Fencer: serviceFencer{
 			r: r, owner: s.owner, state: ls,
 			form: formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby},
