@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -94,6 +95,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		// Listing a thousand services is work for the API server the promotions need: poll
 		// seldom, and take the times from status.lastFailover.
 		g.SetDefaultEventuallyPollingInterval(5 * time.Second)
+		stopProfile := profileCPU(t)
 		lost := time.Now()
 		before := gatherReconcileStats(t)
 		g.Expect(managers.Stop(kiel)).To(Succeed())
@@ -107,6 +109,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 			}
 			return left, err
 		}).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
+		stopProfile()
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s; polled every 5s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logFailoverTimes(ctx, t, schwerin, lost)
 		after := gatherReconcileStats(t)
@@ -116,6 +119,36 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 			1000*(after.queueSeconds-before.queueSeconds)/max(after.queued-before.queued, 1))
 		g.Expect(last.Sub(lost)).To(BeNumerically("<=", rto), "every service within the RTO")
 	})
+}
+
+// profileCPU profiles this process — both managers run in it, and sh-kiel's is stopped
+// during the failover — into the file DEICH_SCALE_CPUPROFILE names, until the returned
+// function is called. It does nothing when the variable is not set.
+func profileCPU(t *testing.T) (stop func()) {
+	t.Helper()
+	path := os.Getenv("DEICH_SCALE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path) //nolint:gosec // G304: the path is the caller's choice.
+	if err != nil {
+		t.Fatalf("create the CPU profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatalf("start the CPU profile: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				t.Errorf("write the CPU profile: %v", err)
+			}
+			t.Logf("CPU profile of the failover written to %s", path)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // reconcileStats are the SharedService controller's counters of the managers in this process
