@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -113,7 +112,7 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 	}
 	copySel := mirror.Selector(s.svc.Name, r.site)
 	target := r.renderTarget(s, standby)
-	copies := map[copyRef]*unstructured.Unstructured{}
+	copies := map[copyRef]*informers.Object{}
 	var gone []copyRef
 	for _, ref := range refs {
 		cref := copyRef{ref.kind.resource, ref.name}
@@ -122,7 +121,7 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 		}
 		src, ok := r.sources.Get(informers.Key{Resource: ref.kind.resource, Namespace: s.svc.Namespace, Selector: sel.String()}, ref.name)
 		if ok {
-			d, keep, err := renderCopy(src, target, ref.kind, s.svc.Name)
+			d, keep, err := renderSource(src, target, ref.kind, s.svc.Name)
 			if err != nil {
 				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", ref.kind.gk.Kind, src.GetName(), standby, err), true)
 				return true, err

@@ -791,14 +791,14 @@ func (r *SharedServiceReconciler) resolveKinds(s *serviceScope) bool {
 }
 
 // collectSources returns the selected objects of every kind, from watches started on demand.
-func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*unstructured.Unstructured, bool, error) {
+func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*informers.Object, bool, error) {
 	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
 	if err != nil {
 		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
 		return nil, false, nil
 	}
 	var firstErr error
-	out := make(map[*mirroredKind][]*unstructured.Unstructured, len(s.kinds))
+	out := make(map[*mirroredKind][]*informers.Object, len(s.kinds))
 	keys := make([]informers.Key, 0, len(s.kinds))
 	ready := true
 	for _, k := range s.kinds {
@@ -823,7 +823,7 @@ func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bo
 
 // render builds every copy for the standby. Any failure stops the whole round: nothing is
 // applied, so the standby keeps its last good copies.
-func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*unstructured.Unstructured, standby string, copies map[copyRef]*unstructured.Unstructured) bool {
+func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*informers.Object, standby string, copies map[copyRef]*informers.Object) bool {
 	target := r.renderTarget(s, standby)
 	rendered := 0
 	defer func() { metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Add(float64(rendered)) }()
@@ -835,7 +835,7 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 				s.desired = append(s.desired, desiredCopy{kind: k, name: src.GetName(), hash: hash, key: key})
 				continue
 			}
-			d, keep, err := renderCopy(src, target, k, s.svc.Name)
+			d, keep, err := renderSource(src, target, k, s.svc.Name)
 			if err != nil {
 				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
 				return false
@@ -860,6 +860,15 @@ func (r *SharedServiceReconciler) renderTarget(s *serviceScope, standby string) 
 		Service:    s.svc.Name,
 		Overrides:  s.svc.Spec.Overrides,
 	}
+}
+
+// renderSource renders the copy of one selected object as the sources' watch holds it.
+func renderSource(src *informers.Object, target render.Target, k *mirroredKind, service string) (desiredCopy, bool, error) {
+	u, err := src.Content()
+	if err != nil {
+		return desiredCopy{}, false, err
+	}
+	return renderCopy(u, target, k, service)
 }
 
 // renderCopy renders the copy of one selected object; keep is false for an object that is
@@ -892,9 +901,9 @@ type copyRef struct {
 
 // peerCopies returns the copies at the peer, watched so that edits there are reverted at once.
 // known is false while the watches are still listing; pruning must then wait.
-func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (map[copyRef]*unstructured.Unstructured, bool, error) {
+func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (map[copyRef]*informers.Object, bool, error) {
 	mapper := s.conn.Cluster.GetRESTMapper()
-	copies := map[copyRef]*unstructured.Unstructured{}
+	copies := map[copyRef]*informers.Object{}
 	keys := make([]informers.Key, 0, len(s.kinds))
 	known := true
 	for _, k := range s.kinds {
@@ -925,7 +934,7 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 // the rendering is applied at once; one with the same hash whose content is not known to be
 // current (see renderCache) is read from the peer and compared, since an edit there leaves
 // the hash as it was.
-func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
+func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*informers.Object) error {
 	var todo, verify []desiredCopy
 	for _, d := range s.desired {
 		if d.obj == nil {
@@ -1027,7 +1036,7 @@ func (r *SharedServiceReconciler) staleCopies(ctx context.Context, s *serviceSco
 }
 
 // prune deletes copies at the peer whose source is gone or no longer selected.
-func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, copies map[copyRef]*unstructured.Unstructured) error {
+func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, copies map[copyRef]*informers.Object) error {
 	want := desiredRefs(s.desired)
 	for ref, cp := range copies {
 		if _, ok := want[ref]; ok {
@@ -1042,7 +1051,7 @@ func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, co
 
 // pruneCopy deletes one copy at the peer, the one that was read: a copy re-created since
 // is left alone.
-func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope, ref copyRef, cp *unstructured.Unstructured) error {
+func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope, ref copyRef, cp metav1.Object) error {
 	if err := s.conn.Writer().Delete(ctx, ref.resource, cp); err != nil {
 		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
 		return err

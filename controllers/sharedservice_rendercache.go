@@ -3,8 +3,10 @@ package controllers
 import (
 	"sync"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/deich-io/deich/internal/informers"
 )
 
 // renderKey is everything a copy is rendered from: the source object as of one
@@ -37,13 +39,13 @@ type renderCache struct {
 }
 
 // keyOf is the renderKey of src for the service and objective generations and standby site.
-func keyOf(src *unstructured.Unstructured, generation, objectiveGeneration int64, standby string) renderKey {
+func keyOf(src metav1.Object, generation, objectiveGeneration int64, standby string) renderKey {
 	return renderKey{uid: src.GetUID(), resourceVersion: src.GetResourceVersion(), generation: generation, objectiveGeneration: objectiveGeneration, standby: standby}
 }
 
 // current returns the hash of the copy rendered under key when the copy at the standby, cp,
 // is still the one that was seen to hold it.
-func (c *renderCache) current(owner types.NamespacedName, ref copyRef, key renderKey, cp *unstructured.Unstructured) (string, bool) {
+func (c *renderCache) current(owner types.NamespacedName, ref copyRef, key renderKey, cp *informers.Object) (string, bool) {
 	if cp == nil {
 		return "", false
 	}

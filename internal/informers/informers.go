@@ -8,6 +8,8 @@ package informers
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,34 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 )
+
+// Object is one object as a Set holds it: the metadata its users read without decoding
+// anything — name, namespace, UID, resourceVersion and deletionTimestamp, and with
+// MetadataOnly the annotations it names — and, unless the Set keeps metadata only, the
+// object itself as JSON, decoded again only when a user needs its content (Content). Ten
+// thousand ConfigMaps held decoded cost about three times as much: every key and value of a
+// decoded object is a string and a map entry of its own. Labels are not kept: the informer's
+// selector matched them.
+type Object struct {
+	metav1.ObjectMeta
+	raw []byte
+}
+
+// errMetadataOnly is Content's error for an object of a Set that keeps metadata only.
+var errMetadataOnly = errors.New("the watch keeps only the metadata of this object")
+
+// Content decodes the object as it was stored (without managedFields, and without what the
+// Set's Trim removed). Each call returns a new object the caller may change.
+func (o *Object) Content() (*unstructured.Unstructured, error) {
+	if o.raw == nil {
+		return nil, fmt.Errorf("%s/%s: %w", o.Namespace, o.Name, errMetadataOnly)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(o.raw); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	return u, nil
+}
 
 // Key identifies one informer.
 type Key struct {
@@ -86,34 +116,25 @@ type entry struct {
 // Option configures a Set.
 type Option func(*Set)
 
-// MetadataOnly makes the Set keep only the apiVersion and kind of each object and its name,
-// namespace, UID, resourceVersion, labels, annotations and deletionTimestamp (never
-// managedFields), for watches whose callers need to know which objects exist and when they
-// change, not what they hold: a copy then costs a fraction of its size in memory. Callers
-// that need an object's content read it from the API server.
-func MetadataOnly() Option {
-	return func(s *Set) { s.transform = keepMetadata }
+// MetadataOnly makes the Set keep only the metadata of each object (Object without content)
+// and, of its annotations, those named, for watches whose callers need to know which objects
+// exist and when they change, not what they hold: a copy then costs a fraction of its size in
+// memory. Callers that need an object's content read it from the API server.
+func MetadataOnly(annotations ...string) Option {
+	return func(s *Set) { s.transform = compact(nil, false, annotations...) }
 }
 
-// Trim makes the Set pass every object through trim before it enters an informer's store, in
-// place of dropping managedFields alone: trim must remove managedFields too, and whatever
-// else the Set's callers never read.
+// Trim makes the Set pass every object through trim before it is stored, in place of
+// dropping managedFields alone: trim must remove managedFields too, and whatever else the
+// Set's callers never read.
 func Trim(trim func(obj map[string]any)) Option {
-	return func(s *Set) {
-		s.transform = func(obj any) (any, error) {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				trim(u.Object)
-				share(u.Object, false)
-			}
-			return obj, nil
-		}
-	}
+	return func(s *Set) { s.transform = compact(trim, true) }
 }
 
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
 func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
-	s := &Set{client: client, notify: notify, transform: dropManagedFields, entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
+	s := &Set{client: client, notify: notify, transform: compact(dropManagedFields, true), entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -144,7 +165,7 @@ func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, complet
 
 // Get returns the object name of key's informer from its cache; false when the informer
 // does not run, has not listed yet, or does not hold the object.
-func (s *Set) Get(key Key, name string) (*unstructured.Unstructured, bool) {
+func (s *Set) Get(key Key, name string) (*Object, bool) {
 	s.mu.Lock()
 	e, ok := s.entries[key]
 	s.mu.Unlock()
@@ -155,8 +176,8 @@ func (s *Set) Get(key Key, name string) (*unstructured.Unstructured, bool) {
 	if err != nil || !exists {
 		return nil, false
 	}
-	u, ok := item.(*unstructured.Unstructured)
-	return u, ok
+	o, ok := item.(*Object)
+	return o, ok
 }
 
 // record notes a change for owner. Called with s.mu held.
@@ -179,7 +200,7 @@ func (s *Set) record(owner types.NamespacedName, c *Change) {
 // the informer's current objects, in no particular order. synced is false until the informer's first list completed;
 // the objects are then incomplete and must not be used to decide what to prune. While it is
 // not synced, err is the last error listing or watching met (for example "forbidden"), if any.
-func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.Unstructured, synced bool, err error) {
+func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*Object, synced bool, err error) {
 	s.mu.Lock()
 	e, ok := s.entries[key]
 	if !ok {
@@ -198,10 +219,10 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*unstructured.
 		return nil, false, nil
 	}
 	items := e.informer.GetStore().List()
-	objs = make([]*unstructured.Unstructured, 0, len(items))
+	objs = make([]*Object, 0, len(items))
 	for _, it := range items {
-		if u, ok := it.(*unstructured.Unstructured); ok {
-			objs = append(objs, u)
+		if o, ok := it.(*Object); ok {
+			objs = append(objs, o)
 		}
 	}
 	return objs, true, nil
@@ -295,8 +316,8 @@ func (s *Set) start(key Key) *entry {
 		DeleteFunc: func(obj any) { notify(obj) },
 	})
 	// managedFields can be a third of an object and nothing downstream reads them; dropping
-	// them (or, with MetadataOnly, all but the metadata) before the object enters the store
-	// keeps the manager's memory in proportion.
+	// them, keeping the rest as JSON (or, with MetadataOnly, only the metadata) before the
+	// object enters the store keeps the manager's memory in proportion.
 	_ = inf.SetTransform(s.transform)
 	// Remember why listing fails, so the owner can say so instead of waiting silently.
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
@@ -314,72 +335,66 @@ func (s *Set) start(key Key) *entry {
 	return e
 }
 
-// dropManagedFields removes metadata.managedFields from objects entering an informer's store.
-func dropManagedFields(obj any) (any, error) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
-		share(u.Object, false)
-	}
-	return obj, nil
+// dropManagedFields removes metadata.managedFields from an object.
+func dropManagedFields(obj map[string]any) {
+	unstructured.RemoveNestedField(obj, "metadata", "managedFields")
 }
 
-// keptMetadata are the fields of metadata that MetadataOnly keeps.
-var keptMetadata = []string{"name", "namespace", "uid", "resourceVersion", "labels", "annotations", "deletionTimestamp"}
-
-// keepMetadata reduces objects entering an informer's store to what MetadataOnly keeps.
-func keepMetadata(obj any) (any, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return obj, nil
-	}
-	out := map[string]any{"apiVersion": u.Object["apiVersion"], "kind": u.Object["kind"]}
-	if md, ok := u.Object["metadata"].(map[string]any); ok {
-		kept := make(map[string]any, len(keptMetadata))
-		for _, f := range keptMetadata {
-			if v, ok := md[f]; ok {
-				kept[f] = v
-			}
+// compact returns the transform that turns each object entering an informer's store into an
+// Object: trim (when set) is applied to the decoded object first, the content is kept as JSON
+// when withContent is set, and the annotations named are kept in the metadata. An object that
+// already is an Object passes unchanged, as client-go asks of a transform.
+func compact(trim func(obj map[string]any), withContent bool, annotations ...string) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil
 		}
-		out["metadata"] = kept
-	}
-	share(out, false)
-	return &unstructured.Unstructured{Object: out}, nil
-}
-
-// shareLimit is the longest string value share makes canonical.
-const shareLimit = 64
-
-// ownMetadata are the fields of metadata whose values differ from object to object.
-var ownMetadata = map[string]bool{"name": true, "uid": true, "resourceVersion": true, "creationTimestamp": true, "generateName": true}
-
-// share makes the strings an object has in common with others one canonical copy each
-// (unique.Make): every map key, and every string value of up to shareLimit bytes except
-// the values that are the object's own (its name, UID, resourceVersion, creation time).
-// Objects decoded from a watch hold a string of their own for every key and value, so ten
-// thousand ConfigMaps held "metadata", "labels", "app.kubernetes.io/part-of" and their
-// shared label values ten thousand times each. inMetadata is set for the metadata map.
-func share(obj map[string]any, inMetadata bool) {
-	for k, v := range obj {
-		switch val := v.(type) {
-		case string:
-			if len(val) <= shareLimit && (!inMetadata || !ownMetadata[k]) {
-				v = unique.Make(val).Value()
-			}
-		case map[string]any:
-			share(val, k == "metadata" && !inMetadata)
-		case []any:
-			for i, e := range val {
-				switch ev := e.(type) {
-				case map[string]any:
-					share(ev, false)
-				case string:
-					if len(ev) <= shareLimit {
-						val[i] = unique.Make(ev).Value()
-					}
+		if trim != nil {
+			trim(u.Object)
+		}
+		o := &Object{ObjectMeta: metav1.ObjectMeta{
+			Name: u.GetName(), Namespace: unique.Make(u.GetNamespace()).Value(),
+			UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), DeletionTimestamp: u.GetDeletionTimestamp(),
+		}}
+		if len(annotations) > 0 {
+			all, _, _ := unstructured.NestedStringMap(u.Object, "metadata", "annotations")
+			kept := map[string]string{}
+			for _, a := range annotations {
+				if v, ok := all[a]; ok {
+					kept[a] = v
 				}
 			}
+			o.Annotations = shareStrings(kept)
 		}
-		// Assigning to an existing key replaces the key too: the map keeps the canonical one.
-		obj[unique.Make(k).Value()] = v
+		if withContent {
+			raw, err := json.Marshal(u.Object)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+			}
+			o.raw = raw
+		}
+		return o, nil
 	}
+}
+
+// shareLimit is the longest value shareStrings makes canonical.
+const shareLimit = 64
+
+// shareStrings makes the keys, and the values of up to shareLimit bytes, of an annotation map
+// one canonical copy each (unique.Make): objects decoded from a watch hold a string of their
+// own for each, so ten thousand copies held the same annotation keys ten thousand times each.
+// Content hashes and other long values are the object's own and stay as they are.
+func shareStrings(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if len(v) <= shareLimit {
+			v = unique.Make(v).Value()
+		}
+		out[unique.Make(k).Value()] = v
+	}
+	return out
 }

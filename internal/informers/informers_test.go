@@ -3,6 +3,7 @@ package informers
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -29,7 +30,7 @@ func configMap(ns, name string, labels map[string]string) *unstructured.Unstruct
 }
 
 // waitSynced polls Ensure until the informer has listed.
-func waitSynced(t *testing.T, s *Set, key Key, owner types.NamespacedName) []*unstructured.Unstructured {
+func waitSynced(t *testing.T, s *Set, key Key, owner types.NamespacedName) []*Object {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -190,13 +191,13 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 
 func TestMetadataOnlyKeepsTheMetadataAndDropsTheContent(t *testing.T) {
 	cm := configMap("a", "settings", map[string]string{"app": "x"})
-	cm.SetAnnotations(map[string]string{"resilience.deich.io/content-hash": "abc"})
+	cm.SetAnnotations(map[string]string{"resilience.deich.io/content-hash": "abc", "other": "dropped"})
 	cm.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "deich", Operation: metav1.ManagedFieldsOperationApply}})
 	cm.Object["data"] = map[string]any{"greeting": "Moin"}
 	scheme := runtime.NewScheme()
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}, cm)
-	s := New(client, func(types.NamespacedName) {}, MetadataOnly())
+	s := New(client, func(types.NamespacedName) {}, MetadataOnly("resilience.deich.io/content-hash"))
 	t.Cleanup(s.Stop)
 	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
 	objs := waitSynced(t, s, key, types.NamespacedName{Namespace: "a", Name: "svc"})
@@ -204,41 +205,74 @@ func TestMetadataOnlyKeepsTheMetadataAndDropsTheContent(t *testing.T) {
 		t.Fatalf("Ensure() = %d objects, want 1", len(objs))
 	}
 	got := objs[0]
-	if _, ok := got.Object["data"]; ok {
-		t.Errorf("the cached object keeps its data: %v", got.Object)
+	if u, err := got.Content(); err == nil {
+		t.Errorf("the cached object keeps its content: %v", u.Object)
 	}
 	if got.GetManagedFields() != nil {
 		t.Errorf("the cached object keeps managedFields: %v", got.GetManagedFields())
 	}
-	if got.GetName() != "settings" || got.GetKind() != "ConfigMap" || got.GetAnnotations()["resilience.deich.io/content-hash"] != "abc" || got.GetLabels()["app"] != "x" {
-		t.Errorf("the cached object lost its metadata: %v", got.Object)
+	if got.GetName() != "settings" || got.GetNamespace() != "a" || got.GetAnnotations()["resilience.deich.io/content-hash"] != "abc" {
+		t.Errorf("the cached object lost its metadata: %+v", got.ObjectMeta)
+	}
+	if _, ok := got.GetAnnotations()["other"]; ok || got.GetLabels() != nil {
+		t.Errorf("the cached object keeps what was not asked for: %+v", got.ObjectMeta)
 	}
 	if g, ok := s.Get(key, "settings"); !ok || g.GetName() != "settings" {
 		t.Errorf("Get(settings) = %v, %v; want the cached object", g, ok)
 	}
 }
 
-func TestShareKeepsOneCopyOfTheStringsObjectsHaveInCommon(t *testing.T) {
-	decode := func(name string) map[string]any {
-		// Built from fresh strings each time, as a watch decodes them.
-		fresh := func(s string) string { return string([]byte(s)) }
-		return map[string]any{
-			fresh("apiVersion"): fresh("v1"),
-			fresh("kind"):       fresh("ConfigMap"),
-			fresh("metadata"): map[string]any{
-				fresh("name"): fresh(name), fresh("namespace"): fresh("buergerkonto"),
-				fresh("resourceVersion"): fresh("4711"),
-				fresh("labels"):          map[string]any{fresh("app.kubernetes.io/part-of"): fresh("buergerkonto")},
-			},
-			fresh("data"): map[string]any{fresh("TZ"): fresh("Europe/Berlin")},
-			fresh("list"): []any{fresh("a"), map[string]any{fresh("k"): fresh("v")}},
+func TestTrimKeepsTheContentAsItWasTrimmed(t *testing.T) {
+	cm := configMap("a", "settings", map[string]string{"app": "x"})
+	cm.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "deich", Operation: metav1.ManagedFieldsOperationApply}})
+	cm.Object["data"] = map[string]any{"greeting": "Moin"}
+	cm.Object["status"] = map[string]any{"phase": "dropped"}
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}, cm)
+	s := New(client, func(types.NamespacedName) {}, Trim(func(obj map[string]any) {
+		dropManagedFields(obj)
+		delete(obj, "status")
+	}))
+	t.Cleanup(s.Stop)
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+	objs := waitSynced(t, s, key, types.NamespacedName{Namespace: "a", Name: "svc"})
+	if len(objs) != 1 {
+		t.Fatalf("Ensure() = %d objects, want 1", len(objs))
+	}
+	u, err := objs[0].Content()
+	if err != nil {
+		t.Fatalf("Content() error = %v", err)
+	}
+	if got, _, _ := unstructured.NestedString(u.Object, "data", "greeting"); got != "Moin" {
+		t.Errorf("the content lost its data: %v", u.Object)
+	}
+	if _, ok := u.Object["status"]; ok || u.GetManagedFields() != nil {
+		t.Errorf("the content keeps what Trim removed: %v", u.Object)
+	}
+	if u.GetName() != "settings" || u.GetKind() != "ConfigMap" || u.GetLabels()["app"] != "x" {
+		t.Errorf("the content lost its identity: %v", u.Object)
+	}
+	// Content hands out a new object each time: a caller that changes it changes no other.
+	u.SetName("changed")
+	if again, _ := objs[0].Content(); again.GetName() != "settings" {
+		t.Errorf("a change of one decoded object reached the cache: %v", again.Object)
+	}
+}
+
+func TestShareStringsKeepsOneCopyOfWhatObjectsHaveInCommon(t *testing.T) {
+	// Built from fresh strings each time, as a watch decodes them.
+	fresh := func(s string) string { return string([]byte(s)) }
+	decode := func(hash string) map[string]string {
+		return map[string]string{
+			fresh("app.kubernetes.io/part-of"):        fresh("buergerkonto"),
+			fresh("resilience.deich.io/content-hash"): fresh(hash),
 		}
 	}
-	a, b := decode("settings-1"), decode("settings-2")
-	share(a, false)
-	share(b, false)
+	long := strings.Repeat("0123456789abcdef", 5)
+	a, b := shareStrings(decode(long)), shareStrings(decode(long))
 	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
-	keyOf := func(m map[string]any, k string) string {
+	keyOf := func(m map[string]string, k string) string {
 		for key := range m {
 			if key == k {
 				return key
@@ -247,27 +281,19 @@ func TestShareKeepsOneCopyOfTheStringsObjectsHaveInCommon(t *testing.T) {
 		t.Fatalf("no key %q", k)
 		return ""
 	}
-	ma, mb := a["metadata"].(map[string]any), b["metadata"].(map[string]any)
-	la, lb := ma["labels"].(map[string]any), mb["labels"].(map[string]any)
-	for _, c := range []struct {
-		what string
-		x, y string
-	}{
-		{"a top-level key", keyOf(a, "metadata"), keyOf(b, "metadata")},
-		{"a label key", keyOf(la, "app.kubernetes.io/part-of"), keyOf(lb, "app.kubernetes.io/part-of")},
-		{"a label value", la["app.kubernetes.io/part-of"].(string), lb["app.kubernetes.io/part-of"].(string)},
-		{"the namespace", ma["namespace"].(string), mb["namespace"].(string)},
-		{"a value in data", a["data"].(map[string]any)["TZ"].(string), b["data"].(map[string]any)["TZ"].(string)},
-		{"a string in a list", a["list"].([]any)[0].(string), b["list"].([]any)[0].(string)},
-	} {
-		if !same(c.x, c.y) {
-			t.Errorf("%s is held twice", c.what)
-		}
+	if !same(keyOf(a, "app.kubernetes.io/part-of"), keyOf(b, "app.kubernetes.io/part-of")) {
+		t.Error("a label key is held twice")
 	}
-	if same(ma["resourceVersion"].(string), mb["resourceVersion"].(string)) {
-		t.Error("a resourceVersion, which is each object's own, was made canonical")
+	if !same(a["app.kubernetes.io/part-of"], b["app.kubernetes.io/part-of"]) {
+		t.Error("a short label value is held twice")
 	}
-	if a["metadata"].(map[string]any)["name"] != "settings-1" || b["metadata"].(map[string]any)["name"] != "settings-2" {
-		t.Errorf("share changed the objects: %v, %v", a, b)
+	if same(a["resilience.deich.io/content-hash"], b["resilience.deich.io/content-hash"]) {
+		t.Error("a value longer than shareLimit, each object's own, was made canonical")
+	}
+	if a["resilience.deich.io/content-hash"] != long || a["app.kubernetes.io/part-of"] != "buergerkonto" {
+		t.Errorf("shareStrings changed the values: %v", a)
+	}
+	if shareStrings(nil) != nil || shareStrings(map[string]string{}) != nil {
+		t.Error("an empty map is kept as a map")
 	}
 }

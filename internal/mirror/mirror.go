@@ -136,7 +136,7 @@ func (s Site) EnsureNamespace(ctx context.Context, namespace string) error {
 
 // Delete deletes the object that was read as cp, unless it was replaced since (another UID).
 // An object already gone is no error.
-func (s Site) Delete(ctx context.Context, resource schema.GroupVersionResource, cp *unstructured.Unstructured) error {
+func (s Site) Delete(ctx context.Context, resource schema.GroupVersionResource, cp metav1.Object) error {
 	uid := cp.GetUID()
 	err := s.Dynamic.Resource(resource).Namespace(cp.GetNamespace()).
 		Delete(ctx, cp.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})

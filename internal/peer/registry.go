@@ -19,6 +19,7 @@ import (
 
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/mirror"
+	"github.com/deich-io/deich/internal/render"
 )
 
 // Default client rate limits for connections to a peer. controller-runtime no longer
@@ -205,7 +206,7 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 		Cluster:         cl,
 		HeartbeatClient: hb,
 		Dynamic:         dyn,
-		Copies:          informers.New(dyn, r.copyHandler, informers.MetadataOnly()),
+		Copies:          informers.New(dyn, r.copyHandler, informers.MetadataOnly(render.AnnotationContentHash)),
 		cancel:          cancel,
 		done:            make(chan struct{}),
 	}
