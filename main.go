@@ -58,6 +58,9 @@ func run() error {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if gc := memlimit.SetGCPercent(); gc > 0 {
+		log.V(1).Info("Set the garbage collector's target percentage; GOGC overrides it", "gcPercent", gc)
+	}
 	if soft, err := memlimit.Set(); err != nil {
 		// The manager runs without a soft limit, as Go does by default.
 		log.Error(err, "Cannot read the container's memory limit; no soft memory limit set")

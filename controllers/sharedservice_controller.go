@@ -412,11 +412,33 @@ type desiredCopy struct {
 	kind *mirroredKind
 	name string
 	// obj is the rendered copy; nil when the copy at the standby is known to be current
-	// (see renderCache) and nothing was rendered.
-	obj  *unstructured.Unstructured
-	hash string
+	// (see renderCache) and nothing was rendered, or when the round renders more copies
+	// than it holds at once (renderHeldAbove): then rerender makes it again where it is
+	// needed.
+	obj      *unstructured.Unstructured
+	rerender func() (*unstructured.Unstructured, error)
+	hash     string
 	// key is what the copy was rendered from.
 	key renderKey
+}
+
+// renderHeldAbove is the number of selected objects above which a full round does not hold
+// the copies it rendered until they are written: it renders each one to learn its hash and
+// that it renders at all, drops it, and renders it again when it is written. A first mirror
+// of ten thousand objects then holds a few copies at once, not ten thousand, for one more
+// render of each.
+const renderHeldAbove = 512
+
+// rendered reports whether the copy was rendered in this round, i.e. must be checked or
+// written.
+func (d desiredCopy) rendered() bool { return d.obj != nil || d.rerender != nil }
+
+// object returns the rendered copy, rendering it again when it was not held.
+func (d desiredCopy) object() (*unstructured.Unstructured, error) {
+	if d.obj != nil || d.rerender == nil {
+		return d.obj, nil
+	}
+	return d.rerender()
 }
 
 // serviceScope is what one reconcile of a SharedService knows; it lives for one call.
@@ -827,6 +849,11 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 	target := r.renderTarget(s, standby)
 	rendered := 0
 	defer func() { metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Add(float64(rendered)) }()
+	selected := 0
+	for _, objs := range sources {
+		selected += len(objs)
+	}
+	hold := selected <= renderHeldAbove
 	for _, k := range s.kinds {
 		for _, src := range sources[k] {
 			key := keyOf(src, s.svc.Generation, s.objective.Generation, standby)
@@ -843,6 +870,13 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 			if keep {
 				rendered++
 				d.key = key
+				if !hold {
+					d.obj = nil
+					d.rerender = func() (*unstructured.Unstructured, error) {
+						again, _, err := renderSource(src, target, k, s.svc.Name)
+						return again.obj, err
+					}
+				}
 				s.desired = append(s.desired, d)
 			}
 		}
@@ -937,7 +971,7 @@ func (r *SharedServiceReconciler) peerCopies(s *serviceScope, standby string) (m
 func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, copies map[copyRef]*informers.Object) error {
 	var todo, verify []desiredCopy
 	for _, d := range s.desired {
-		if d.obj == nil {
+		if !d.rendered() {
 			continue // known to be current at the standby: nothing was rendered
 		}
 		cur, ok := copies[copyRef{d.kind.resource, d.name}]
@@ -958,7 +992,7 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	}
 	writes := make([]mirror.Copy, 0, len(todo))
 	for _, d := range todo {
-		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Obj: d.obj})
+		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Name: d.name, Obj: d.obj, Render: d.rerender})
 	}
 	versions, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
 	for i, v := range versions {
@@ -1026,7 +1060,8 @@ func (r *SharedServiceReconciler) staleCopies(ctx context.Context, s *serviceSco
 	var stale []desiredCopy
 	for i, d := range verify {
 		cur := stored[i]
-		if cur == nil || !render.Covers(cur.Object, d.obj.Object) {
+		want, err := d.object()
+		if cur == nil || err != nil || !render.Covers(cur.Object, want.Object) {
 			stale = append(stale, d)
 			continue
 		}

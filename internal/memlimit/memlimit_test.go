@@ -1,6 +1,9 @@
 package memlimit
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
@@ -34,5 +37,23 @@ func TestSetLeavesAnExplicitGOMEMLIMITAlone(t *testing.T) {
 	got, err := Set()
 	if err != nil || got != 0 {
 		t.Errorf("Set() with GOMEMLIMIT = %d, %v; want 0, nil", got, err)
+	}
+}
+
+func TestSetGCPercentLeavesAnExplicitGOGCAlone(t *testing.T) {
+	t.Setenv("GOGC", "200")
+	if got := SetGCPercent(); got != 0 {
+		t.Errorf("SetGCPercent() with GOGC = %d; want 0", got)
+	}
+}
+
+func TestSetGCPercentLowersTheDefault(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if got := SetGCPercent(); got != GCPercent {
+		t.Fatalf("SetGCPercent() = %d; want %d", got, GCPercent)
+	}
+	if got := debug.SetGCPercent(GCPercent); got != GCPercent {
+		t.Errorf("the collector's target is %d%%, want %d%%", got, GCPercent)
 	}
 }

@@ -71,9 +71,28 @@ type Site struct {
 // Copy is one object to write, with the resource it is written as.
 type Copy struct {
 	Resource schema.GroupVersionResource
-	// Kind names the object's kind in messages.
-	Kind string
-	Obj  *unstructured.Unstructured
+	// Kind and Name name the object in messages; Name defaults to Obj's.
+	Kind, Name string
+	// Obj is the copy to write; when it is nil, Render makes it just before it is written,
+	// so that a large batch does not hold every copy at once.
+	Obj    *unstructured.Unstructured
+	Render func() (*unstructured.Unstructured, error)
+}
+
+// object returns the copy to write.
+func (c Copy) object() (*unstructured.Unstructured, error) {
+	if c.Obj != nil || c.Render == nil {
+		return c.Obj, nil
+	}
+	return c.Render()
+}
+
+// name is the copy's name for messages.
+func (c Copy) name() string {
+	if c.Name == "" && c.Obj != nil {
+		return c.Obj.GetName()
+	}
+	return c.Name
 }
 
 // Apply server-side applies obj as resource, taking over the fields it sets.
@@ -99,14 +118,17 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 	var mu sync.Mutex
 	for i, c := range copies {
 		g.Go(func() error {
-			got, err := s.Apply(gctx, c.Resource, c.Obj)
-			if err != nil {
-				mu.Lock()
-				failures = append(failures, fmt.Sprintf("%s %s: %v", c.Kind, c.Obj.GetName(), err))
-				mu.Unlock()
-				return nil
+			obj, err := c.object()
+			if err == nil {
+				var got *unstructured.Unstructured
+				if got, err = s.Apply(gctx, c.Resource, obj); err == nil {
+					versions[i] = got.GetResourceVersion() // each goroutine writes its own index
+					return nil
+				}
 			}
-			versions[i] = got.GetResourceVersion() // each goroutine writes its own index
+			mu.Lock()
+			failures = append(failures, fmt.Sprintf("%s %s: %v", c.Kind, c.name(), err))
+			mu.Unlock()
 			return nil
 		})
 	}

@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -153,6 +154,30 @@ func TestWritesAtASite(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{mirror.FieldManager}, managers); diff != "" {
 			t.Errorf("field managers of the copy (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("a copy rendered when it is written is applied, and one that fails to render is reported", func(t *testing.T) {
+		versions, failures := at.ApplyAll(ctx, 2, []mirror.Copy{
+			{Resource: configMaps, Kind: "ConfigMap", Name: "rendered-late", Render: func() (*unstructured.Unstructured, error) {
+				return configMap("rendered-late", copyLabels), nil
+			}},
+			{Resource: configMaps, Kind: "ConfigMap", Name: "broken", Render: func() (*unstructured.Unstructured, error) {
+				return nil, errors.New("patch of override 1 does not apply")
+			}},
+		})
+		if len(failures) != 1 || failures[0] != "ConfigMap broken: patch of override 1 does not apply" {
+			t.Errorf("failures = %q, want one for ConfigMap broken", failures)
+		}
+		if versions[0] == "" || versions[1] != "" {
+			t.Errorf("versions = %q, want the stored rendered-late's and none for broken", versions)
+		}
+		late := &corev1.ConfigMap{}
+		if err := site.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rendered-late"}, late); err != nil {
+			t.Fatalf("the copy rendered when written is not at the site: %v", err)
+		}
+		if err := site.Client.Delete(ctx, late); err != nil {
+			t.Fatalf("delete rendered-late: %v", err)
 		}
 	})
 
