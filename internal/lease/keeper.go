@@ -186,9 +186,7 @@ func (k *Keeper) Update(key types.NamespacedName, in Inputs) {
 // a write of their own. The keeper forgets it when the site's claim ends, so a later claim
 // carries only what was confirmed on it.
 func (k *Keeper) Synced(key types.NamespacedName, at time.Time) {
-	k.mu.Lock()
-	r, ok := k.services[key]
-	k.mu.Unlock()
+	r, ok := k.runnerOf(key)
 	if !ok {
 		return
 	}
@@ -204,9 +202,7 @@ func (k *Keeper) Synced(key types.NamespacedName, at time.Time) {
 // checks fields of the last Inputs while it is newer than Inputs.ChecksAt; an older verdict
 // than the one the keeper holds is dropped.
 func (k *Keeper) PeerChecks(key types.NamespacedName, c Checks) {
-	k.mu.Lock()
-	r, ok := k.services[key]
-	k.mu.Unlock()
+	r, ok := k.runnerOf(key)
 	if !ok {
 		return
 	}
@@ -219,6 +215,14 @@ func (k *Keeper) PeerChecks(key types.NamespacedName, c Checks) {
 	if newer {
 		r.poke()
 	}
+}
+
+// runnerOf returns the loop of a service, if it runs.
+func (k *Keeper) runnerOf(key types.NamespacedName) (*runner, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r, ok := k.services[key]
+	return r, ok
 }
 
 // subscribe lets the shared records among stores wake a service's loop when a write opens
@@ -252,9 +256,7 @@ func (k *Keeper) Remove(key types.NamespacedName) {
 
 // Snapshot returns what the keeper last decided for a service.
 func (k *Keeper) Snapshot(key types.NamespacedName) (Snapshot, bool) {
-	k.mu.Lock()
-	r, ok := k.services[key]
-	k.mu.Unlock()
+	r, ok := k.runnerOf(key)
 	if !ok {
 		return Snapshot{}, false
 	}
