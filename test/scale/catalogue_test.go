@@ -87,6 +87,8 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		WithTimeout(2*time.Minute).Should(BeEmpty(), "every service stands by at mv-schwerin")
 	// A little longer than a lease: renewals keep up at steady state too.
 	time.Sleep(leaseDuration + 5*time.Second)
+	logSteadyState(t, services)
+	logPropagation(ctx, t, names)
 	fenced := watch.stop(t)
 	g.Expect(fenced).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
 
@@ -130,7 +132,7 @@ func profileCPU(t *testing.T) (stop func()) {
 	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(path) //nolint:gosec // G304: the path is the caller's choice.
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatalf("create the CPU profile: %v", err)
 	}

@@ -1,0 +1,174 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/deich-io/deich/internal/render"
+	"github.com/deich-io/deich/internal/testenv"
+)
+
+const (
+	// steadyWindow is how long the steady state is watched for CPU and lease writes.
+	steadyWindow = 30 * time.Second
+	// edits is the most edits spread over the services, one per service; editEvery paces them.
+	edits     = 200
+	editEvery = 50 * time.Millisecond
+	// sharedRecords is how many shared lease records a pair of sites uses at most, and
+	// arbiters how many copies each service's lease has in two-site mode (see
+	// docs/operations.md, Sizing).
+	sharedRecords = 16
+	arbiters      = 2
+)
+
+// logSteadyState logs what the catalogue costs while nothing changes: the cores this process
+// used (both managers run in it; the test itself only sleeps) and the writes of the lease
+// copies of the active manager's services (deich_lease_write_duration_seconds counts each
+// service's write, batched or not), against the formulas of docs/operations.md.
+func logSteadyState(t *testing.T, services int) {
+	t.Helper()
+	cpu0, writes0 := processCPU(t), leaseWrites(t, testenv.SiteKiel)
+	start := time.Now()
+	time.Sleep(steadyWindow)
+	elapsed := time.Since(start)
+	cores := (processCPU(t) - cpu0).Seconds() / elapsed.Seconds()
+	writes := (leaseWrites(t, testenv.SiteKiel) - writes0) / elapsed.Seconds()
+	perService := float64(services*arbiters*3) / leaseDuration.Seconds()
+	perRecord := float64(min(services, sharedRecords)*arbiters*3) / leaseDuration.Seconds()
+	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records send as at most records × arbiters × 3 / D = %.1f writes/s",
+		services, elapsed.Round(time.Second), cores, writes, perService, perRecord)
+}
+
+// processCPU is the CPU time this process used so far, from /proc/self/stat.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Logf("cannot read the process's CPU time: %v", err)
+		return 0
+	}
+	// The fields after the command name, which ends with the last ")": utime and stime
+	// are the 12th and 13th of them, in clock ticks (100 per second on Linux).
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// leaseWrites is how many lease writes the manager of site has sent, from its metrics.
+func leaseWrites(t *testing.T, site string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Logf("cannot gather the managers' metrics: %v", err)
+		return 0
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "deich_lease_write_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "site" && l.GetValue() == site {
+					n += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return n
+}
+
+// logPropagation edits one ConfigMap in each of up to edits services, spread over the
+// catalogue and paced editEvery apart, and logs how long each edit took to reach the copy at
+// mv-schwerin, as a watch there sees it. Every edit must arrive.
+func logPropagation(ctx context.Context, t *testing.T, names []string) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(schwerin.Config)
+	if err != nil {
+		t.Fatalf("client for mv-schwerin: %v", err)
+	}
+	sel := render.LabelManagedBy + "=" + render.ManagedByDeich
+	list, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1})
+	if err != nil {
+		t.Fatalf("list the copies at mv-schwerin: %v", err)
+	}
+	w, err := cs.CoreV1().ConfigMaps("").Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatalf("watch the copies at mv-schwerin: %v", err)
+	}
+	defer w.Stop()
+
+	n := min(edits, len(names))
+	token := fmt.Sprintf("edit-%d", time.Now().UnixNano())
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var took []time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok || ev.Type != watch.Modified && ev.Type != watch.Added || cm.Data["revision"] != token {
+				continue
+			}
+			mu.Lock()
+			if at, ok := sent[cm.Namespace]; ok {
+				took = append(took, time.Since(at))
+				delete(sent, cm.Namespace)
+			}
+			left := len(took) < n
+			mu.Unlock()
+			if !left {
+				return
+			}
+		}
+	}()
+
+	for i := range n {
+		ns := names[i*len(names)/n]
+		patch := client.RawPatch(client.Merge.Type(), fmt.Appendf(nil, `{"data":{"revision":%q}}`, token))
+		mu.Lock()
+		sent[ns] = time.Now()
+		mu.Unlock()
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings-0"}}
+		if err := kiel.Client.Patch(ctx, cm, patch); err != nil {
+			t.Fatalf("edit %s/settings-0: %v", ns, err)
+		}
+		time.Sleep(editEvery)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		w.Stop()
+		<-done
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(took) < n {
+		t.Fatalf("%d of %d edits reached mv-schwerin within 2 minutes of the last", len(took), n)
+	}
+	slices.Sort(took)
+	at := func(q float64) time.Duration {
+		return took[min(int(q*float64(len(took))), len(took)-1)].Round(time.Millisecond)
+	}
+	t.Logf("%d edits, one per service spread over %d services, %s apart: reached mv-schwerin after p50 %s, p90 %s, p99 %s, max %s",
+		n, len(names), editEvery, at(0.5), at(0.9), at(0.99), took[len(took)-1].Round(time.Millisecond))
+}
