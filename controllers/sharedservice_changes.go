@@ -62,6 +62,60 @@ func (f *roundLog) forget(owner types.NamespacedName) {
 	delete(f.rounds, owner)
 }
 
+// confirmations says which active services' copies at the standby may be confirmed current
+// between rounds. A service is in it from the end of a round that succeeded, for the service's
+// current generations, until the next round starts: a round that starts takes it out before
+// it takes the changes the watches saw, and puts it back only when it succeeds. Confirm holds
+// the same lock while it checks that the watches saw nothing since, so it never confirms a
+// copy while a round is writing it or after one failed.
+type confirmations struct {
+	mu      sync.Mutex
+	current map[types.NamespacedName]confirmable
+}
+
+// confirmable is what a confirmation of one service checks besides its watches.
+type confirmable struct {
+	standby string
+	copies  *informers.Set
+}
+
+func (c *confirmations) allow(owner types.NamespacedName, e confirmable) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current == nil {
+		c.current = map[types.NamespacedName]confirmable{}
+	}
+	c.current[owner] = e
+}
+
+func (c *confirmations) suspend(owner types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.current, owner)
+}
+
+// confirm reports whether owner's copy at the standby is current now: its last round
+// succeeded, and neither the watches of its sources here nor those of its copies at the
+// standby saw a change since, or lost their watch.
+func (c *confirmations) confirm(owner types.NamespacedName, sources *informers.Set) (standby string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, allowed := c.current[owner]
+	if !allowed {
+		return "", false
+	}
+	return e.standby, sources.Current(owner) && e.copies.Current(owner)
+}
+
+// confirmSync is the lease keeper's Options.ConfirmSync: between rounds, a service whose
+// copy the watches show current, at a standby whose ReplicationPeer is Ready, is confirmed
+// in sync at the keeper's decision, as a full round in which nothing changed would confirm it.
+// So the evidence of the standby's RPO gate does not wait for a reconcile.
+func (r *SharedServiceReconciler) confirmSync(owner types.NamespacedName) bool {
+	standby, ok := r.confirmed.confirm(owner, r.sources)
+	return ok && r.peerReady(context.Background(), standby)
+}
+
 // objectRef is one source object of a service, or its copy.
 type objectRef struct {
 	kind *mirroredKind
@@ -81,7 +135,8 @@ func (r *SharedServiceReconciler) changedObjects(s *serviceScope, resync time.Du
 		return nil, false
 	case last.generation != s.svc.Generation || last.objectiveGeneration != s.objective.Generation:
 		return nil, false
-	case s.now.Sub(last.at) >= resync || !meta.IsStatusConditionTrue(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced):
+	case s.now.Sub(last.at) >= resync-resync/10 || !meta.IsStatusConditionTrue(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced):
+		// Due, or due within the jitter of the periodic requeue that brought this reconcile.
 		return nil, false
 	}
 	byResource := make(map[schema.GroupVersionResource]*mirroredKind, len(s.kinds))
@@ -179,5 +234,5 @@ func (r *SharedServiceReconciler) mirrorChanges(ctx context.Context, s *serviceS
 	if c := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced); c != nil {
 		s.synced = *c
 	}
-	return true, ctrl.Result{RequeueAfter: until}
+	return true, periodic(until)
 }

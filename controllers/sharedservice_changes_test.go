@@ -7,12 +7,15 @@ import (
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
@@ -110,6 +113,35 @@ func TestChangesAreMirroredObjectByObject(t *testing.T) {
 			_, err := copyOf("settings")()
 			return apierrors.IsNotFound(err)
 		}).Should(BeTrue())
+	})
+
+	t.Run("the copy is confirmed current between rounds", func(t *testing.T) {
+		g := newG(t)
+		// The sync time the active's lease keeper writes into the service's entry of the
+		// shared lease record at the standby's cluster.
+		syncedAt := func() (time.Time, error) {
+			leases := &coordinationv1.LeaseList{}
+			if err := schwerin.Client.List(ctx, leases, client.InNamespace(lease.PartnerLeaseNamespace)); err != nil {
+				return time.Time{}, err
+			}
+			for i := range leases.Items {
+				entries, err := failover.EntriesFromLease(&leases.Items[i])
+				if err != nil {
+					continue
+				}
+				if rec, ok := entries[ns+"/"+svc.Name]; ok {
+					return rec.SyncedAt, nil
+				}
+			}
+			return time.Time{}, nil
+		}
+		changes := rounds(metrics.RoundChanges)
+		for range 2 {
+			since := time.Now()
+			g.Eventually(syncedAt).WithTimeout(30*time.Second).Should(BeTemporally(">", since),
+				"a renewal carries a sync time younger than the last round")
+		}
+		g.Expect(rounds(metrics.RoundChanges)).To(Equal(changes), "no round ran meanwhile")
 	})
 
 	g.Expect(rounds(metrics.RoundFull)).To(Equal(full), "no change went through every object of the service")

@@ -14,10 +14,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,13 +27,16 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -111,12 +116,14 @@ type SharedServiceReconciler struct {
 	leaseMu      sync.Mutex
 	leaseStates  map[types.NamespacedName]*leaseState
 
-	// fullRounds records each active service's last full round of mirroring, heldCounts
-	// when each standby service last listed the copies it holds.
-	fullRounds, heldCounts roundLog
+	// fullRounds records each active service's last full round of mirroring.
+	fullRounds roundLog
 	// stamps records when this process last stamped each active service's copy at the
 	// standby (mirrorService), so that a round need not read the copy to know.
 	stamps roundLog
+	// statusWrites records when this process last wrote each service's status
+	// (onlyClocksMoved).
+	statusWrites roundLog
 	// partnerSynced holds, per service, the latest sync time (failover.LeaseRecord.SyncedAt)
 	// the active wrote in its copy of the lease at this site's cluster, as the Lease watch saw
 	// it: the standby's freshest evidence of its copy's age.
@@ -124,6 +131,14 @@ type SharedServiceReconciler struct {
 	// rendered remembers, per active service, which copies at the standby are current, so
 	// that a full round renders only what changed.
 	rendered renderCache
+	// held watches, at a standby, the copies this site holds of each service (metadata only),
+	// so that their count costs no list; heldEvents tells the controller, at low priority,
+	// that they changed.
+	held       *informers.Set
+	heldEvents ServiceEvents
+	// confirmed holds the active services whose copy the lease keeper may confirm current
+	// between rounds (confirmSync).
+	confirmed confirmations
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -198,6 +213,8 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 	for _, o := range opts {
 		o(r)
 	}
+	r.heldEvents = NewServiceEvents()
+	r.held = informers.New(local, r.heldEvents.TryNotify, informers.MetadataOnly(render.AnnotationContentHash))
 	tick, ok := r.clock.(clock.WithTicker)
 	if !ok {
 		tick = clock.RealClock{}
@@ -208,6 +225,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
 		Observe:     r.observeLease,
+		ConfirmSync: r.confirmSync,
 		ObserveWrite: func(arbiter string, took time.Duration, err error) {
 			outcome := metrics.LeaseWriteOK
 			switch {
@@ -248,6 +266,13 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(r.probes); err != nil {
 		return fmt.Errorf("add probe scheduler: %w", err)
 	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.held.Stop()
+		return nil
+	})); err != nil {
+		return fmt.Errorf("add the watches of held copies: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deichv1alpha1.SharedService{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
@@ -258,9 +283,12 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&coordinationv1.Lease{}, leaseRecordHandler{site: r.site, synced: &r.partnerSynced}).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.heldEvents, lowPriority{})).
 		// Reconciles wait for the peer's answers; a few workers keep one slow service from
 		// holding up the others. Health probes run apart, in the probe scheduler.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// The priority queue lets events (an edit, a failing check, a lease change) pass the
+		// periodic rounds, which wait at low priority (see periodic).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, UsePriorityQueue: ptr.To(true)}).
 		Named("sharedservice").
 		Complete(r)
 }
@@ -318,12 +346,12 @@ func (h leaseRecordHandler) enqueue(q workqueue.TypedRateLimitingInterface[recon
 	for _, key := range changed {
 		q.Add(reconcile.Request{NamespacedName: key})
 	}
+	// A new sync time alone calls for no reconcile: the keeper's verdict of the checks reads
+	// it from here (probed), and the next periodic round reports it in status.
 	for key, at := range synced {
-		if last, ok := h.synced.get(key); ok && !at.After(last.at) {
-			continue
+		if last, ok := h.synced.get(key); !ok || at.After(last.at) {
+			h.synced.set(key, round{at: at})
 		}
-		h.synced.set(key, round{at: at})
-		q.Add(reconcile.Request{NamespacedName: key})
 	}
 }
 
@@ -603,12 +631,7 @@ func (r *SharedServiceReconciler) reconcileLease(ctx context.Context, s *service
 // watch last saw the copy at this site's cluster (watched) — and in the annotation its
 // mirroring stamps on the copy of the SharedService here.
 func adoptSyncStamp(svc *deichv1alpha1.SharedService, site string, observations map[string]failover.Observation, watched time.Time) {
-	latest := watched
-	for _, obs := range observations {
-		if rec := obs.Record; rec.Exists() && rec.Holder != site && rec.SyncedAt.After(latest) {
-			latest = rec.SyncedAt
-		}
-	}
+	latest := latestPartnerSync(site, observations, watched)
 	if stamp, ok := svc.Annotations[deichv1alpha1.AnnotationLastSyncTime]; ok {
 		if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil && t.After(latest) {
 			latest = t
@@ -618,6 +641,18 @@ func adoptSyncStamp(svc *deichv1alpha1.SharedService, site string, observations 
 		return
 	}
 	svc.Status.LastSyncTime = &metav1.Time{Time: latest}
+}
+
+// latestPartnerSync is the latest sync time the partner wrote in the copies of the lease, as
+// this site's keeper last read them (observations) or its Lease watch saw them (watched).
+func latestPartnerSync(site string, observations map[string]failover.Observation, watched time.Time) time.Time {
+	latest := watched
+	for _, obs := range observations {
+		if rec := obs.Record; rec.Exists() && rec.Holder != site && rec.SyncedAt.After(latest) {
+			latest = rec.SyncedAt
+		}
+	}
+	return latest
 }
 
 // reconcileWorkload mirrors the service to the standby while this site serves (or hands
@@ -693,10 +728,17 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		s.before = s.svc.DeepCopy()
 		s.svc.Status = *status
 	}
+	r.held.Retain(s.owner) // this site holds no copies of a service it serves
 	resync := resyncPeriod(s.objective)
+	// No confirmation between rounds while this one runs (see confirmations).
+	r.confirmed.suspend(s.owner)
 	defer func() {
 		if !s.roundDone {
 			r.fullRounds.forget(s.owner) // the next round goes through every object
+			return
+		}
+		if last, ok := r.fullRounds.get(s.owner); ok && last.generation == s.svc.Generation && last.objectiveGeneration == s.objective.Generation {
+			r.confirmed.allow(s.owner, confirmable{standby: s.conn.Site, copies: s.conn.Copies})
 		}
 	}()
 
@@ -725,6 +767,11 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	s.conn = conn
 
 	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {
+		// Between full rounds, the keeper confirms the copy current (confirmSync).
+		if snap, ok := r.keeper.Snapshot(s.owner); ok && !snap.SyncedAt.IsZero() &&
+			(s.svc.Status.LastSyncTime == nil || snap.SyncedAt.After(s.svc.Status.LastSyncTime.Time)) {
+			s.svc.Status.LastSyncTime = &metav1.Time{Time: snap.SyncedAt}
+		}
 		return result, nil
 	}
 	copies, copiesKnown, err := r.peerCopies(s, standby)
@@ -756,7 +803,13 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
 	}
 	if !r.stampDue(s, resync) {
-		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+		return periodic(jitter(resync)), nil
+	}
+	if r.leaseCarriesStamps(s, resync) && r.serviceCurrentAtPeer(ctx, s) {
+		// The lease tells the standby the sync time; its copy of the service is as it
+		// should be, and a write would only wake its manager.
+		r.stamps.set(s.owner, round{generation: s.svc.Generation, at: s.now})
+		return periodic(jitter(resync)), nil
 	}
 	if err := r.mirrorService(ctx, s); err != nil {
 		r.stamps.forget(s.owner)
@@ -764,7 +817,7 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	r.stamps.set(s.owner, round{generation: s.svc.Generation, at: s.now})
-	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+	return periodic(jitter(resync)), nil
 }
 
 // namespaceRefused says why objects of namespace may never leave this site, or "".
@@ -1108,7 +1161,7 @@ func (r *SharedServiceReconciler) stampDue(s *serviceScope, resync time.Duration
 		return true
 	}
 	every := resync / 2
-	if failover.PolicyFrom(s.objective, r.maxSkew).RenewInterval() <= every {
+	if r.leaseCarriesStamps(s, resync) {
 		every = serviceReapply * resync
 	}
 	// Without a stamp of its own since this process started, or since the standby could not
@@ -1116,6 +1169,31 @@ func (r *SharedServiceReconciler) stampDue(s *serviceScope, resync time.Duration
 	// just started, should not wait for the lease's next renewal to learn of it.
 	last, ok := r.stamps.get(s.owner)
 	return !ok || last.generation != s.svc.Generation || s.now.Sub(last.at) >= every
+}
+
+// leaseCarriesStamps reports whether the lease is renewed often enough, twice per resync
+// period at least, to tell the standby the sync time in place of the annotation.
+func (r *SharedServiceReconciler) leaseCarriesStamps(s *serviceScope, resync time.Duration) bool {
+	return failover.PolicyFrom(s.objective, r.maxSkew).RenewInterval() <= resync/2
+}
+
+// serviceCurrentAtPeer reports whether the standby holds this site's copy of the SharedService
+// with the spec it has here, as its API server answers now: on a stamp that only reapplies
+// the copy, so that a copy deleted or edited there comes back without a write while it is
+// as it should be. It is an existing stamp's repetition only: the first stamp of a
+// generation, or after the standby was unreachable, is always written.
+func (r *SharedServiceReconciler) serviceCurrentAtPeer(ctx context.Context, s *serviceScope) bool {
+	last, ok := r.stamps.get(s.owner)
+	if !ok || last.generation != s.svc.Generation {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerStatusTimeout)
+	defer cancel()
+	theirs := &deichv1alpha1.SharedService{}
+	if err := s.conn.Cluster.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(s.svc), theirs); err != nil {
+		return false
+	}
+	return theirs.Labels[render.LabelSourceSite] == r.site && equality.Semantic.DeepEqual(theirs.Spec, s.svc.Spec)
 }
 
 // serviceReapply is how many resync periods may pass between two applies of the SharedService
@@ -1150,16 +1228,17 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 
 // reconcileStandby reports what this site holds for a service another site serves.
 func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
+	r.confirmed.suspend(s.owner)
 	r.sources.Retain(s.owner)
 	r.rendered.forget(s.owner)
 	r.stamps.forget(s.owner)
 	resync := resyncPeriod(s.objective)
 	if s.lease != nil && s.lease.record.HeldBy(r.site) {
 		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonFenced, s.lease.message)
-		return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+		return periodic(jitter(resync)), nil
 	}
 
-	if err := r.countHeld(ctx, s, resync); err != nil {
+	if err := r.countHeld(s); err != nil {
 		return ctrl.Result{}, err
 	}
 	held := 0
@@ -1177,45 +1256,61 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 			fmt.Sprintf("no Ready ReplicationPeer for the active site %s; holding %d object(s) last synced %s", active, held, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
 	default:
 		s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonMirroredFromActive,
-			fmt.Sprintf("holding %d object(s) mirrored from %s, last synced %s", held, active, s.svc.Status.LastSyncTime.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("holding %d object(s) mirrored from %s", held, active))
 	}
-	return ctrl.Result{RequeueAfter: jitter(resync)}, nil
+	return periodic(jitter(resync)), nil
 }
 
-// heldPageSize is how many copies countHeld lists at once.
-const heldPageSize = 500
-
-// countHeld records in status the copies this standby site holds. Listing them costs in
-// proportion to the service's size, so it runs at most twice per resync period, and on a
-// change of the service; the reconciles in between keep the last count.
-func (r *SharedServiceReconciler) countHeld(ctx context.Context, s *serviceScope, resync time.Duration) error {
-	if last, ok := r.heldCounts.get(s.owner); ok && last.generation == s.svc.Generation &&
-		s.now.Sub(last.at) < resync/2 && s.svc.Status.MirroredResources != nil {
-		return nil
-	}
+// countHeld records in status the copies this standby site holds, as the watches of held
+// copies show them; until they have listed, status keeps the last count.
+func (r *SharedServiceReconciler) countHeld(s *serviceScope) error {
+	sel := labels.SelectorFromSet(labels.Set{render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich}).String()
+	keys := make([]informers.Key, 0, len(s.kinds))
 	var held []deichv1alpha1.MirroredResource
+	var listErr error
+	complete := true
 	for _, k := range s.kinds {
-		// In pages, so that a service of many objects is never decoded at once.
-		for page := ""; ; {
-			list := &metav1.PartialObjectMetadataList{}
-			list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
-			if err := r.apiReader.List(ctx, list, client.InNamespace(s.svc.Namespace), client.MatchingLabels{
-				render.LabelSharedService: s.svc.Name, render.LabelManagedBy: render.ManagedByDeich,
-			}, client.Limit(heldPageSize), client.Continue(page)); err != nil {
-				r.heldCounts.forget(s.owner)
-				return fmt.Errorf("list %s copies: %w", k.gk, err)
+		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel}
+		keys = append(keys, key)
+		objs, synced, err := r.held.Ensure(key, s.owner)
+		if !synced {
+			complete = false
+			if err != nil && listErr == nil {
+				listErr = fmt.Errorf("list %s copies: %w", k.gk, err)
 			}
-			for _, o := range list.Items {
-				held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.Name, Hash: o.Annotations[render.AnnotationContentHash]})
-			}
-			if page = list.Continue; page == "" {
-				break
-			}
+			continue
+		}
+		for _, o := range objs {
+			held = append(held, deichv1alpha1.MirroredResource{Group: k.gk.Group, Kind: k.gk.Kind, Name: o.GetName(), Hash: o.GetAnnotations()[render.AnnotationContentHash]})
 		}
 	}
+	r.held.Retain(s.owner, keys...)
+	if !complete {
+		return listErr
+	}
 	setMirrored(s.svc, held)
-	r.heldCounts.set(s.owner, round{generation: s.svc.Generation, at: s.now})
 	return nil
+}
+
+// lowPriority enqueues the services of generic events at low priority.
+type lowPriority struct{}
+
+func (lowPriority) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (lowPriority) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (lowPriority) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+func (lowPriority) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
+	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(handler.LowPriority)}, req)
+		return
+	}
+	q.Add(req)
 }
 
 // reconcileDelete removes the copies from the standby before the SharedService goes, unless
@@ -1303,10 +1398,12 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stopLease(owner)
 	r.probes.Remove(owner)
 	r.fullRounds.forget(owner)
+	r.confirmed.suspend(owner)
 	r.rendered.forget(owner)
-	r.heldCounts.forget(owner)
 	r.stamps.forget(owner)
 	r.partnerSynced.forget(owner)
+	r.statusWrites.forget(owner)
+	r.held.Retain(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)
 }
@@ -1315,6 +1412,15 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 // the RPO, so that a missed event can never age the copy past it.
 func resyncPeriod(obj *deichv1alpha1.RecoveryObjective) time.Duration {
 	return min(max(obj.Spec.RPO.Duration/3, minResync), maxResync)
+}
+
+// periodic is the result of a reconcile that found nothing to do but come back after d: it
+// waits in the queue at low priority, so that the reconciles events call for (an edit, a
+// failing check, a change of the lease) go first. Nothing safety-relevant waits for it: the
+// lease keeper confirms copies current between rounds (confirmSync) and reads the evidence
+// of the RPO gate itself.
+func periodic(d time.Duration) ctrl.Result {
+	return ctrl.Result{RequeueAfter: d, Priority: ptr.To(handler.LowPriority)}
 }
 
 // jitter spreads resyncs of many services over up to a tenth of the period, earlier rather

@@ -602,7 +602,18 @@ func (r *SharedServiceReconciler) probed(key types.NamespacedName) {
 	if c.At.IsZero() {
 		return
 	}
-	c.CopyWithinRPO, c.CopyAge = copyWithinRPOWhenLastHealthy(gate.lastSync, runs, gate.objective, gate.policy, r.clock.Now())
+	// The copy's age from the freshest evidence: the last reconcile's status, or a sync time
+	// the active wrote into the lease since, which needs no reconcile here to count.
+	lastSync := gate.lastSync
+	var watched time.Time
+	if last, ok := r.partnerSynced.get(key); ok {
+		watched = last.at
+	}
+	snap, _ := r.keeper.Snapshot(key)
+	if t := latestPartnerSync(r.site, snap.Observations, watched); !t.IsZero() && (lastSync == nil || t.After(lastSync.Time)) {
+		lastSync = &metav1.Time{Time: t}
+	}
+	c.CopyWithinRPO, c.CopyAge = copyWithinRPOWhenLastHealthy(lastSync, runs, gate.objective, gate.policy, r.clock.Now())
 	ls.mu.Lock()
 	ls.failingSince = since
 	ls.mu.Unlock()

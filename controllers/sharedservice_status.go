@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -80,11 +82,55 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
 	}
 
+	if r.onlyClocksMoved(s) {
+		return nil
+	}
 	if err := patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status); err != nil {
 		return err
 	}
+	r.statusWrites.set(s.owner, round{at: s.now})
 	r.notePromotionRecorded(s)
 	return nil
+}
+
+// onlyClocksMoved reports whether the status need not be written: nothing in it changed but
+// the times and durations that move at every reconcile (the copy's age, the lease's renewal
+// and when it was read, the checks' last probe and latency), and this process wrote it less
+// than statusRefresh ago. The statuses are compared as they are stored, as JSON: a time kept
+// in memory to the nanosecond is stored to the second.
+// Writing those alone at every reconcile would cost every service a status write per resync;
+// the decisions never read them from the stored status.
+func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope) bool {
+	if s.objective == nil {
+		return false
+	}
+	last, ok := r.statusWrites.get(s.owner)
+	if !ok || s.now.Sub(last.at) >= statusRefresh(s.objective) {
+		return false
+	}
+	before, errBefore := json.Marshal(withoutClocks(&s.before.Status))
+	after, errAfter := json.Marshal(withoutClocks(&s.svc.Status))
+	return errBefore == nil && errAfter == nil && bytes.Equal(before, after)
+}
+
+// withoutClocks is a copy of st without the fields onlyClocksMoved ignores.
+func withoutClocks(st *deichv1alpha1.SharedServiceStatus) *deichv1alpha1.SharedServiceStatus {
+	out := st.DeepCopy()
+	out.LastSyncTime, out.ReplicationLag = nil, nil
+	if out.Lease != nil {
+		out.Lease.RenewTime, out.Lease.ExpiryTime, out.Lease.ObservedTime = nil, nil, nil
+	}
+	for i := range out.HealthChecks {
+		out.HealthChecks[i].LastProbeTime, out.HealthChecks[i].Latency = nil, nil
+	}
+	return out
+}
+
+// statusRefresh is how long a status in which only clocks moved may go unwritten: half the
+// RPO (between 1s and 5m), so that status.lastSyncTime, as stored, is always younger than the
+// RPO while the copy is current.
+func statusRefresh(obj *deichv1alpha1.RecoveryObjective) time.Duration {
+	return min(max(obj.Spec.RPO.Duration/2, minResync), maxResync)
 }
 
 // notePromotionRecorded notes, once the status patch of s succeeded, the promotion it recorded
@@ -175,7 +221,9 @@ func objectivesCondition(generation int64, objective *deichv1alpha1.RecoveryObje
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
 	case everSynced && lag <= objective.Spec.RPO.Duration:
 		c.Status, c.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
-		c.Message = fmt.Sprintf("the standby's copy is %s old, within the RPO of %s", lag.Round(time.Second), objective.Spec.RPO.Duration)
+		// Its age is status.replicationLag: a message that moved with it would make every
+		// reconcile a status write.
+		c.Message = fmt.Sprintf("the standby's copy is within the RPO of %s", objective.Spec.RPO.Duration)
 	default:
 		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
 		c.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), objective.Spec.RPO.Duration)

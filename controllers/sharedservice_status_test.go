@@ -31,7 +31,7 @@ func TestObjectivesCondition(t *testing.T) {
 		want: metav1.Condition{Status: metav1.ConditionUnknown, Reason: deichv1alpha1.ServiceReasonObjectiveNotFound, Message: "no RecoveryObjective to compare with"},
 	}, {
 		name: "a copy as old as the RPO meets it", objective: objective, everSynced: true, lag: 30 * time.Second,
-		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is 30s old, within the RPO of 30s"},
+		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is within the RPO of 30s"},
 	}, {
 		name: "a copy older than the RPO misses it", objective: objective, everSynced: true, lag: 31 * time.Second,
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 31s old, older than the RPO of 30s"},
@@ -57,7 +57,7 @@ func protected() summaryInputs {
 		lease:      leaseSnapshot{read: true, serving: true, record: failover.LeaseRecord{Holder: "sh-kiel"}, message: "this site holds a majority"},
 		everSynced: true,
 		synced:     &metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonSynced, Message: "5 object(s) mirrored to mv-schwerin"},
-		objectives: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is 2s old, within the RPO of 30s"},
+		objectives: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is within the RPO of 30s"},
 	}
 }
 
@@ -126,7 +126,7 @@ func TestServicePhaseAndReady(t *testing.T) {
 		name:      "a service never synced is Pending",
 		mutate:    func(in *summaryInputs) { in.everSynced, in.synced = false, nil },
 		wantPhase: deichv1alpha1.PhasePending, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhasePending),
-		wantMsg: "the standby's copy is 2s old, within the RPO of 30s",
+		wantMsg: "the standby's copy is within the RPO of 30s",
 	}, {
 		name: "a service whose last sync failed is Degraded and says why",
 		mutate: func(in *summaryInputs) {
@@ -268,5 +268,71 @@ func TestChangedEntriesWakeServicesOnNewSyncTimesOfAnotherSite(t *testing.T) {
 	want := map[types.NamespacedName]time.Time{{Namespace: "b", Name: "synced"}: at.Add(10 * time.Second)}
 	if diff := cmp.Diff(want, synced); diff != "" {
 		t.Errorf("new sync times of another site (-want +got):\n%s", diff)
+	}
+}
+
+func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	objective := testobjects.MakeRecoveryObjective("rpo-30s").RPO(30 * time.Second).Obj()
+	owner := types.NamespacedName{Namespace: "ns", Name: "svc"}
+	stored := deichv1alpha1.SharedServiceStatus{
+		Phase:          deichv1alpha1.PhaseProtected,
+		LastSyncTime:   &metav1.Time{Time: t0},
+		ReplicationLag: &metav1.Duration{Duration: time.Second},
+		Lease:          &deichv1alpha1.LeaseStatus{Holder: "sh-kiel", Epoch: 1, RenewTime: &metav1.MicroTime{Time: t0}},
+		HealthChecks: []deichv1alpha1.HealthCheckStatus{{Name: "front-door", Status: deichv1alpha1.HealthHealthy,
+			LastProbeTime: &metav1.Time{Time: t0}, LastTransitionTime: &metav1.Time{Time: t0}}},
+		Conditions: []metav1.Condition{{Type: deichv1alpha1.ServiceConditionSynced, Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonSynced}},
+	}
+	clocksMoved := func(st *deichv1alpha1.SharedServiceStatus) {
+		st.LastSyncTime = &metav1.Time{Time: t0.Add(5 * time.Second)}
+		st.ReplicationLag = &metav1.Duration{Duration: 2 * time.Second}
+		st.Lease.RenewTime = &metav1.MicroTime{Time: t0.Add(5 * time.Second)}
+		st.HealthChecks[0].LastProbeTime = &metav1.Time{Time: t0.Add(4 * time.Second)}
+		st.HealthChecks[0].Latency = &metav1.Duration{Duration: time.Millisecond}
+		st.Lease.ObservedTime = &metav1.Time{Time: t0.Add(5 * time.Second)}
+		// Held in memory to the nanosecond, stored to the second.
+		st.HealthChecks[0].LastTransitionTime = &metav1.Time{Time: t0.Add(123 * time.Millisecond)}
+	}
+	tests := []struct {
+		name      string
+		written   *time.Duration // since this process last wrote the status; nil: never
+		objective *deichv1alpha1.RecoveryObjective
+		change    func(*deichv1alpha1.SharedServiceStatus)
+		skip      bool
+	}{
+		{name: "clocks only, written recently", written: ptr.To(5 * time.Second), objective: objective, change: clocksMoved, skip: true},
+		{name: "clocks only, written half an RPO ago", written: ptr.To(15 * time.Second), objective: objective, change: clocksMoved},
+		{name: "clocks only, never written by this process", objective: objective, change: clocksMoved},
+		{name: "clocks only, objective unknown", written: ptr.To(time.Second), change: clocksMoved},
+		{name: "a phase", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			clocksMoved(st)
+			st.Phase = deichv1alpha1.PhaseDegraded
+		}},
+		{name: "a condition", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.Conditions[0].Status = metav1.ConditionFalse
+		}},
+		{name: "a check's failures", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].ConsecutiveFailures = 1
+		}},
+		{name: "the lease's epoch", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.Lease.Epoch = 2
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &SharedServiceReconciler{}
+			now := t0.Add(20 * time.Second)
+			if tc.written != nil {
+				r.statusWrites.set(owner, round{at: now.Add(-*tc.written)})
+			}
+			before := &deichv1alpha1.SharedService{Status: *stored.DeepCopy()}
+			after := before.DeepCopy()
+			tc.change(&after.Status)
+			s := &serviceScope{owner: owner, before: before, svc: after, objective: tc.objective, now: now}
+			if got := r.onlyClocksMoved(s); got != tc.skip {
+				t.Fatalf("onlyClocksMoved() = %v, want %v", got, tc.skip)
+			}
+		})
 	}
 }

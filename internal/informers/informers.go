@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,8 @@ type Set struct {
 	mu       sync.Mutex
 	entries  map[Key]*entry
 	journals map[types.NamespacedName]*journal
+	// keys holds the keys of the informers each owner uses.
+	keys map[types.NamespacedName]map[Key]struct{}
 }
 
 type entry struct {
@@ -111,6 +114,8 @@ type entry struct {
 	cancel   context.CancelFunc
 	// lastErr is the last list or watch error, cleared when the informer syncs.
 	lastErr atomic.Pointer[error]
+	// broken is set when a list or watch fails, and cleared when one is established again.
+	broken atomic.Bool
 }
 
 // Option configures a Set.
@@ -134,7 +139,7 @@ func Trim(trim func(obj map[string]any)) Option {
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
 func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
-	s := &Set{client: client, notify: notify, transform: compact(dropManagedFields, true), entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}}
+	s := &Set{client: client, notify: notify, transform: compact(dropManagedFields, true), entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}, keys: map[types.NamespacedName]map[Key]struct{}{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -161,6 +166,25 @@ func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, complet
 		changes = append(changes, c)
 	}
 	return changes, true
+}
+
+// Current reports whether what owner's informers hold is, as far as watching can tell, what
+// their API server holds: every informer owner uses has listed, none has failed to list or
+// watch since it last (re)established its watch, and no change of owner waits to be taken.
+// An owner that uses no informer is not current.
+func (s *Set) Current(owner types.NamespacedName) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, pending := s.journals[owner]; pending || len(s.keys[owner]) == 0 {
+		return false
+	}
+	for k := range s.keys[owner] {
+		e, ok := s.entries[k]
+		if !ok || e.broken.Load() || !e.informer.HasSynced() {
+			return false
+		}
+	}
+	return true
 }
 
 // Get returns the object name of key's informer from its cache; false when the informer
@@ -210,6 +234,12 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*Object, synce
 	if _, known := e.owners[owner]; !known {
 		e.owners[owner] = struct{}{}
 	}
+	keys, ok := s.keys[owner]
+	if !ok {
+		keys = map[Key]struct{}{}
+		s.keys[owner] = keys
+	}
+	keys[key] = struct{}{}
 	s.mu.Unlock()
 
 	if !e.informer.HasSynced() {
@@ -232,24 +262,28 @@ func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*Object, synce
 // no owner uses any more. Call it after Ensure with the keys an owner still needs; call it with
 // no keys when the owner is gone.
 func (s *Set) Retain(owner types.NamespacedName, keep ...Key) {
-	wanted := make(map[Key]struct{}, len(keep))
-	for _, k := range keep {
-		wanted[k] = struct{}{}
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, e := range s.entries {
-		if _, ok := wanted[k]; ok {
+	// Only the informers owner uses: a call costs in proportion to them, not to every
+	// informer of the Set.
+	for k := range s.keys[owner] {
+		if slices.Contains(keep, k) {
+			continue
+		}
+		delete(s.keys[owner], k)
+		e, ok := s.entries[k]
+		if !ok {
 			continue
 		}
 		delete(e.owners, owner)
-		if len(keep) == 0 {
-			delete(s.journals, owner)
-		}
 		if len(e.owners) == 0 {
 			e.cancel()
 			delete(s.entries, k)
 		}
+	}
+	if len(keep) == 0 {
+		delete(s.journals, owner)
+		delete(s.keys, owner)
 	}
 }
 
@@ -274,19 +308,29 @@ func (s *Set) Stop() {
 func (s *Set) start(key Key) *entry {
 	ri := s.client.Resource(key.Resource).Namespace(key.Namespace)
 	tweak := func(o *metav1.ListOptions) { o.LabelSelector = key.Selector }
+	e := &entry{owners: map[types.NamespacedName]struct{}{}}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			tweak(&o)
-			return ri.List(ctx, o)
+			list, err := ri.List(ctx, o)
+			if err == nil {
+				e.broken.Store(false)
+			}
+			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			tweak(&o)
-			return ri.Watch(ctx, o)
+			w, err := ri.Watch(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			e.broken.Store(false)
+			return watchUntilEnd(w, &e.broken), nil
 		},
 	}
 	// Streaming lists are used where the client supports them (real API servers do).
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &unstructured.Unstructured{}, s.resync, cache.Indexers{})
-	e := &entry{informer: inf, owners: map[types.NamespacedName]struct{}{}}
+	e.informer = inf
 	// notify records the change of obj (every object when obj is nil) for every owner and
 	// tells them.
 	notify := func(obj any) {
@@ -321,6 +365,7 @@ func (s *Set) start(key Key) *entry {
 	_ = inf.SetTransform(s.transform)
 	// Remember why listing fails, so the owner can say so instead of waiting silently.
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		e.broken.Store(true)
 		e.lastErr.Store(&err)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -333,6 +378,39 @@ func (s *Set) start(key Key) *entry {
 		}
 	}()
 	return e
+}
+
+// endWatch passes on the events of a watch and sets broken when it ends, however it ends: a
+// reflector whose watch ended with an error may wait a while before it lists again, and must
+// not be taken for watching meanwhile.
+type endWatch struct {
+	inner watch.Interface
+	out   chan watch.Event
+	stop  chan struct{}
+	once  sync.Once
+}
+
+func watchUntilEnd(w watch.Interface, broken *atomic.Bool) watch.Interface {
+	ew := &endWatch{inner: w, out: make(chan watch.Event), stop: make(chan struct{})}
+	go func() {
+		defer close(ew.out)
+		defer broken.Store(true)
+		for ev := range w.ResultChan() {
+			select {
+			case ew.out <- ev:
+			case <-ew.stop:
+				return
+			}
+		}
+	}()
+	return ew
+}
+
+func (w *endWatch) ResultChan() <-chan watch.Event { return w.out }
+
+func (w *endWatch) Stop() {
+	w.once.Do(func() { close(w.stop) })
+	w.inner.Stop()
 }
 
 // dropManagedFields removes metadata.managedFields from an object.

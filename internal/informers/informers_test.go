@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -295,5 +297,93 @@ func TestShareStringsKeepsOneCopyOfWhatObjectsHaveInCommon(t *testing.T) {
 	}
 	if shareStrings(nil) != nil || shareStrings(map[string]string{}) != nil {
 		t.Error("an empty map is kept as a map")
+	}
+}
+
+func TestSetIsCurrentOnlyWhileNothingWaitsAndEveryWatchHolds(t *testing.T) {
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"},
+		configMap("a", "first", map[string]string{"app": "x"}),
+	)
+	s := New(client, func(types.NamespacedName) {})
+	t.Cleanup(s.Stop)
+	owner := types.NamespacedName{Namespace: "a", Name: "svc"}
+	if s.Current(owner) {
+		t.Fatal("an owner without informers is current")
+	}
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+	waitSynced(t, s, key, owner)
+	// takeAll waits until the first list's notice arrived and takes it.
+	takeAll := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !s.Current(owner) {
+			s.TakeChanges(owner)
+			if time.Now().After(deadline) {
+				t.Fatal("the owner never became current after taking its changes")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	takeAll()
+
+	cms := client.Resource(configMaps).Namespace("a")
+	if _, err := cms.Create(t.Context(), configMap("a", "second", map[string]string{"app": "x"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Current(owner) {
+		if time.Now().After(deadline) {
+			t.Fatal("an owner with a change waiting to be taken is current")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	takeAll()
+
+	// A watch that fails makes its owners not current until it is established again.
+	var failing atomic.Bool
+	watches := make(chan *watch.FakeWatcher, 10)
+	client.PrependWatchReactor("configmaps", func(k8stesting.Action) (bool, watch.Interface, error) {
+		if failing.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		w := watch.NewFake()
+		watches <- w
+		return true, w, nil
+	})
+	client.PrependReactor("list", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failing.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	s.Retain(owner)
+	waitSynced(t, s, key, owner)
+	takeAll()
+	var w *watch.FakeWatcher
+	select {
+	case w = <-watches:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the informer did not watch")
+	}
+	failing.Store(true)
+	w.Stop()
+	// Whatever the failed watch left to take is taken: the owner stays not current.
+	for range 100 {
+		s.TakeChanges(owner)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Current(owner) {
+		t.Fatal("an owner whose watch fails is current")
+	}
+	failing.Store(false)
+	deadline = time.Now().Add(10 * time.Second)
+	for !s.Current(owner) {
+		s.TakeChanges(owner)
+		if time.Now().After(deadline) {
+			t.Fatal("the owner did not become current once its watch was established again")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -97,6 +97,9 @@ type Snapshot struct {
 	// Serving and Fenced say which form this keeper last switched the copy to, and whether
 	// a fence has taken effect.
 	Serving, Fenced bool
+	// SyncedAt is, while the site holds a claim, when the partner's copy was last confirmed
+	// current: by Synced, or by Options.ConfirmSync at a decision.
+	SyncedAt time.Time
 	// ServedAt is, while the site serves, when the keeper's switch to the active form
 	// completed: the end of a promotion.
 	ServedAt time.Time
@@ -116,6 +119,13 @@ type Options struct {
 	// Observe, if set, is called after every decision with the service's Snapshot, for
 	// gauges that count down (the lease remaining); it must not block.
 	Observe func(types.NamespacedName, Snapshot)
+	// ConfirmSync, if set, is asked at every decision of a service this site serves whether
+	// the partner's copy of it is current at that moment without a round of mirroring (the
+	// watches at both sites saw nothing left to send since the last round succeeded). When
+	// it is, the decision's time becomes the service's SyncedAt, as if Synced had been
+	// called: the evidence of the RPO gate then needs no reconcile. It must be cheap and not
+	// block.
+	ConfirmSync func(types.NamespacedName) bool
 	// ObserveWrite, if set, is called with how long each write of a copy took, from the
 	// decision to send until its answer, and its outcome: nil, ErrConflict, or the error that
 	// left it unknown. It must not block.
@@ -400,6 +410,14 @@ func (r *runner) step(ctx context.Context) time.Time {
 	st.HoldUntil = r.holdUntil
 	st.SyncedAt = time.Time{}
 	if r.state.Claim.Epoch != 0 {
+		if r.serving && !r.fenced && r.k.opts.ConfirmSync != nil && r.k.opts.ConfirmSync(r.key) {
+			synced = now
+			r.mu.Lock()
+			if now.After(r.syncedAt) {
+				r.syncedAt = now
+			}
+			r.mu.Unlock()
+		}
 		st.SyncedAt = synced
 	}
 	for a, store := range in.Stores {
@@ -581,6 +599,9 @@ func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
 		snap.ServedAt = r.servedAt
 	}
 	r.mu.Lock()
+	if r.state.Claim.Epoch != 0 {
+		snap.SyncedAt = r.syncedAt
+	}
 	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
 		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held || snap.Fenced != r.snap.Fenced ||
 		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.Serving != r.snap.Serving || snap.OwnRead != r.snap.OwnRead ||

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +159,12 @@ func policy() failover.Policy {
 // (fresh ones when nil); fenced says the form the service's copy has when it starts.
 func start(t *testing.T, stores map[string]*fakeStore, fenced bool) *harness {
 	t.Helper()
+	return startWith(t, stores, fenced, Options{})
+}
+
+// startWith is start with the keeper's options (calls never time out).
+func startWith(t *testing.T, stores map[string]*fakeStore, fenced bool, opts Options) *harness {
+	t.Helper()
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(10 * time.Second)
 	g.SetDefaultEventuallyPollingInterval(time.Millisecond)
@@ -166,7 +173,8 @@ func start(t *testing.T, stores map[string]*fakeStore, fenced bool) *harness {
 	}
 	h := &harness{g: g, clock: clocktesting.NewFakeClock(t0), stores: stores, fencer: &fakeFencer{serving: !fenced}}
 	// Calls that hang stay in flight for the whole test: only the fake clock moves time.
-	h.keeper = New(h.clock, Options{CallTimeout: time.Hour})
+	opts.CallTimeout = time.Hour
+	h.keeper = New(h.clock, opts)
 	all := map[string]Store{}
 	for a, s := range stores {
 		all[a] = s
@@ -332,6 +340,42 @@ func TestKeeperCarriesTheSyncTimeOfTheClaimOnly(t *testing.T) {
 	h.advance(10*time.Second + 100*time.Millisecond)
 	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", taken)))
 	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeZero(), "a renewal of the new claim carries no sync time of the old one")
+}
+
+func TestKeeperConfirmsTheCopyCurrentWithoutARound(t *testing.T) {
+	var current atomic.Bool
+	h := startWith(t, nil, true, Options{ConfirmSync: func(types.NamespacedName) bool { return current.Load() }})
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", t0)))
+	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeZero(), "nothing confirmed, nothing carried")
+
+	current.Store(true)
+	confirmedFrom := h.clock.Now()
+	h.advance(10*time.Second + 100*time.Millisecond)
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(HaveField("SyncedAt", BeTemporally(">=", confirmedFrom)), "the renewal at %s carries the time of a decision that confirmed the copy", a)
+	}
+	h.g.Expect(h.snapshot().SyncedAt).To(BeTemporally(">=", confirmedFrom))
+
+	// Once the copy cannot be confirmed, the records keep the last confirmation: its age
+	// grows until a round confirms it again.
+	current.Store(false)
+	last := h.snapshot().SyncedAt
+	renewed := h.stores[kiel].record().RenewTime
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(h.stores[kiel].record).Should(HaveField("RenewTime", BeTemporally(">", renewed)))
+	h.g.Expect(h.stores[kiel].record().SyncedAt).To(BeTemporally("==", last))
+
+	// A site that does not serve confirms nothing.
+	current.Store(true)
+	h.update(func(s *failover.ServiceState) { s.HandOverRequested = true })
+	h.g.Eventually(h.snapshot).Should(HaveField("Claim.Epoch", int64(0)))
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Expect(h.snapshot().SyncedAt).To(BeZero())
 }
 
 func TestKeeperPacesWritesToAnArbiterThatRefuses(t *testing.T) {

@@ -97,7 +97,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		// Listing a thousand services is work for the API server the promotions need: poll
 		// seldom, and take the times from status.lastFailover.
 		g.SetDefaultEventuallyPollingInterval(5 * time.Second)
-		stopProfile := profileCPU(t)
+		stopProfile := profileCPU(t, "DEICH_SCALE_CPUPROFILE")
 		lost := time.Now()
 		before := gatherReconcileStats(t)
 		g.Expect(managers.Stop(kiel)).To(Succeed())
@@ -123,12 +123,13 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	})
 }
 
-// profileCPU profiles this process — both managers run in it, and sh-kiel's is stopped
-// during the failover — into the file DEICH_SCALE_CPUPROFILE names, until the returned
-// function is called. It does nothing when the variable is not set.
-func profileCPU(t *testing.T) (stop func()) {
+// profileCPU profiles this process — both managers run in it — into the file the
+// environment variable env names, until the returned function is called: the failover
+// (DEICH_SCALE_CPUPROFILE, sh-kiel's manager is stopped then) or the steady state
+// (DEICH_SCALE_STEADY_CPUPROFILE). It does nothing when the variable is not set.
+func profileCPU(t *testing.T, env string) (stop func()) {
 	t.Helper()
-	path := os.Getenv("DEICH_SCALE_CPUPROFILE")
+	path := os.Getenv(env)
 	if path == "" {
 		return func() {}
 	}
@@ -146,7 +147,7 @@ func profileCPU(t *testing.T) (stop func()) {
 			if err := f.Close(); err != nil {
 				t.Errorf("write the CPU profile: %v", err)
 			}
-			t.Logf("CPU profile of the failover written to %s", path)
+			t.Logf("CPU profile written to %s", path)
 		})
 	}
 	t.Cleanup(stop)

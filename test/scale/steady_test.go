@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,16 +42,43 @@ const (
 // service's write, batched or not), against the formulas of docs/operations.md.
 func logSteadyState(t *testing.T, services int) {
 	t.Helper()
-	cpu0, writes0 := processCPU(t), leaseWrites(t, testenv.SiteKiel)
+	cpu0, writes0, rec0 := processCPU(t), leaseWrites(t, testenv.SiteKiel), gatherReconcileStats(t)
 	start := time.Now()
-	time.Sleep(steadyWindow)
+	stopProfile := profileCPU(t, "DEICH_SCALE_STEADY_CPUPROFILE")
+	time.Sleep(steadyWindow / 2)
+	dumpGoroutines(t)
+	time.Sleep(steadyWindow - steadyWindow/2)
+	stopProfile()
 	elapsed := time.Since(start)
+	rec := gatherReconcileStats(t)
 	cores := (processCPU(t) - cpu0).Seconds() / elapsed.Seconds()
 	writes := (leaseWrites(t, testenv.SiteKiel) - writes0) / elapsed.Seconds()
 	perService := float64(services*arbiters*3) / leaseDuration.Seconds()
 	perRecord := float64(min(services, sharedRecords)*arbiters*3) / leaseDuration.Seconds()
 	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records send as at most records × arbiters × 3 / D = %.1f writes/s",
 		services, elapsed.Round(time.Second), cores, writes, perService, perRecord)
+	reconciles := rec.reconciles - rec0.reconciles
+	t.Logf("SharedService reconciles of both managers meanwhile: %.1f/s, %.1f ms each on average, after %.1f ms in the queue on average",
+		reconciles/elapsed.Seconds(), 1000*(rec.reconcileSeconds-rec0.reconcileSeconds)/max(reconciles, 1),
+		1000*(rec.queueSeconds-rec0.queueSeconds)/max(rec.queued-rec0.queued, 1))
+}
+
+// dumpGoroutines writes the stacks of this process's goroutines to the file
+// DEICH_SCALE_GOROUTINES names, if it is set: where the managers' workers wait.
+func dumpGoroutines(t *testing.T) {
+	t.Helper()
+	path := os.Getenv("DEICH_SCALE_GOROUTINES")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("create the goroutine dump: %v", err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.Lookup("goroutine").WriteTo(f, 1); err != nil {
+		t.Errorf("write the goroutine dump: %v", err)
+	}
 }
 
 // processCPU is the CPU time this process used so far, from /proc/self/stat.
