@@ -220,24 +220,34 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		tick = clock.RealClock{}
 	}
 	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.probed, Observe: r.observeProbe})
-	r.records = lease.NewRecords(tick, lease.RecordOptions{WriteTimeout: leaseCallTimeout})
+	r.records = lease.NewRecords(tick, lease.RecordOptions{
+		WriteTimeout: leaseCallTimeout,
+		ObserveRecordWrite: func(arbiter string, err error) {
+			metrics.LeaseRecordWrites.WithLabelValues(site, arbiter, leaseWriteOutcome(err)).Inc()
+		},
+	})
 	r.keeper = lease.New(tick, lease.Options{
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
 		Observe:     r.observeLease,
 		ConfirmSync: r.confirmSync,
 		ObserveWrite: func(arbiter string, took time.Duration, err error) {
-			outcome := metrics.LeaseWriteOK
-			switch {
-			case errors.Is(err, lease.ErrConflict):
-				outcome = metrics.LeaseWriteConflict
-			case err != nil:
-				outcome = metrics.LeaseWriteError
-			}
-			metrics.LeaseWriteDuration.WithLabelValues(site, arbiter, outcome).Observe(took.Seconds())
+			metrics.LeaseWriteDuration.WithLabelValues(site, arbiter, leaseWriteOutcome(err)).Observe(took.Seconds())
 		},
 	})
 	return r
+}
+
+// leaseWriteOutcome is the outcome label of a lease write's metrics.
+func leaseWriteOutcome(err error) string {
+	switch {
+	case err == nil:
+		return metrics.LeaseWriteOK
+	case errors.Is(err, lease.ErrConflict):
+		return metrics.LeaseWriteConflict
+	default:
+		return metrics.LeaseWriteError
+	}
 }
 
 // +kubebuilder:rbac:groups=resilience.deich.io,resources=sharedservices,verbs=get;list;watch;update;patch

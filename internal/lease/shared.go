@@ -48,6 +48,10 @@ type RecordOptions struct {
 	// MaxAttempts bounds how often a write of a record is tried again after the record
 	// changed under it; default 8.
 	MaxAttempts int
+	// ObserveRecordWrite, if set, is called after every write of a record sent to an
+	// arbiter's API server (a create, an update or a delete) with its outcome: nil,
+	// ErrConflict when the record had changed, or the error. It must not block.
+	ObserveRecordWrite func(arbiter string, err error)
 }
 
 // ErrRecordTooLarge is returned for the writes of a batch that would make a shared record
@@ -110,7 +114,7 @@ func (rs *Records) Entry(ref RecordRef, entry string) *EntryStore {
 	rs.mu.Lock()
 	r, ok := rs.records[id]
 	if !ok {
-		r = &record{rs: rs, key: ref.Key, wakes: map[string]func(){}}
+		r = &record{rs: rs, arbiter: ref.Arbiter, key: ref.Key, wakes: map[string]func(){}}
 		rs.records[id] = r
 	}
 	rs.mu.Unlock()
@@ -174,8 +178,9 @@ func (s *EntryStore) Unsubscribe() {
 
 // record is the batching writer of one shared record.
 type record struct {
-	rs  *Records
-	key client.ObjectKey
+	rs      *Records
+	arbiter string
+	key     client.ObjectKey
 
 	mu              sync.Mutex
 	client          client.Client
@@ -322,7 +327,9 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 				return results, nil
 			}
 			sentAt := r.rs.clock.Now()
-			switch err := c.Delete(ctx, base, client.Preconditions{ResourceVersion: &base.ResourceVersion}); {
+			err := c.Delete(ctx, base, client.Preconditions{ResourceVersion: &base.ResourceVersion})
+			r.observeWrite(err, apierrors.IsConflict(err) || apierrors.IsNotFound(err))
+			switch {
 			case err == nil:
 				r.remember(nil, sentAt)
 				return results, nil
@@ -350,6 +357,7 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 		if base == nil {
 			err = c.Create(ctx, l)
 			if apierrors.IsNotFound(err) && createNS {
+				r.observeWrite(err, false) // refused: the namespace is missing
 				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.key.Namespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedByDeich}}}
 				if nsErr := c.Create(ctx, ns); nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
 					return nil, fmt.Errorf("create namespace %s for lease %s: %w", r.key.Namespace, r.key, nsErr)
@@ -359,6 +367,7 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 		} else {
 			err = c.Update(ctx, l)
 		}
+		r.observeWrite(err, apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || base != nil && apierrors.IsNotFound(err))
 		switch {
 		case err == nil:
 			r.remember(l, sentAt)
@@ -371,6 +380,19 @@ func (r *record) commit(ctx context.Context, writes []failover.EntryWrite) ([]fa
 		}
 	}
 	return nil, fmt.Errorf("write lease %s: it changed under each of %d attempts", r.key, r.rs.opts.MaxAttempts)
+}
+
+// observeWrite reports a write of the record to RecordOptions.ObserveRecordWrite; raced says
+// the record had changed since it was read.
+func (r *record) observeWrite(err error, raced bool) {
+	f := r.rs.opts.ObserveRecordWrite
+	if f == nil {
+		return
+	}
+	if raced {
+		err = ErrConflict
+	}
+	f(r.arbiter, err)
 }
 
 func anyApplied(results []failover.EntryResult) bool {

@@ -23,19 +23,26 @@ import (
 	"github.com/deich-io/deich/internal/testenv"
 )
 
-// countingClient counts the writes that reach the API server.
+// countingClient counts the writes that reach the API server, and of them those of Leases.
 type countingClient struct {
 	client.Client
-	writes atomic.Int64
+	writes, leaseWrites atomic.Int64
+}
+
+func (c *countingClient) count(obj client.Object) {
+	c.writes.Add(1)
+	if _, ok := obj.(*coordinationv1.Lease); ok {
+		c.leaseWrites.Add(1)
+	}
 }
 
 func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	c.writes.Add(1)
+	c.count(obj)
 	return c.Client.Create(ctx, obj, opts...)
 }
 
 func (c *countingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
-	c.writes.Add(1)
+	c.count(obj)
 	return c.Client.Update(ctx, obj, opts...)
 }
 
@@ -192,7 +199,17 @@ func TestSharedRecordBatchesTheWritesOfManyServices(t *testing.T) {
 	site := startSite(t)
 	ctx := context.Background()
 	c := &countingClient{Client: site.Client}
-	rs := lease.NewRecords(clock.RealClock{}, lease.RecordOptions{Linger: 200 * time.Millisecond, MaxAge: time.Minute})
+	var observed, observedOK atomic.Int64
+	rs := lease.NewRecords(clock.RealClock{}, lease.RecordOptions{Linger: 200 * time.Millisecond, MaxAge: time.Minute,
+		ObserveRecordWrite: func(arbiter string, err error) {
+			if arbiter != sharedRef(nil).Arbiter {
+				t.Errorf("a write observed for arbiter %q, want %q", arbiter, sharedRef(nil).Arbiter)
+			}
+			observed.Add(1)
+			if err == nil {
+				observedOK.Add(1)
+			}
+		}})
 	const services = 40
 	var wg sync.WaitGroup
 	for i := range services {
@@ -206,6 +223,9 @@ func TestSharedRecordBatchesTheWritesOfManyServices(t *testing.T) {
 	wg.Wait()
 	writes := c.writes.Load()
 	t.Logf("%d services' writes took %d writes of the record", services, writes)
+	if observed.Load() != c.leaseWrites.Load() || observedOK.Load() == 0 {
+		t.Errorf("ObserveRecordWrite saw %d writes (%d ok), the API server %d of the record", observed.Load(), observedOK.Load(), c.leaseWrites.Load())
+	}
 	if writes > services/4 {
 		t.Errorf("%d services' writes took %d writes of the record; they were not batched", services, writes)
 	}

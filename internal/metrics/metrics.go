@@ -139,9 +139,18 @@ var LeaseWriteDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
 }, []string{"site", "arbiter", "outcome"})
 
+// LeaseRecordWrites counts the writes of shared lease records this site sent to an arbiter's
+// API server: what the services' writes of their copies (LeaseWriteDuration) cost the API
+// server once batched.
+var LeaseRecordWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "deich_lease_record_writes_total",
+	Help: "Writes (create, update, delete) of shared lease records sent to an arbiter's API server, by outcome (ok, conflict, error).",
+}, []string{"site", "arbiter", "outcome"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(
 		LeaseWriteDuration,
+		LeaseRecordWrites,
 		LeaseRemaining,
 		Serving,
 		Fenced,

@@ -42,7 +42,7 @@ const (
 // service's write, batched or not), against the formulas of docs/operations.md.
 func logSteadyState(t *testing.T, services int) {
 	t.Helper()
-	cpu0, writes0, rec0 := processCPU(t), leaseWrites(t, testenv.SiteKiel), gatherReconcileStats(t)
+	cpu0, writes0, records0, rec0 := processCPU(t), leaseWrites(t, testenv.SiteKiel), recordWrites(t, testenv.SiteKiel), gatherReconcileStats(t)
 	start := time.Now()
 	stopProfile := profileCPU(t, "DEICH_SCALE_STEADY_CPUPROFILE")
 	time.Sleep(steadyWindow / 2)
@@ -53,10 +53,11 @@ func logSteadyState(t *testing.T, services int) {
 	rec := gatherReconcileStats(t)
 	cores := (processCPU(t) - cpu0).Seconds() / elapsed.Seconds()
 	writes := (leaseWrites(t, testenv.SiteKiel) - writes0) / elapsed.Seconds()
+	records := (recordWrites(t, testenv.SiteKiel) - records0) / elapsed.Seconds()
 	perService := float64(services*arbiters*3) / leaseDuration.Seconds()
 	perRecord := float64(min(services, sharedRecords)*arbiters*3) / leaseDuration.Seconds()
-	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records send as at most records × arbiters × 3 / D = %.1f writes/s",
-		services, elapsed.Round(time.Second), cores, writes, perService, perRecord)
+	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records sent as %.1f writes/s (at most records × arbiters × 3 / D = %.1f/s)",
+		services, elapsed.Round(time.Second), cores, writes, perService, records, perRecord)
 	reconciles := rec.reconciles - rec0.reconciles
 	t.Logf("SharedService reconciles of both managers meanwhile: %.1f/s, %.1f ms each on average, after %.1f ms in the queue on average",
 		reconciles/elapsed.Seconds(), 1000*(rec.reconcileSeconds-rec0.reconcileSeconds)/max(reconciles, 1),
@@ -100,8 +101,21 @@ func processCPU(t *testing.T) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
-// leaseWrites is how many lease writes the manager of site has sent, from its metrics.
+// leaseWrites is how many writes of its services' lease copies the manager of site has
+// made, batched or not, from its metrics.
 func leaseWrites(t *testing.T, site string) float64 {
+	t.Helper()
+	return siteMetric(t, "deich_lease_write_duration_seconds", site)
+}
+
+// recordWrites is how many writes of shared lease records the manager of site has sent.
+func recordWrites(t *testing.T, site string) float64 {
+	t.Helper()
+	return siteMetric(t, "deich_lease_record_writes_total", site)
+}
+
+// siteMetric sums a counter, or a histogram's count, over the series of site.
+func siteMetric(t *testing.T, name, site string) float64 {
 	t.Helper()
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
@@ -110,13 +124,13 @@ func leaseWrites(t *testing.T, site string) float64 {
 	}
 	var n float64
 	for _, f := range families {
-		if f.GetName() != "deich_lease_write_duration_seconds" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "site" && l.GetValue() == site {
-					n += float64(m.GetHistogram().GetSampleCount())
+					n += float64(m.GetHistogram().GetSampleCount()) + m.GetCounter().GetValue()
 				}
 			}
 		}
