@@ -1163,9 +1163,10 @@ func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope
 // reached, and otherwise at most twice per resync period. That keeps the standby's view of
 // the copy's age well inside the RPO without waking the standby's manager on every event.
 // When the lease is renewed at least as often, its writes at the standby's cluster carry the
-// time of the last round (Keeper.Synced) and the SharedService there is only applied again
-// every serviceReapply resyncs, so that a copy deleted or edited there returns: the stamps
-// then cost a write per shared lease record, not one per service.
+// time of the last round or of the keeper's last confirmation, and the SharedService there is
+// only read again every serviceReapply resyncs and applied when it was deleted or differs
+// (serviceCurrentAtPeer): the stamps then cost a write per shared lease record, not one per
+// service.
 func (r *SharedServiceReconciler) stampDue(s *serviceScope, resync time.Duration) bool {
 	if s.before.Status.ObservedGeneration != s.svc.Generation {
 		return true
