@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -106,6 +107,7 @@ type SharedServiceReconciler struct {
 	prober       *health.Prober
 	probes       *probes.Scheduler
 	local        dynamic.Interface
+	localMeta    metadata.Interface
 	maxSkew      time.Duration
 
 	// keeper keeps every service's lease; leaseClients are its own clients, and
@@ -189,12 +191,14 @@ func WithApplyParallelism(n int) SharedServiceOption {
 
 // NewSharedServiceReconciler returns a reconciler for the manager of site, running in
 // namespace. sources watches the selected objects at this site and must notify evts, as must
-// the registry's copy watches; local writes objects at this site.
-func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local dynamic.Interface, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site, namespace string, opts ...SharedServiceOption) *SharedServiceReconciler {
+// the registry's copy watches; local writes objects at this site, and localMetadata watches
+// the copies a standby holds.
+func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local dynamic.Interface, localMetadata metadata.Interface, mapper meta.RESTMapper, sources *informers.Set, registry *peer.Registry, recorder events.EventRecorder, evts ServiceEvents, site, namespace string, opts ...SharedServiceOption) *SharedServiceReconciler {
 	r := &SharedServiceReconciler{
 		client:      c,
 		apiReader:   apiReader,
 		local:       local,
+		localMeta:   localMetadata,
 		maxSkew:     2 * time.Second,
 		mapper:      mapper,
 		sources:     sources,
@@ -214,7 +218,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		o(r)
 	}
 	r.heldEvents = NewServiceEvents()
-	r.held = informers.New(local, r.heldEvents.TryNotify, informers.MetadataOnly(render.AnnotationContentHash))
+	r.held = informers.NewMetadata(localMetadata, r.heldEvents.TryNotify, render.AnnotationContentHash)
 	tick, ok := r.clock.(clock.WithTicker)
 	if !ok {
 		tick = clock.RealClock{}

@@ -24,12 +24,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 )
 
 // Object is one object as a Set holds it: the metadata its users read without decoding
 // anything — name, namespace, UID, resourceVersion and deletionTimestamp, and with
-// MetadataOnly the annotations it names — and, unless the Set keeps metadata only, the
+// NewMetadata the annotations it names — and, unless the Set keeps metadata only, the
 // object itself as JSON, decoded again only when a user needs its content (Content). Ten
 // thousand ConfigMaps held decoded cost about three times as much: every key and value of a
 // decoded object is a string and a map entry of its own. Labels are not kept: the informer's
@@ -95,7 +96,7 @@ type journal struct {
 
 // Set holds the running informers. It is safe for concurrent use.
 type Set struct {
-	client dynamic.Interface
+	source source
 	notify Handler
 	resync time.Duration
 	// transform is applied to every object before it enters an informer's store.
@@ -121,14 +122,6 @@ type entry struct {
 // Option configures a Set.
 type Option func(*Set)
 
-// MetadataOnly makes the Set keep only the metadata of each object (Object without content)
-// and, of its annotations, those named, for watches whose callers need to know which objects
-// exist and when they change, not what they hold: a copy then costs a fraction of its size in
-// memory. Callers that need an object's content read it from the API server.
-func MetadataOnly(annotations ...string) Option {
-	return func(s *Set) { s.transform = compact(nil, false, annotations...) }
-}
-
 // Trim makes the Set pass every object through trim before it is stored, in place of
 // dropping managedFields alone: trim must remove managedFields too, and whatever else the
 // Set's callers never read.
@@ -139,12 +132,62 @@ func Trim(trim func(obj map[string]any)) Option {
 // New returns an empty Set that lists and watches with client and calls notify for every
 // owner of an informer whose objects changed.
 func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
-	s := &Set{client: client, notify: notify, transform: compact(dropManagedFields, true), entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}, keys: map[types.NamespacedName]map[Key]struct{}{}}
+	s := newSet(dynamicSource{client}, notify, compact(dropManagedFields, true))
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
+
+// NewMetadata returns an empty Set that lists and watches only the metadata of objects, with
+// a metadata client, for watches whose callers need to know which objects exist and when they
+// change, not what they hold. The API server sends each object as PartialObjectMetadata, in
+// protobuf where it can: a copy costs a fraction of its size on the wire, in decoding and in
+// memory. The Set keeps, of the annotations, those named; its objects have no content, and
+// callers that need it read it from the API server.
+func NewMetadata(client metadata.Interface, notify Handler, annotations ...string) *Set {
+	return newSet(metadataSource{client}, notify, compact(nil, false, annotations...))
+}
+
+func newSet(src source, notify Handler, transform cache.TransformFunc) *Set {
+	return &Set{source: src, notify: notify, transform: transform, entries: map[Key]*entry{}, journals: map[types.NamespacedName]*journal{}, keys: map[types.NamespacedName]map[Key]struct{}{}}
+}
+
+// source lists and watches the objects of one informer's key.
+type source interface {
+	list(ctx context.Context, key Key, o metav1.ListOptions) (runtime.Object, error)
+	watch(ctx context.Context, key Key, o metav1.ListOptions) (watch.Interface, error)
+	// client is the client itself, asked whether it supports streaming lists.
+	client() any
+	// example is the type of object the source returns.
+	example() runtime.Object
+}
+
+type dynamicSource struct{ c dynamic.Interface }
+
+func (d dynamicSource) list(ctx context.Context, key Key, o metav1.ListOptions) (runtime.Object, error) {
+	return d.c.Resource(key.Resource).Namespace(key.Namespace).List(ctx, o)
+}
+
+func (d dynamicSource) watch(ctx context.Context, key Key, o metav1.ListOptions) (watch.Interface, error) {
+	return d.c.Resource(key.Resource).Namespace(key.Namespace).Watch(ctx, o)
+}
+
+func (d dynamicSource) client() any             { return d.c }
+func (d dynamicSource) example() runtime.Object { return &unstructured.Unstructured{} }
+
+type metadataSource struct{ c metadata.Interface }
+
+func (m metadataSource) list(ctx context.Context, key Key, o metav1.ListOptions) (runtime.Object, error) {
+	return m.c.Resource(key.Resource).Namespace(key.Namespace).List(ctx, o)
+}
+
+func (m metadataSource) watch(ctx context.Context, key Key, o metav1.ListOptions) (watch.Interface, error) {
+	return m.c.Resource(key.Resource).Namespace(key.Namespace).Watch(ctx, o)
+}
+
+func (m metadataSource) client() any             { return m.c }
+func (m metadataSource) example() runtime.Object { return &metav1.PartialObjectMetadata{} }
 
 // TakeChanges returns the objects that changed for owner since its previous call, and
 // forgets them. complete is false when the changes are not known one by one (more than
@@ -306,13 +349,12 @@ func (s *Set) Stop() {
 
 // start builds and runs the informer for key. Called with s.mu held.
 func (s *Set) start(key Key) *entry {
-	ri := s.client.Resource(key.Resource).Namespace(key.Namespace)
 	tweak := func(o *metav1.ListOptions) { o.LabelSelector = key.Selector }
 	e := &entry{owners: map[types.NamespacedName]struct{}{}}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			tweak(&o)
-			list, err := ri.List(ctx, o)
+			list, err := s.source.list(ctx, key, o)
 			if err == nil {
 				e.broken.Store(false)
 			}
@@ -320,7 +362,7 @@ func (s *Set) start(key Key) *entry {
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			tweak(&o)
-			w, err := ri.Watch(ctx, o)
+			w, err := s.source.watch(ctx, key, o)
 			if err != nil {
 				return nil, err
 			}
@@ -329,7 +371,7 @@ func (s *Set) start(key Key) *entry {
 		},
 	}
 	// Streaming lists are used where the client supports them (real API servers do).
-	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &unstructured.Unstructured{}, s.resync, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.source.client()), s.source.example(), s.resync, cache.Indexers{})
 	e.informer = inf
 	// notify records the change of obj (every object when obj is nil) for every owner and
 	// tells them.
@@ -419,41 +461,58 @@ func dropManagedFields(obj map[string]any) {
 }
 
 // compact returns the transform that turns each object entering an informer's store into an
-// Object: trim (when set) is applied to the decoded object first, the content is kept as JSON
-// when withContent is set, and the annotations named are kept in the metadata. An object that
+// Object: of an unstructured object, trim (when set) is applied to the decoded object first
+// and the content is kept as JSON when withContent is set; of a PartialObjectMetadata, only
+// the metadata is kept. The annotations named are kept in the metadata. An object that
 // already is an Object passes unchanged, as client-go asks of a transform.
 func compact(trim func(obj map[string]any), withContent bool, annotations ...string) cache.TransformFunc {
 	return func(obj any) (any, error) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
+		switch o := obj.(type) {
+		case *unstructured.Unstructured:
+			return compactUnstructured(o, trim, withContent, annotations)
+		case *metav1.PartialObjectMetadata:
+			return &Object{ObjectMeta: metav1.ObjectMeta{
+				Name: o.Name, Namespace: unique.Make(o.Namespace).Value(),
+				UID: o.UID, ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp,
+				Annotations: keptAnnotations(o.Annotations, annotations),
+			}}, nil
+		default:
 			return obj, nil
 		}
-		if trim != nil {
-			trim(u.Object)
-		}
-		o := &Object{ObjectMeta: metav1.ObjectMeta{
-			Name: u.GetName(), Namespace: unique.Make(u.GetNamespace()).Value(),
-			UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), DeletionTimestamp: u.GetDeletionTimestamp(),
-		}}
-		if len(annotations) > 0 {
-			all, _, _ := unstructured.NestedStringMap(u.Object, "metadata", "annotations")
-			kept := map[string]string{}
-			for _, a := range annotations {
-				if v, ok := all[a]; ok {
-					kept[a] = v
-				}
-			}
-			o.Annotations = shareStrings(kept)
-		}
-		if withContent {
-			raw, err := json.Marshal(u.Object)
-			if err != nil {
-				return nil, fmt.Errorf("encode %s/%s: %w", u.GetNamespace(), u.GetName(), err)
-			}
-			o.raw = raw
-		}
-		return o, nil
 	}
+}
+
+func compactUnstructured(u *unstructured.Unstructured, trim func(obj map[string]any), withContent bool, annotations []string) (*Object, error) {
+	if trim != nil {
+		trim(u.Object)
+	}
+	o := &Object{ObjectMeta: metav1.ObjectMeta{
+		Name: u.GetName(), Namespace: unique.Make(u.GetNamespace()).Value(),
+		UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), DeletionTimestamp: u.GetDeletionTimestamp(),
+	}}
+	if len(annotations) > 0 {
+		all, _, _ := unstructured.NestedStringMap(u.Object, "metadata", "annotations")
+		o.Annotations = keptAnnotations(all, annotations)
+	}
+	if withContent {
+		raw, err := json.Marshal(u.Object)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+		}
+		o.raw = raw
+	}
+	return o, nil
+}
+
+// keptAnnotations returns the annotations of all that are named, made canonical.
+func keptAnnotations(all map[string]string, named []string) map[string]string {
+	kept := map[string]string{}
+	for _, a := range named {
+		if v, ok := all[a]; ok {
+			kept[a] = v
+		}
+	}
+	return shareStrings(kept)
 }
 
 // shareLimit is the longest value shareStrings makes canonical.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -191,24 +192,32 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 	}
 }
 
-func TestMetadataOnlyKeepsTheMetadataAndDropsTheContent(t *testing.T) {
-	cm := configMap("a", "settings", map[string]string{"app": "x"})
-	cm.SetAnnotations(map[string]string{"resilience.deich.io/content-hash": "abc", "other": "dropped"})
-	cm.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "deich", Operation: metav1.ManagedFieldsOperationApply}})
-	cm.Object["data"] = map[string]any{"greeting": "Moin"}
+func TestMetadataSetKeepsTheMetadataAndNoContent(t *testing.T) {
+	cm := &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "a", Name: "settings", Labels: map[string]string{"app": "x"},
+			Annotations:   map[string]string{"resilience.deich.io/content-hash": "abc", "other": "dropped"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "deich", Operation: metav1.ManagedFieldsOperationApply}},
+		},
+	}
+	other := cm.DeepCopy()
+	other.Name, other.Labels = "unselected", map[string]string{"app": "y"}
 	scheme := runtime.NewScheme()
-	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}, cm)
-	s := New(client, func(types.NamespacedName) {}, MetadataOnly("resilience.deich.io/content-hash"))
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	client := metadatafake.NewSimpleMetadataClient(scheme, cm, other)
+	s := NewMetadata(client, func(types.NamespacedName) {}, "resilience.deich.io/content-hash")
 	t.Cleanup(s.Stop)
 	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
 	objs := waitSynced(t, s, key, types.NamespacedName{Namespace: "a", Name: "svc"})
 	if len(objs) != 1 {
-		t.Fatalf("Ensure() = %d objects, want 1", len(objs))
+		t.Fatalf("Ensure() = %d objects, want the selected one", len(objs))
 	}
 	got := objs[0]
 	if u, err := got.Content(); err == nil {
-		t.Errorf("the cached object keeps its content: %v", u.Object)
+		t.Errorf("the cached object has content: %v", u.Object)
 	}
 	if got.GetManagedFields() != nil {
 		t.Errorf("the cached object keeps managedFields: %v", got.GetManagedFields())

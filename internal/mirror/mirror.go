@@ -26,7 +26,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
+	"k8s.io/utils/ptr"
 
 	"github.com/deich-io/deich/internal/render"
 )
@@ -64,6 +67,10 @@ type Site struct {
 	Name string
 	// Dynamic reaches the site's API server.
 	Dynamic dynamic.Interface
+	// Metadata reaches the site's API server for ApplyAll, which needs of each object it
+	// writes only the resourceVersion it was stored with: the answer comes as
+	// PartialObjectMetadata, not the whole object.
+	Metadata metadata.Interface
 	// Mapper maps kinds to resources at the site.
 	Mapper meta.RESTMapper
 }
@@ -120,9 +127,9 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 		g.Go(func() error {
 			obj, err := c.object()
 			if err == nil {
-				var got *unstructured.Unstructured
-				if got, err = s.Apply(gctx, c.Resource, obj); err == nil {
-					versions[i] = got.GetResourceVersion() // each goroutine writes its own index
+				var rv string
+				if rv, err = s.applyForVersion(gctx, c.Resource, obj); err == nil {
+					versions[i] = rv // each goroutine writes its own index
 					return nil
 				}
 			}
@@ -135,6 +142,24 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 	_ = g.Wait() // the goroutines report through versions and failures
 	sort.Strings(failures)
 	return versions, failures
+}
+
+// applyForVersion server-side applies obj as resource, as Apply does, and returns the
+// resourceVersion it was stored with.
+func (s Site) applyForVersion(ctx context.Context, resource schema.GroupVersionResource, obj *unstructured.Unstructured) (string, error) {
+	if s.Metadata == nil {
+		return "", fmt.Errorf("no metadata client for site %s", s.Name)
+	}
+	data, err := obj.MarshalJSON()
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", obj.GetName(), err)
+	}
+	got, err := s.Metadata.Resource(resource).Namespace(obj.GetNamespace()).
+		Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)})
+	if err != nil {
+		return "", err
+	}
+	return got.ResourceVersion, nil
 }
 
 // EnsureNamespace creates namespace at the site when it is missing, marked as Deich's.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -52,7 +53,11 @@ func startSite(t *testing.T) (mirror.Site, *testenv.Site) {
 	if err != nil {
 		t.Fatalf("dynamic client: %v", err)
 	}
-	return mirror.Site{Name: site.Name, Dynamic: dyn, Mapper: site.Client.RESTMapper()}, site
+	meta, err := metadata.NewForConfig(site.Config)
+	if err != nil {
+		t.Fatalf("metadata client: %v", err)
+	}
+	return mirror.Site{Name: site.Name, Dynamic: dyn, Metadata: meta, Mapper: site.Client.RESTMapper()}, site
 }
 
 func configMap(name string, labels map[string]string) *unstructured.Unstructured {
@@ -147,6 +152,9 @@ func TestWritesAtASite(t *testing.T) {
 		cm := &corev1.ConfigMap{}
 		if err := site.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "settings"}, cm); err != nil {
 			t.Fatalf("get settings: %v", err)
+		}
+		if cm.ResourceVersion != versions[0] {
+			t.Errorf("ApplyAll reported resourceVersion %q for settings, stored %q", versions[0], cm.ResourceVersion)
 		}
 		var managers []string
 		for _, mf := range cm.ManagedFields {

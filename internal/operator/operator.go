@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -234,6 +235,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("create dynamic client: %w", err)
 	}
+	localMetadata, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("create metadata client: %w", err)
+	}
 	// The sources are held as Render reads them: without status, managedFields and
 	// last-applied-configuration.
 	sources := informers.New(localDynamic, serviceEvents.Notify, informers.Trim(render.TrimSource))
@@ -265,7 +270,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
 	}
 	if err := controllers.NewSharedServiceReconciler(
-		mgr.GetClient(), mgr.GetAPIReader(), localDynamic, mgr.GetRESTMapper(), sources, registry,
+		mgr.GetClient(), mgr.GetAPIReader(), localDynamic, localMetadata, mgr.GetRESTMapper(), sources, registry,
 		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site, opts.Namespace,
 		controllers.WithServiceClock(opts.Clock),
 		controllers.WithApplyParallelism(opts.ApplyParallelism),

@@ -14,7 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 
 	"github.com/deich-io/deich/internal/informers"
@@ -50,6 +52,9 @@ type Connection struct {
 	HeartbeatClient rest.Interface
 	// Dynamic is a dynamic client for the peer, used to apply and delete mirrored copies.
 	Dynamic dynamic.Interface
+	// Metadata is a metadata client for the peer, for the watch of the copies and for writes
+	// whose answer is needed only for its metadata. It shares Dynamic's rate limit.
+	Metadata metadata.Interface
 	// Copies watches the mirrored copies at the peer, so that edits made there (drift) are
 	// noticed at once. It keeps their metadata only. It is stopped with the connection.
 	Copies *informers.Set
@@ -193,9 +198,17 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 	if err != nil {
 		return nil, fmt.Errorf("build heartbeat client for peer %s: %w", site, err)
 	}
-	dyn, err := dynamic.NewForConfigAndClient(cfg, httpClient)
+	// The dynamic and the metadata client write and watch the copies between them, within one
+	// budget.
+	copiesCfg := rest.CopyConfig(cfg)
+	copiesCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
+	dyn, err := dynamic.NewForConfigAndClient(copiesCfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("build dynamic client for peer %s: %w", site, err)
+	}
+	meta, err := metadata.NewForConfigAndClient(copiesCfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("build metadata client for peer %s: %w", site, err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -206,7 +219,8 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 		Cluster:         cl,
 		HeartbeatClient: hb,
 		Dynamic:         dyn,
-		Copies:          informers.New(dyn, r.copyHandler, informers.MetadataOnly(render.AnnotationContentHash)),
+		Metadata:        meta,
+		Copies:          informers.NewMetadata(meta, r.copyHandler, render.AnnotationContentHash),
 		cancel:          cancel,
 		done:            make(chan struct{}),
 	}
@@ -274,5 +288,5 @@ func (r *Registry) NeedLeaderElection() bool { return false }
 
 // Writer writes at the peer's cluster: copies, the mirrored SharedService, Switchover copies.
 func (c *Connection) Writer() mirror.Site {
-	return mirror.Site{Name: c.Site, Dynamic: c.Dynamic, Mapper: c.Cluster.GetRESTMapper()}
+	return mirror.Site{Name: c.Site, Dynamic: c.Dynamic, Metadata: c.Metadata, Mapper: c.Cluster.GetRESTMapper()}
 }
