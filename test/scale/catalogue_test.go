@@ -87,7 +87,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		WithTimeout(2*time.Minute).Should(BeEmpty(), "every service stands by at mv-schwerin")
 	// A little longer than a lease: renewals keep up at steady state too.
 	time.Sleep(leaseDuration + 5*time.Second)
-	logSteadyState(t, services)
+	logSteadyState(ctx, t, services)
 	logPropagation(ctx, t, names)
 	fenced := watch.stop(t)
 	g.Expect(fenced).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
@@ -98,6 +98,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		// seldom, and take the times from status.lastFailover.
 		g.SetDefaultEventuallyPollingInterval(5 * time.Second)
 		stopProfile := profileCPU(t, "DEICH_SCALE_CPUPROFILE")
+		requests := apiServerRequests(ctx, t, schwerin)
 		lost := time.Now()
 		before := gatherReconcileStats(t)
 		g.Expect(managers.Stop(kiel)).To(Succeed())
@@ -113,6 +114,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		}).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
 		stopProfile()
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s; polled every 5s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
+		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))
 		logFailoverTimes(ctx, t, schwerin, lost)
 		after := gatherReconcileStats(t)
 		t.Logf("SharedService reconciles at mv-schwerin meanwhile: %.0f (%.1f per service), %.0f ms each on average, after %.0f ms in the queue on average",

@@ -1,6 +1,8 @@
 package scale
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -40,8 +44,9 @@ const (
 // used (both managers run in it; the test itself only sleeps) and the writes of the lease
 // copies of the active manager's services (deich_lease_write_duration_seconds counts each
 // service's write, batched or not), against the formulas of docs/operations.md.
-func logSteadyState(t *testing.T, services int) {
+func logSteadyState(ctx context.Context, t *testing.T, services int) {
 	t.Helper()
+	kielReq0, schwerinReq0 := apiServerRequests(ctx, t, kiel), apiServerRequests(ctx, t, schwerin)
 	cpu0, writes0, records0, rec0 := processCPU(t), leaseWrites(t, testenv.SiteKiel), recordWrites(t, testenv.SiteKiel), gatherReconcileStats(t)
 	start := time.Now()
 	stopProfile := profileCPU(t, "DEICH_SCALE_STEADY_CPUPROFILE")
@@ -58,6 +63,8 @@ func logSteadyState(t *testing.T, services int) {
 	perRecord := float64(min(services, sharedRecords)*arbiters*3) / leaseDuration.Seconds()
 	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records sent as %.1f writes/s (at most records × arbiters × 3 / D = %.1f/s)",
 		services, elapsed.Round(time.Second), cores, writes, perService, records, perRecord)
+	logRequests(t, kiel.Name, "at steady state", kielReq0, apiServerRequests(ctx, t, kiel), elapsed)
+	logRequests(t, schwerin.Name, "at steady state", schwerinReq0, apiServerRequests(ctx, t, schwerin), elapsed)
 	reconciles := rec.reconciles - rec0.reconciles
 	t.Logf("SharedService reconciles of both managers meanwhile: %.1f/s, %.1f ms each on average, after %.1f ms in the queue on average",
 		reconciles/elapsed.Seconds(), 1000*(rec.reconcileSeconds-rec0.reconcileSeconds)/max(reconciles, 1),
@@ -213,4 +220,67 @@ func logPropagation(ctx context.Context, t *testing.T, names []string) {
 	}
 	t.Logf("%d edits, one per service spread over %d services, %s apart: reached mv-schwerin after p50 %s, p90 %s, p99 %s, max %s",
 		n, len(names), editEvery, at(0.5), at(0.9), at(0.99), took[len(took)-1].Round(time.Millisecond))
+}
+
+// requestCounts is one scrape of an API server's apiserver_request_total, summed by verb and
+// resource (with its subresource), e.g. "PATCH sharedservices/status".
+type requestCounts map[string]float64
+
+// apiServerRequests scrapes site's API server for the requests it has served so far.
+func apiServerRequests(ctx context.Context, t *testing.T, site *testenv.Site) requestCounts {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(site.Config)
+	if err != nil {
+		t.Fatalf("client for %s: %v", site.Name, err)
+	}
+	body, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("scrape %s's API server: %v", site.Name, err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse the metrics of %s's API server: %v", site.Name, err)
+	}
+	out := requestCounts{}
+	mf, ok := families["apiserver_request_total"]
+	if !ok {
+		return out
+	}
+	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		key := labels["verb"] + " " + labels["resource"]
+		if sub := labels["subresource"]; sub != "" {
+			key += "/" + sub
+		}
+		out[key] += m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// logRequests logs the requests site's API server served per second since before, the
+// busiest first.
+func logRequests(t *testing.T, site string, what string, before, after requestCounts, elapsed time.Duration) {
+	t.Helper()
+	type rate struct {
+		key string
+		n   float64
+	}
+	var rates []rate
+	total := 0.0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			rates = append(rates, rate{k, d})
+			total += d
+		}
+	}
+	slices.SortFunc(rates, func(a, b rate) int { return cmp.Compare(b.n, a.n) })
+	parts := make([]string, 0, len(rates))
+	for _, r := range rates[:min(len(rates), 10)] {
+		parts = append(parts, fmt.Sprintf("%s %.1f", r.key, r.n/elapsed.Seconds()))
+	}
+	t.Logf("requests at %s's API server %s: %.0f (%.1f/s); per second: %s", site, what, total, total/elapsed.Seconds(), strings.Join(parts, ", "))
 }
