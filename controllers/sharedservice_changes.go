@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/deich-io/deich/internal/informers"
 	"github.com/deich-io/deich/internal/metrics"
 	"github.com/deich-io/deich/internal/mirror"
+	"github.com/deich-io/deich/internal/render"
 )
 
 // A service in sync is mirrored in one of two ways. A full round renders every selected
@@ -31,7 +33,9 @@ import (
 // objective, and when.
 type round struct {
 	generation, objectiveGeneration int64
-	at                              time.Time
+	// egressVersion is the serviceScope's: a new egress policy needs a full round.
+	egressVersion string
+	at            time.Time
 }
 
 // roundLog records, per service, when a round of some kind last succeeded.
@@ -133,7 +137,7 @@ func (r *SharedServiceReconciler) changedObjects(s *serviceScope, resync time.Du
 	switch {
 	case !had || !sourcesComplete || !copiesComplete:
 		return nil, false
-	case last.generation != s.svc.Generation || last.objectiveGeneration != s.objective.Generation:
+	case last.generation != s.svc.Generation || last.objectiveGeneration != s.objective.Generation || last.egressVersion != s.egressVersion:
 		return nil, false
 	case s.now.Sub(last.at) >= resync-resync/10 || !meta.IsStatusConditionTrue(s.before.Status.Conditions, deichv1alpha1.ServiceConditionSynced):
 		// Due, or due within the jitter of the periodic requeue that brought this reconcile.
@@ -177,13 +181,17 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 		src, ok := r.sources.Get(informers.Key{Resource: ref.kind.resource, Namespace: s.svc.Namespace, Selector: sel.String()}, ref.name)
 		if ok {
 			d, keep, err := renderSource(src, target, ref.kind, s.svc.Name)
+			var denied *render.EgressDeniedError
+			if errors.As(err, &denied) {
+				return false, nil // a full round reports the denial and withdraws the copy
+			}
 			if err != nil {
 				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", ref.kind.gk.Kind, src.GetName(), standby, err), true)
 				return true, err
 			}
 			if keep {
 				metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Inc()
-				d.key = keyOf(src, s.svc.Generation, s.objective.Generation, standby)
+				d.key = keyOf(src, s, standby)
 				s.desired = append(s.desired, d)
 				continue
 			}

@@ -426,10 +426,10 @@ func serviceForSwitchover(_ context.Context, o client.Object) []reconcile.Reques
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: sw.Namespace, Name: sw.Spec.SharedServiceName}}}
 }
 
-// readyChanged passes ReplicationPeer updates that change the status or reason of its Ready
-// condition, so services react to a peer coming and going (mirroring, and the Quorum condition
-// of the services it is witness for) but not to every heartbeat. Creations and deletions pass
-// too.
+// readyChanged passes ReplicationPeer updates that change its spec (its egress policy, say)
+// or the status or reason of its Ready condition, so services react to a peer coming and going
+// (mirroring, and the Quorum condition of the services it is witness for) but not to every
+// heartbeat. Creations and deletions pass too.
 type readyChanged struct{ predicate.Funcs }
 
 func (readyChanged) Update(e event.UpdateEvent) bool {
@@ -438,8 +438,9 @@ func (readyChanged) Update(e event.UpdateEvent) bool {
 	if !ok1 || !ok2 {
 		return false
 	}
-	return changed(meta.FindStatusCondition(oldP.Status.Conditions, deichv1alpha1.ConditionReady),
-		meta.FindStatusCondition(newP.Status.Conditions, deichv1alpha1.ConditionReady))
+	return oldP.Generation != newP.Generation ||
+		changed(meta.FindStatusCondition(oldP.Status.Conditions, deichv1alpha1.ConditionReady),
+			meta.FindStatusCondition(newP.Status.Conditions, deichv1alpha1.ConditionReady))
 }
 
 // mirroredKind is one entry of spec.resources, resolved.
@@ -492,7 +493,14 @@ type serviceScope struct {
 	objective *deichv1alpha1.RecoveryObjective
 	kinds     []*mirroredKind
 	conn      *peer.Connection
-	desired   []desiredCopy
+	// egress is what may leave for the standby (nil: anything), and egressVersion the UID and
+	// generation of the ReplicationPeer it is of.
+	egress        *render.Egress
+	egressVersion string
+	// denied are the selected objects the egress policy keeps here, by the copy they would
+	// have had, found by this reconcile's full round.
+	denied  map[copyRef]*render.EgressDeniedError
+	desired []desiredCopy
 	// lease is the lease keeper's snapshot this reconcile acted on.
 	lease *leaseSnapshot
 	// recordedEpoch is set when this reconcile recorded a promotion complete: the epoch it
@@ -779,6 +787,14 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	s.conn = conn
+	if p, err := findPeer(ctx, r.client, standby); err == nil && p != nil {
+		s.egress = render.EgressOf(p.Name, p.Spec.Egress)
+		s.egressVersion = fmt.Sprintf("%s/%d", p.UID, p.Generation)
+	}
+	var denied *render.EgressDeniedError
+	if errors.As(s.egress.Check(egressSubject("SharedService", s.svc)), &denied) {
+		return r.withdrawService(ctx, s, denied)
+	}
 
 	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {
 		// Between full rounds, the keeper confirms the copy current (confirmSync).
@@ -805,15 +821,24 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 			return ctrl.Result{RequeueAfter: resync}, nil //nolint:nilerr // reported in the Synced condition; retried at the next resync.
 		}
 	}
-	s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
-	s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
-	s.roundDone = true
-	// The lease's next writes at the standby's cluster tell it (see stampDue).
-	r.keeper.Synced(s.owner, s.now)
-	if copiesKnown {
+	if len(s.denied) > 0 {
+		// The standby lacks part of the service: not a complete copy, so its age is not
+		// renewed, and every round goes through every object until the denials end.
+		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonEgressDenied, egressDeniedMessage(s.denied, len(s.desired), standby))
+		for _, d := range s.denied {
+			metrics.EgressDenials.WithLabelValues(d.Peer, d.Rule).Inc()
+		}
+	} else {
+		s.setSynced(metav1.ConditionTrue, deichv1alpha1.ServiceReasonSynced, fmt.Sprintf("%d object(s) mirrored to %s", len(s.desired), standby))
+		s.svc.Status.LastSyncTime = &metav1.Time{Time: s.now}
+		s.roundDone = true
+		// The lease's next writes at the standby's cluster tell it (see stampDue).
+		r.keeper.Synced(s.owner, s.now)
+	}
+	if copiesKnown && s.roundDone {
 		// Only a round that could prune went through every object.
 		r.rendered.retain(s.owner, desiredRefs(s.desired))
-		r.fullRounds.set(s.owner, round{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, at: s.now})
+		r.fullRounds.set(s.owner, round{generation: s.svc.Generation, objectiveGeneration: s.objective.Generation, egressVersion: s.egressVersion, at: s.now})
 		metrics.MirrorRounds.WithLabelValues(s.svc.Namespace, s.svc.Name, metrics.RoundFull).Inc()
 	}
 	if !r.stampDue(s, resync) {
@@ -923,13 +948,18 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 	hold := selected <= renderHeldAbove
 	for _, k := range s.kinds {
 		for _, src := range sources[k] {
-			key := keyOf(src, s.svc.Generation, s.objective.Generation, standby)
+			key := keyOf(src, s, standby)
 			ref := copyRef{k.resource, src.GetName()}
 			if hash, ok := r.rendered.current(s.owner, ref, key, copies[ref]); ok {
 				s.desired = append(s.desired, desiredCopy{kind: k, name: src.GetName(), hash: hash, key: key})
 				continue
 			}
 			d, keep, err := renderSource(src, target, k, s.svc.Name)
+			var denied *render.EgressDeniedError
+			if errors.As(err, &denied) {
+				s.deny(ref, denied)
+				continue
+			}
 			if err != nil {
 				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
 				return false
@@ -960,6 +990,7 @@ func (r *SharedServiceReconciler) renderTarget(s *serviceScope, standby string) 
 		Standby:    s.objective.Spec.Standby,
 		Service:    s.svc.Name,
 		Overrides:  s.svc.Spec.Overrides,
+		Egress:     s.egress,
 	}
 }
 
@@ -1140,12 +1171,17 @@ func (r *SharedServiceReconciler) staleCopies(ctx context.Context, s *serviceSco
 // prune deletes copies at the peer whose source is gone or no longer selected.
 func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, copies map[copyRef]*informers.Object) error {
 	want := desiredRefs(s.desired)
+	var withdrawn []*render.EgressDeniedError
+	defer func() { r.recordWithdrawal(s, withdrawn) }()
 	for ref, cp := range copies {
 		if _, ok := want[ref]; ok {
 			continue
 		}
 		if err := r.pruneCopy(ctx, s, ref, cp); err != nil {
 			return err
+		}
+		if d, ok := s.denied[ref]; ok {
+			withdrawn = append(withdrawn, d)
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ type renderKey struct {
 	resourceVersion     string
 	generation          int64
 	objectiveGeneration int64
+	egressVersion       string
 	standby             string
 }
 
@@ -38,9 +39,13 @@ type renderCache struct {
 	services map[types.NamespacedName]map[copyRef]renderedCopy
 }
 
-// keyOf is the renderKey of src for the service and objective generations and standby site.
-func keyOf(src metav1.Object, generation, objectiveGeneration int64, standby string) renderKey {
-	return renderKey{uid: src.GetUID(), resourceVersion: src.GetResourceVersion(), generation: generation, objectiveGeneration: objectiveGeneration, standby: standby}
+// keyOf is the renderKey of src for the service, its objective and the standby's egress policy
+// as s has them, and for the standby site.
+func keyOf(src metav1.Object, s *serviceScope, standby string) renderKey {
+	return renderKey{
+		uid: src.GetUID(), resourceVersion: src.GetResourceVersion(), generation: s.svc.Generation,
+		objectiveGeneration: s.objective.Generation, egressVersion: s.egressVersion, standby: standby,
+	}
 }
 
 // current returns the hash of the copy rendered under key when the copy at the standby, cp,

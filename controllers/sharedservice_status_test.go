@@ -123,6 +123,14 @@ func TestServicePhaseAndReady(t *testing.T) {
 		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: deichv1alpha1.ServiceReasonFailoverRecommended,
 		wantMsg: "the copy was older than the RPO",
 	}, {
+		name: "a service the egress policy keeps in part from the standby is Degraded, never synced or not",
+		mutate: func(in *summaryInputs) {
+			in.everSynced = false
+			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonEgressDenied, Message: "1 selected object(s) may not leave for mv-schwerin"}
+		},
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
+		wantMsg: "1 selected object(s) may not leave for mv-schwerin",
+	}, {
 		name:      "a service never synced is Pending",
 		mutate:    func(in *summaryInputs) { in.everSynced, in.synced = false, nil },
 		wantPhase: deichv1alpha1.PhasePending, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhasePending),

@@ -267,8 +267,18 @@ func objOrEmpty(u *unstructured.Unstructured) map[string]any {
 	return u.Object
 }
 
-// applyCopy applies sw's metadata and spec to the other site.
+// applyCopy applies sw's metadata and spec to the other site, unless the egress policy of its
+// ReplicationPeer keeps sw here.
 func (r *SwitchoverReconciler) applyCopy(ctx context.Context, at mirror.Site, sw *deichv1alpha1.Switchover, service string) error {
+	p, err := findPeer(ctx, r.client, at.Name)
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		if err := render.EgressOf(p.Name, p.Spec.Egress).Check(egressSubject("Switchover", sw)); err != nil {
+			return err
+		}
+	}
 	spec, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&sw.Spec)
 	if err != nil {
 		return fmt.Errorf("convert spec: %w", err)

@@ -113,6 +113,7 @@ type SecretKeyReference struct {
 
 // ReplicationPeerSpec says which site the peer is, what it is used for and how to reach it.
 //
+// +kubebuilder:validation:XValidation:rule="!has(self.egress) || !has(self.role) || self.role == 'Partner'",message="egress is only for a peer with role Partner: nothing but Leases is written to a witness",fieldPath=".egress"
 // +kubebuilder:validation:XValidation:rule="!has(self.leaseNamespace) || (has(self.role) && self.role == 'Witness')",message="leaseNamespace is only for a peer with role Witness: a partner keeps its Leases in the services' own namespaces",fieldPath=".leaseNamespace"
 // +kubebuilder:validation:XValidation:rule="(has(self.leaseNamespace) ? self.leaseNamespace : 'deich-witness') == (has(oldSelf.leaseNamespace) ? oldSelf.leaseNamespace : 'deich-witness')",message="leaseNamespace is immutable: the partners' Leases at the witness live there; to move them, delete this ReplicationPeer and create a new one",fieldPath=".leaseNamespace"
 type ReplicationPeerSpec struct {
@@ -166,6 +167,67 @@ type ReplicationPeerSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
 	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitzero"`
+
+	// egress says what of this site may be sent to the peer: the objects of SharedServices
+	// (mirroring, and the copies a Switchover writes), the SharedServices themselves and
+	// Switchovers. It is this site's policy, set by its platform team; no SharedService can
+	// widen it, and an object it denies is never sent, and its copy at the peer is deleted.
+	// Unset, every object a SharedService selects may be sent. Only for role Partner.
+	// +optional
+	Egress *EgressPolicy `json:"egress,omitempty"`
+}
+
+// SecretsEgress says whether Secrets may be sent to a peer.
+// +kubebuilder:validation:Enum=Allow;Deny
+type SecretsEgress string
+
+const (
+	// SecretsAllow lets Secrets be sent where a SharedService lists kind Secret.
+	SecretsAllow SecretsEgress = "Allow"
+	// SecretsDeny sends no Secret to the peer, whatever a SharedService lists.
+	SecretsDeny SecretsEgress = "Deny"
+)
+
+// LabelClassification is the label whose value classifies an object, e.g. "vs-nfd"; a
+// ReplicationPeer's egress.deniedClassifications names values that never leave the site.
+const LabelClassification = "resilience.deich.io/classification"
+
+// EgressPolicy is what may leave this site for one peer. Every rule that is set must allow an
+// object for it to be sent; a rule that is unset allows everything.
+type EgressPolicy struct {
+	// namespaces is the allow-list of namespaces whose objects may be sent; unset, any.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// kinds is the allow-list of the kinds of objects that may be sent; unset, any kind a
+	// SharedService may list. Deich's own SharedServices and Switchovers are governed by
+	// namespaces and deniedClassifications only: they need not be listed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Kinds []ResourceKind `json:"kinds,omitempty"`
+
+	// secrets is Deny to send no Secret to the peer, whatever a SharedService lists; Allow
+	// (the default) sends Secrets where a SharedService lists kind Secret.
+	// +optional
+	// +kubebuilder:default=Allow
+	Secrets SecretsEgress `json:"secrets,omitempty"`
+
+	// deniedClassifications are values of the label resilience.deich.io/classification that
+	// never leave the site, for example "vs-nfd": an object labelled with one of them is not
+	// sent, whichever service selects it.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+	DeniedClassifications []string `json:"deniedClassifications,omitempty"`
 }
 
 // WitnessLeaseNamespace is the namespace at a witness that holds the Leases: leaseNamespace,

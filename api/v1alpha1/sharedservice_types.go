@@ -44,6 +44,10 @@ const (
 	// ServiceReasonApplyFailed means the standby's API server rejected a copy or could not be
 	// reached; the last good copies stay in place.
 	ServiceReasonApplyFailed = "ApplyFailed"
+	// ServiceReasonEgressDenied means the egress policy of the standby's ReplicationPeer keeps
+	// some of the selected objects (or the SharedService itself) at this site: they are not
+	// sent, their copies at the standby are deleted, and the standby is not a complete copy.
+	ServiceReasonEgressDenied = "EgressDenied"
 	// ServiceReasonMirroredFromActive means this site is the standby and holds copies pushed by
 	// the active site.
 	ServiceReasonMirroredFromActive = "MirroredFromActive"
@@ -109,6 +113,12 @@ const (
 	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
 	// the standby.
 	ServiceEventCopiesDeleted = "CopiesDeleted"
+	// ServiceEventEgressDenied is recorded when the egress policy of the standby's
+	// ReplicationPeer starts keeping objects of the service at this site, or keeps others.
+	ServiceEventEgressDenied = "EgressDenied"
+	// ServiceEventEgressWithdrawn is recorded when copies at the standby were deleted because
+	// the egress policy no longer lets their objects leave.
+	ServiceEventEgressWithdrawn = "EgressWithdrawn"
 	// ServiceEventFenced is recorded when this site switches its objects to standby form
 	// because it may not serve: it could not renew the lease, handed the service over, or
 	// came back after another site took the lease.

@@ -607,6 +607,25 @@ func TestReplicationPeerValidation(t *testing.T) {
 		{name: "rejects an empty leaseNamespace sent explicitly", want: "spec.leaseNamespace in body should be at least 1 chars long",
 			obj: raw(witnessPeer(), func(o map[string]any) { set(o, "", "spec", "leaseNamespace") })},
 
+		{name: "accepts an egress policy with every rule", obj: peer(func(p *p) {
+			p.Spec.Egress = &v1alpha1.EgressPolicy{
+				Namespaces: []string{"buergerkonto"}, Kinds: []v1alpha1.ResourceKind{{Group: "apps", Kind: "Deployment"}},
+				Secrets: v1alpha1.SecretsDeny, DeniedClassifications: []string{"vs-nfd"},
+			}
+		})},
+		{name: "rejects an egress policy for a witness", want: "spec.egress: Invalid value: egress is only for a peer with role Partner",
+			obj: witnessPeer(func(p *p) { p.Spec.Egress = &v1alpha1.EgressPolicy{Secrets: v1alpha1.SecretsDeny} })},
+		{name: "rejects an empty namespaces allow-list", want: "spec.egress.namespaces in body should have at least 1 items",
+			obj: raw(peer(), func(o map[string]any) { set(o, []any{}, "spec", "egress", "namespaces") })},
+		{name: "rejects an unknown secrets rule", want: `spec.egress.secrets: Unsupported value: "Encrypt"`,
+			obj: peer(func(p *p) { p.Spec.Egress = &v1alpha1.EgressPolicy{Secrets: "Encrypt"} })},
+		{name: "rejects an allowed kind that is never mirrored", want: "objects of this API group are cluster-local or security-sensitive",
+			obj: peer(func(p *p) {
+				p.Spec.Egress = &v1alpha1.EgressPolicy{Kinds: []v1alpha1.ResourceKind{{Group: "rbac.authorization.k8s.io", Kind: "Role"}}}
+			})},
+		{name: "rejects a classification that is not a label value", want: "spec.egress.deniedClassifications[0] in body should match",
+			obj: peer(func(p *p) { p.Spec.Egress = &v1alpha1.EgressPolicy{DeniedClassifications: []string{"VS NfD"}} })},
+
 		{name: "rejects a heartbeatInterval of zero", want: "heartbeatInterval must be between 1s and 5m",
 			obj: raw(peer(), func(o map[string]any) { set(o, "0s", "spec", "heartbeatInterval") })},
 		{name: "rejects a heartbeatInterval longer than five minutes", want: "heartbeatInterval must be between 1s and 5m",

@@ -51,6 +51,20 @@ var (
 		Help: "Objects of a SharedService mirrored to (or, at the standby, held for) the standby site.",
 	}, []string{"namespace", "service", "site"})
 
+	// EgressDenials counts the objects an egress policy kept at this site, once per round
+	// that would have sent them, by peer and by the rule that denied them.
+	EgressDenials = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_egress_denials_total",
+		Help: "Objects not sent to a peer because its ReplicationPeer's egress policy denies them, counted per round that would have sent them, by rule.",
+	}, []string{"peer", "rule"})
+
+	// EgressWithdrawals counts the copies deleted at a peer because the egress policy no
+	// longer lets their objects leave, by peer and rule.
+	EgressWithdrawals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_egress_withdrawals_total",
+		Help: "Copies deleted at a peer because its ReplicationPeer's egress policy no longer lets their objects leave, by rule.",
+	}, []string{"peer", "rule"})
+
 	// SyncErrors counts failed synchronisations of a service, by reason.
 	SyncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deich_sync_errors_total",
@@ -163,6 +177,8 @@ func init() {
 		ReplicationLag,
 		MirroredObjects,
 		SyncErrors,
+		EgressDenials,
+		EgressWithdrawals,
 		HealthCheckUp,
 		MirrorRounds,
 		CopiesRendered,

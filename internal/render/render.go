@@ -85,6 +85,9 @@ type Target struct {
 	// Overrides are the SharedService's spec.overrides. Indexes in a *PatchError refer to
 	// this slice.
 	Overrides []deichv1alpha1.Override
+	// Egress is what may leave for Site when it is another site than SourceSite: the policy
+	// of its ReplicationPeer; nil allows everything.
+	Egress *Egress
 }
 
 func (t Target) validate() error {
@@ -174,7 +177,8 @@ func identify(obj map[string]any) (identity, error) {
 // byte for byte when serialized with encoding/json. It is safe for concurrent use.
 //
 // Errors: a *NotMirrorableError when src must never be mirrored (lasting: skip the object and
-// report it); a *PatchError when an override's patch fails (the user must fix the
+// report it); an *EgressDeniedError when t.Egress keeps it at this site (lasting: send
+// nothing of it, delete its copy at the peer, and report it); a *PatchError when an override's patch fails (the user must fix the
 // SharedService) — for the Standby role, an override for the Active role counts too, since
 // the copy records its active form; other errors for an invalid t, a malformed src, or an
 // active form too far from the standby form to record. Only a *NotMirrorableError names src;
@@ -191,6 +195,9 @@ func Render(src *unstructured.Unstructured, t Target) (*unstructured.Unstructure
 		return nil, err
 	}
 	if err := refuse(src.Object, id); err != nil {
+		return nil, err
+	}
+	if err := t.Egress.Check(src); err != nil {
 		return nil, err
 	}
 	sourceRV := nestedString(src.Object, "metadata", "resourceVersion")
