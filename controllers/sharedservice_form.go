@@ -11,9 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -46,19 +44,13 @@ type formSpec struct {
 // too, so that a data layer can tell a stale primary. The first claim of a service stamps
 // only what it switches: no site served the service under an earlier epoch, and a data layer
 // reads a missing annotation as epoch 0.
-//
-// expectChange says whether the switch is expected to change forms (a promotion, the fence of
-// a site that served). When it is not (the first claim, at the site whose objects these are;
-// the fence of a standby whose copies are in standby form already), switchForm lists only the
-// objects' metadata, which tells it which objects need a write, and reads them in full only
-// when one must change form.
-func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool, epoch int64, expectChange bool) (int, error) {
+func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool, epoch int64) (int, error) {
 	if f.svc == nil {
 		return 0, errors.New("the service's kinds are not known yet")
 	}
 	var writes []formWrite
 	for _, k := range f.kinds {
-		objs, err := r.formObjects(ctx, f, k, active, epoch, expectChange)
+		objs, err := r.formObjects(ctx, f, k)
 		if err != nil {
 			return 0, err
 		}
@@ -91,32 +83,8 @@ func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, ac
 	return int(changed.Load()), err
 }
 
-// formObjects lists the objects of kind k that belong to the service at this site: in full,
-// or, unless expectChange, as metadata as long as none of them must change form.
-func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind, active bool, epoch int64, expectChange bool) ([]*unstructured.Unstructured, error) {
-	sel := f.selector.String()
-	if !expectChange {
-		list, err := r.localMeta.Resource(k.resource).Namespace(f.svc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return nil, fmt.Errorf("list %s at %s: %w", k.gk, r.site, err)
-		}
-		objs, switches := make([]*unstructured.Unstructured, 0, len(list.Items)), false
-		for i := range list.Items {
-			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&list.Items[i])
-			if err != nil {
-				return nil, fmt.Errorf("%s %s: %w", k.gk.Kind, list.Items[i].Name, err)
-			}
-			obj := &unstructured.Unstructured{Object: m}
-			if formActionFor(f, obj, active, epoch) == formSwitch {
-				switches = true
-				break
-			}
-			objs = append(objs, obj)
-		}
-		if !switches {
-			return objs, nil
-		}
-	}
+// formObjects lists the objects of kind k that belong to the service at this site.
+func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind) ([]*unstructured.Unstructured, error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
 	if err := r.apiReader.List(ctx, list, client.InNamespace(f.svc.Namespace), client.MatchingLabelsSelector{Selector: f.selector}); err != nil {
@@ -141,7 +109,7 @@ const (
 	formStamp
 )
 
-// formActionFor decides what obj needs, from its metadata alone.
+// formActionFor decides what obj needs; it reads the object's metadata alone.
 func formActionFor(f formSpec, obj *unstructured.Unstructured, active bool, epoch int64) formAction {
 	if other := obj.GetLabels()[render.LabelSharedService]; other != "" && other != f.svc.Name {
 		return formKeep // belongs to another service
@@ -201,14 +169,9 @@ func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj 
 	if err != nil {
 		return formWrite{}, false, fmt.Errorf("%s %s: %w", k.gk.Kind, obj.GetName(), err)
 	}
-	data, err := want.MarshalJSON()
-	if err != nil {
-		return formWrite{}, false, fmt.Errorf("encode %s %s: %w", k.gk.Kind, obj.GetName(), err)
-	}
 	return formWrite{switches: true, do: func(ctx context.Context) error {
-		// An apply whose answer is read as metadata: nothing of it is needed.
-		if _, err := r.localMeta.Resource(k.resource).Namespace(obj.GetNamespace()).
-			Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}); err != nil {
+		if _, err := r.local.Resource(k.resource).Namespace(obj.GetNamespace()).
+			Apply(ctx, obj.GetName(), want, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return fmt.Errorf("switch %s %s to its %s form: %w", k.gk.Kind, obj.GetName(), formName(active), err)
 		}
 		return nil
@@ -232,7 +195,7 @@ func stampEpoch(obj *unstructured.Unstructured, epoch int64) {
 // merge patch: an apply of the annotation alone would drop the fields Deich applied before.
 func (r *SharedServiceReconciler) stampLive(ctx context.Context, k *mirroredKind, obj *unstructured.Unstructured, epoch int64) error {
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, failover.EpochAnnotation, strconv.FormatInt(epoch, 10))
-	if _, err := r.localMeta.Resource(k.resource).Namespace(obj.GetNamespace()).
+	if _, err := r.local.Resource(k.resource).Namespace(obj.GetNamespace()).
 		Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
 		return fmt.Errorf("stamp epoch %d on %s %s: %w", epoch, k.gk.Kind, obj.GetName(), err)
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // TestFormActionIsDecidedFromMetadataAlone decides each object's part of a switch from an
-// object that has only metadata, as a switch that lists metadata first reads it.
+// object that has only metadata: the decision reads nothing else.
 func TestFormActionIsDecidedFromMetadataAlone(t *testing.T) {
 	f := formSpec{svc: &deichv1alpha1.SharedService{ObjectMeta: metav1.ObjectMeta{Name: "buergerkonto"}}}
 	meta := func(labels, annotations map[string]string) *unstructured.Unstructured {

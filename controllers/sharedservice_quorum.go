@@ -167,8 +167,7 @@ type serviceFencer struct {
 
 // Serve switches the objects to their active form, stamped with epoch.
 func (f serviceFencer) Serve(ctx context.Context, epoch int64) error {
-	// The first claim finds the objects at the site they belong to in their active form.
-	n, err := f.r.switchForm(ctx, f.form, true, epoch, epoch > 1)
+	n, err := f.r.switchForm(ctx, f.form, true, epoch)
 	if err != nil {
 		return err
 	}
@@ -188,10 +187,7 @@ func (f serviceFencer) Serve(ctx context.Context, epoch int64) error {
 // objects, or finalSyncWait: the keeper releases the lease only then, so the standby takes
 // over the latest state.
 func (f serviceFencer) Fence(ctx context.Context) (bool, error) {
-	f.state.mu.Lock()
-	servedHere := f.state.servedHere
-	f.state.mu.Unlock()
-	n, err := f.r.switchForm(ctx, f.form, false, 0, servedHere)
+	n, err := f.r.switchForm(ctx, f.form, false, 0)
 	if err != nil {
 		return false, err
 	}

@@ -549,10 +549,27 @@ func (inv *invariant) check(t testing.TB) {
 	}
 	for _, site := range append(slices.Collect(maps.Keys(inv.serveFrom)), inv.mustServe...) {
 		if bad := notServing[site.Name]; len(bad) > 0 {
-			t.Errorf("%s did not serve throughout: it did not in %d of %d samples, first: %s (read errors: %v)",
-				site.Name, len(bad), len(inv.samples), bad[0], bad[0].failures)
+			t.Errorf("%s did not serve throughout: it did not in %d of %d samples, first: %s (read errors: %v); its web now: %s",
+				site.Name, len(bad), len(inv.samples), bad[0], bad[0].failures, inv.s.provenance(site))
 		}
 	}
+}
+
+// provenance says who last wrote the Deployment web at site: its provenance labels and
+// annotations, and the field managers of its fields.
+func (s service) provenance(site *testenv.Site) string {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(deploymentGVK)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	if err := site.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: "web"}, u); err != nil {
+		return err.Error()
+	}
+	var managers []string
+	for _, mf := range u.GetManagedFields() {
+		managers = append(managers, fmt.Sprintf("%s/%s@%s", mf.Manager, mf.Operation, mf.Time))
+	}
+	return fmt.Sprintf("labels %v, annotations %v, managers %v", u.GetLabels(), u.GetAnnotations(), managers)
 }
 
 // span is the time between the first and the last sample.
