@@ -44,6 +44,7 @@ func run() error {
 	fs.Float64Var(&leaseQPS, "lease-qps", float64(controllers.DefaultLeaseQPS), "Queries per second the lease keeper may send to each cluster that stores a copy of a lease, apart from --peer-qps.")
 	fs.IntVar(&opts.LeaseBurst, "lease-burst", controllers.DefaultLeaseBurst, "Burst of the lease keeper's queries to each cluster.")
 	fs.IntVar(&opts.ApplyParallelism, "apply-parallelism", 16, "How many copies are applied to a peer at once.")
+	fs.DurationVar(&opts.EgressInventoryInterval, "egress-inventory-interval", controllers.DefaultInventoryInterval, "How often each partner is listed for the inventory of what it holds of this site's objects (ReplicationPeer status.egress).")
 	config.RegisterFlags(fs) // --kubeconfig
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)

@@ -41,11 +41,23 @@ type ReplicationPeerReconciler struct {
 	site      string
 	namespace string
 
+	// inventoryInterval is how often the inventory of what a partner holds is taken
+	// (status.egress).
+	inventoryInterval time.Duration
+
 	// reported holds, per ReplicationPeer, the fingerprint of the connection the last status
 	// reconcile reported, so that it reports a rebuilt connection whichever controller built it.
+	// follow holds, per ReplicationPeer, until when an inventory is taken at every heartbeat:
+	// for one inventoryInterval after its egress policy changed, while the services withdraw
+	// what it no longer allows.
 	mu       sync.Mutex
 	reported map[string]string
+	follow   map[string]time.Time
 }
+
+// DefaultInventoryInterval is how often a partner's inventory is taken by default
+// (--egress-inventory-interval).
+const DefaultInventoryInterval = time.Minute
 
 // ReplicationPeerOption configures a ReplicationPeerReconciler.
 type ReplicationPeerOption func(*ReplicationPeerReconciler)
@@ -53,6 +65,16 @@ type ReplicationPeerOption func(*ReplicationPeerReconciler)
 // WithPeerClock sets the clock the reconciler reads heartbeat times from.
 func WithPeerClock(c clock.PassiveClock) ReplicationPeerOption {
 	return func(r *ReplicationPeerReconciler) { r.clock = c }
+}
+
+// WithInventoryInterval sets how often the inventory of what a partner holds of this site's
+// objects is taken; zero keeps DefaultInventoryInterval.
+func WithInventoryInterval(d time.Duration) ReplicationPeerOption {
+	return func(r *ReplicationPeerReconciler) {
+		if d > 0 {
+			r.inventoryInterval = d
+		}
+	}
 }
 
 // NewReplicationPeerReconciler returns a reconciler for the manager of site whose peer
@@ -66,6 +88,9 @@ func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, reco
 		site:      site,
 		namespace: namespace,
 		reported:  map[string]string{},
+		follow:    map[string]time.Time{},
+
+		inventoryInterval: DefaultInventoryInterval,
 	}
 	for _, o := range opts {
 		o(r)
@@ -153,6 +178,8 @@ type peerObservation struct {
 	witness      *peer.WitnessHeartbeat
 	heartbeatErr error
 	rebuilt      bool
+	// conn is the connection the heartbeat went through.
+	conn *peer.Connection
 }
 
 // Reconcile connects to one peer and records what it found.
@@ -183,6 +210,7 @@ func (r *ReplicationPeerReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	obs := r.observe(ctx, obj)
 	r.report(obj, before, obs)
+	r.takeInventory(ctx, obj, obs)
 
 	if obs.refusedReason != "" {
 		// Nothing changes until the user fixes the Secret or the spec; both are watched.
@@ -206,6 +234,7 @@ func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alp
 		return obs
 	}
 	obs.rebuilt = had && last != conn.Fingerprint
+	obs.conn = conn
 
 	hbCtx, cancel := context.WithTimeout(ctx, heartbeatTimeout(obj.Spec.HeartbeatInterval.Duration))
 	defer cancel()
@@ -417,6 +446,7 @@ func (r *ReplicationPeerReconciler) forget(name string) {
 	r.registry.Remove(name)
 	r.mu.Lock()
 	delete(r.reported, name)
+	delete(r.follow, name)
 	r.mu.Unlock()
 	metrics.ForgetPeer(name)
 }

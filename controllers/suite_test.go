@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "create manager namespace:", err)
 			return 1
 		}
-		mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: testMaxClockSkew})
+		mgr, err := testenv.StartManager(site, operator.Options{MaxClockSkew: testMaxClockSkew, EgressInventoryInterval: 2 * time.Second})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

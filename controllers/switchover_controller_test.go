@@ -317,6 +317,11 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 	g.Eventually(getSwitchover(ctx, kiel, sw)).Should(HaveField("Finalizers", BeEmpty()))
 	g.Eventually(func() ([]string, error) { return eventReasons(ctx, kiel, "Switchover", sw.Name) }).Should(
 		ContainElements(deichv1alpha1.SwitchoverEventStarted, deichv1alpha1.SwitchoverEventSucceeded))
+	// Each site's inventory of the other says what the other's API server holds after the
+	// move: mv-schwerin serves what sh-kiel wrote there, and sh-kiel holds mv-schwerin's copies.
+	expectInventoryMatches(ctx, g, kiel, schwerin, m.ns)
+	expectInventoryMatches(ctx, g, schwerin, kiel, m.ns)
+	g.Expect(heldInInventory(ctx, schwerin, testenv.SiteKiel, m.ns)).To(ContainSubstring("SharedService=1"), "mv-schwerin mirrors the service back to sh-kiel")
 
 	t.Run("a failback created at the target moves the service back", func(t *testing.T) {
 		g := newG(t)

@@ -62,6 +62,9 @@ const (
 	PeerEventReady = "PeerReady"
 	// PeerEventConnectionRebuilt is recorded when changed credentials replaced the connection.
 	PeerEventConnectionRebuilt = "ConnectionRebuilt"
+	// PeerEventInventoryChanged is recorded when what the peer holds of this site's objects
+	// changed between two inventories (status.egress): objects arrived or were withdrawn.
+	PeerEventInventoryChanged = "EgressInventoryChanged"
 )
 
 // DefaultKubeconfigKey is the Secret key read when kubeconfigSecretRef.key is not set.
@@ -275,6 +278,109 @@ type ReplicationPeerStatus struct {
 	// consecutiveFailures counts the heartbeats that failed since the last success.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// egress is the inventory of what a partner holds of this site's objects, as its API
+	// server lists them: the objects labelled resilience.deich.io/source-site with this
+	// site's name (copies this site wrote there, including copies promoted there after a
+	// failover), counted per namespace and kind, the Secrets named. It is bounded; the label
+	// query in labelSelector lists every object at the peer.
+	// +optional
+	Egress *EgressInventory `json:"egress,omitempty"`
+}
+
+// Bounds of an EgressInventory.
+const (
+	// MaxEgressInventoryKinds is how many namespace and kind entries status.egress.kinds keeps.
+	MaxEgressInventoryKinds = 128
+	// MaxEgressInventorySecrets is how many Secrets status.egress.secretNames names.
+	MaxEgressInventorySecrets = 128
+)
+
+// EgressInventory is what a partner site holds of this site's objects, as its API server
+// listed them at observedTime.
+type EgressInventory struct {
+	// observedTime is when the peer's API server was last listed.
+	// +optional
+	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
+
+	// lastChangeTime is when the last inventory found a change: an object arrived at the
+	// peer or left it.
+	// +optional
+	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
+
+	// policyGeneration is this ReplicationPeer's metadata.generation, and so the version of
+	// spec.egress, in force when the peer was listed.
+	// +optional
+	PolicyGeneration int64 `json:"policyGeneration,omitempty"`
+
+	// labelSelector selects, at the peer, every object counted here; for example
+	// kubectl --context <peer> get configmaps,secrets -A -l <labelSelector>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	LabelSelector string `json:"labelSelector,omitempty"`
+
+	// objects is how many objects the peer holds of this site's; secrets how many of them
+	// are Secrets.
+	// +optional
+	Objects int32 `json:"objects,omitempty"`
+	// +optional
+	Secrets int32 `json:"secrets,omitempty"`
+
+	// kinds counts the objects per namespace and kind, sorted by namespace, group and kind.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=128
+	Kinds []EgressInventoryEntry `json:"kinds,omitempty"`
+
+	// secretNames names the Secrets the peer holds of this site's, sorted by namespace and
+	// name.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=128
+	SecretNames []EgressInventorySecret `json:"secretNames,omitempty"`
+
+	// truncated is true when kinds or secretNames had more entries than they keep; the
+	// counts above are complete, and the label query lists every object.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+
+	// message says what could not be listed at the peer, if anything; the counts then cover
+	// only what could.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// EgressInventoryEntry counts the objects of one kind in one namespace at the peer.
+type EgressInventoryEntry struct {
+	// namespace of the objects.
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// group of the kind; empty for the core group.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group,omitempty"`
+	// kind of the objects.
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// count of the objects.
+	Count int32 `json:"count"`
+	// since is when the oldest of them was created at the peer.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// EgressInventorySecret names one Secret the peer holds of this site's.
+type EgressInventorySecret struct {
+	// namespace of the Secret.
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// name of the Secret.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// since is when the copy was created at the peer.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // ReplicationPeer is another site and how to reach it: a partner, another state's cluster that
@@ -291,6 +397,8 @@ type ReplicationPeerStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Latency",type=string,JSONPath=`.status.latency`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.serverVersion`,priority=1
+// +kubebuilder:printcolumn:name="Held",type=integer,JSONPath=`.status.egress.objects`,priority=1
+// +kubebuilder:printcolumn:name="Secrets",type=integer,JSONPath=`.status.egress.secrets`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ReplicationPeer struct {

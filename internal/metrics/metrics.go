@@ -65,6 +65,13 @@ var (
 		Help: "Copies deleted at a peer because its ReplicationPeer's egress policy no longer lets their objects leave, by rule.",
 	}, []string{"peer", "rule"})
 
+	// EgressHeldObjects is what a partner holds of this site's objects at the last
+	// inventory (ReplicationPeer status.egress), by peer and kind.
+	EgressHeldObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_egress_held_objects",
+		Help: "Objects a partner site holds of this site's at its last inventory (objects labelled with this site as their source), by kind.",
+	}, []string{"peer", "kind"})
+
 	// SyncErrors counts failed synchronisations of a service, by reason.
 	SyncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deich_sync_errors_total",
@@ -179,6 +186,7 @@ func init() {
 		SyncErrors,
 		EgressDenials,
 		EgressWithdrawals,
+		EgressHeldObjects,
 		HealthCheckUp,
 		MirrorRounds,
 		CopiesRendered,
@@ -207,4 +215,5 @@ func ForgetPeer(peer string) {
 	PeerReady.DeletePartialMatch(labels)
 	PeerHeartbeatLatency.DeletePartialMatch(labels)
 	PeerHeartbeatFailures.DeletePartialMatch(labels)
+	EgressHeldObjects.DeletePartialMatch(labels)
 }

@@ -91,6 +91,10 @@ type Options struct {
 	LeaseBurst int
 	// ApplyParallelism is how many copies are applied to a peer at once (--apply-parallelism).
 	ApplyParallelism int
+	// EgressInventoryInterval is how often the inventory of what each partner holds of this
+	// site's objects (ReplicationPeer status.egress) is taken (--egress-inventory-interval).
+	// Defaults to controllers.DefaultInventoryInterval.
+	EgressInventoryInterval time.Duration
 	// Clock is read by the controllers; defaults to the real clock. Tests inject a fake.
 	Clock clock.PassiveClock
 	// SkipControllerNameValidation allows several managers in one process (tests run one per
@@ -116,6 +120,9 @@ func (o Options) Validate() error {
 	}
 	if o.PeerQPS < 0 || o.PeerBurst < 0 {
 		errs = append(errs, errors.New("--peer-qps and --peer-burst must not be negative"))
+	}
+	if o.EgressInventoryInterval < 0 {
+		errs = append(errs, fmt.Errorf("--egress-inventory-interval %s must not be negative", o.EgressInventoryInterval))
 	}
 	if o.LeaseQPS < 0 || o.LeaseBurst < 0 {
 		errs = append(errs, errors.New("--lease-qps and --lease-burst must not be negative"))
@@ -257,6 +264,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err := controllers.NewReplicationPeerReconciler(
 		mgr.GetClient(), registry, mgr.GetEventRecorder("deich-peer"), opts.Site, opts.Namespace,
 		controllers.WithPeerClock(opts.Clock),
+		controllers.WithInventoryInterval(opts.EgressInventoryInterval),
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationPeer controller: %w", err)
 	}
