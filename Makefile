@@ -79,7 +79,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
-verify: generate manifests api-docs $(KUSTOMIZE) ## Fail when generated files are stale, code is unformatted, or linters complain.
+verify: generate manifests api-docs $(KUSTOMIZE) $(HELM) ## Fail when generated files are stale, code is unformatted, or linters complain.
 	@stale="$$(git status --porcelain -- api config charts docs/reference | sed 's/^/  /')"; \
 	if [ -n "$$stale" ]; then \
 		echo "Generated files are stale or uncommitted; run 'make generate manifests api-docs' and commit:"; \
@@ -89,6 +89,7 @@ verify: generate manifests api-docs $(KUSTOMIZE) ## Fail when generated files ar
 	$(GO) vet ./...
 	$(KUSTOMIZE) build config/default > /dev/null
 	$(KUSTOMIZE) build config/peer > /dev/null
+	$(KUSTOMIZE) build --enable-helm --helm-command $(HELM) config/peer/namespaced > /dev/null
 	$(KUSTOMIZE) build config/witness > /dev/null
 	$(MAKE) --no-print-directory helm-lint
 	$(GOLANGCI_LINT_TARGET)
@@ -128,15 +129,18 @@ control-plane: $(CONTROL_PLANE) ## Build etcd and kube-apiserver into bin/.
 CHART := charts/deich
 
 .PHONY: chart-manifests
-chart-manifests: ## Copy the generated CRDs and manager RBAC from config/ into the chart (part of `make manifests`).
+chart-manifests: ## Copy the generated CRDs and manager RBAC, and the other files the chart shares with config/, into the chart (part of `make manifests`).
 	rm -f $(CHART)/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+	cp config/peer/namespaced/charts/deich-peer-access/templates/peer-access.yaml $(CHART)/templates/peer-access.yaml
+	cp config/admission/switchover_requester.yaml $(CHART)/files/switchover_requester.yaml
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the Helm chart.
 	$(HELM) lint --strict $(CHART) --set site=sh-kiel
 	$(HELM) lint --strict $(CHART) -f test/chart/testdata/values-full.yaml
+	$(HELM) lint --strict $(CHART) --set site=sh-kiel --set peerAccess.enabled=true --set 'peerAccess.namespaces={buergerkonto,kfz-zulassung}'
 
 .PHONY: helm
 helm: $(HELM) ## Build helm into bin/.

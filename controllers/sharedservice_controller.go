@@ -141,6 +141,8 @@ type SharedServiceReconciler struct {
 	// confirmed holds the active services whose copy the lease keeper may confirm current
 	// between rounds (confirmSync).
 	confirmed confirmations
+	// history remembers when this site asked its partner for moves its history lacks.
+	history historyBook
 }
 
 // SharedServiceOption configures a SharedServiceReconciler.
@@ -513,8 +515,9 @@ type serviceScope struct {
 	// witness is the ReplicationPeer of the service's witness, when it names one with role
 	// Witness.
 	witness *deichv1alpha1.ReplicationPeer
-	// switchover names the Switchover that moves the service now, if any.
-	switchover string
+	// switchover names the Switchover that moves the service now, if any, and switchoverBy
+	// the user who requested it.
+	switchover, switchoverBy string
 	// synced is the Synced condition this reconcile arrived at.
 	synced metav1.Condition
 	// terminal marks a Synced=False the user must fix; the phase becomes Error.
@@ -642,6 +645,7 @@ func (r *SharedServiceReconciler) reconcileLease(ctx context.Context, s *service
 	}
 	s.lease = &snap
 	r.applyLeaseView(s)
+	r.completeHistory(ctx, s)
 	r.failBack(ctx, s)
 	return ctrl.Result{}, false, nil
 }
@@ -795,6 +799,10 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	if errors.As(s.egress.Check(egressSubject("SharedService", s.svc)), &denied) {
 		return r.withdrawService(ctx, s, denied)
 	}
+	if !r.peerAccepts(ctx, s) {
+		r.stamps.forget(s.owner)
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
 
 	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {
 		// Between full rounds, the keeper confirms the copy current (confirmSync).
@@ -852,7 +860,9 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	}
 	if err := r.mirrorService(ctx, s); err != nil {
 		r.stamps.forget(s.owner)
-		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("apply SharedService to %s: %v", standby, err), false)
+		if !r.peerRefused(s, err) {
+			s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("apply SharedService to %s: %v", standby, err), false)
+		}
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	r.stamps.set(s.owner, round{generation: s.svc.Generation, at: s.now})
@@ -1085,7 +1095,9 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	}
 	peerSite := s.conn.Writer()
 	if err := peerSite.EnsureNamespace(ctx, s.svc.Namespace); err != nil {
-		s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
+		if !r.peerRefused(s, err) {
+			s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
+		}
 		return err
 	}
 	writes := make([]mirror.Copy, 0, len(todo))
@@ -1104,7 +1116,9 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 		if len(failures) > 1 {
 			msg += fmt.Sprintf("; and %d more", len(failures)-1)
 		}
-		s.fail(deichv1alpha1.ServiceReasonApplyFailed, msg, false)
+		if !r.peerRefused(s, failureErrors(failures)...) {
+			s.fail(deichv1alpha1.ServiceReasonApplyFailed, msg, false)
+		}
 		return errors.New(msg)
 	}
 	return nil
@@ -1191,7 +1205,9 @@ func (r *SharedServiceReconciler) prune(ctx context.Context, s *serviceScope, co
 // is left alone.
 func (r *SharedServiceReconciler) pruneCopy(ctx context.Context, s *serviceScope, ref copyRef, cp metav1.Object) error {
 	if err := s.conn.Writer().Delete(ctx, ref.resource, cp); err != nil {
-		s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
+		if !r.peerRefused(s, err) {
+			s.fail(deichv1alpha1.ServiceReasonApplyFailed, fmt.Sprintf("delete %s %s at %s: %v", ref.resource.Resource, ref.name, s.conn.Site, err), false)
+		}
 		return err
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Pruned copy", "resource", ref.resource.String(), "name", ref.name, "peer", s.conn.Site)
@@ -1454,6 +1470,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stamps.forget(owner)
 	r.partnerSynced.forget(owner)
 	r.statusWrites.forget(owner)
+	r.history.forget(owner)
 	r.held.Retain(owner)
 	r.sources.Retain(owner)
 	metrics.ForgetService(owner.Namespace, owner.Name)

@@ -198,7 +198,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		} else if since := failedSince(from); !since.IsZero() {
 			detected = since
 		}
-		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}}
+		st.LastFailover = &deichv1alpha1.FailoverRecord{From: from, To: site, Reason: truncate(reason, 1024), DetectedAt: &metav1.Time{Time: detected}, RequestedBy: s.switchoverBy}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventFailingOver, "Promote",
 			"Promoting %s (was served by %s): %s", site, from, snap.message)
 	case (newClaim || snap.serving && inProgress) && !recorded:
@@ -211,6 +211,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 			// the failure was detected and that a promotion started.
 			if s.switchover != "" {
 				rec.Reason = truncate(fmt.Sprintf("Switchover %s: %s", s.switchover, snap.message), 1024)
+				rec.RequestedBy = s.switchoverBy
 			} else if since := failedSince(rec.From); !since.IsZero() {
 				rec.DetectedAt = &metav1.Time{Time: since}
 			}
@@ -224,6 +225,7 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 			completed = snap.servedAt
 		}
 		rec.CompletedAt = &metav1.Time{Time: completed}
+		rec.Epoch = snap.epoch
 		if rec.DetectedAt != nil {
 			rec.RecoveryTime = &metav1.Duration{Duration: max(completed.Sub(rec.DetectedAt.Time), 0).Round(time.Millisecond)}
 		}

@@ -415,6 +415,7 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	prev, hadPrev := r.keeper.Snapshot(s.owner)
 	if sw := r.runningSwitchover(ctx, svc); sw != nil {
 		s.switchover = sw.Name
+		s.switchoverBy = requesterOf(sw)
 		state.TakeOverRequested = sw.Spec.TargetSite == r.site
 		state.HandOverRequested = sw.Spec.TargetSite != r.site
 	} else if hadPrev && state.Primary && abandoned(policy, prev, r.clock.Now()) {

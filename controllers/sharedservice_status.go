@@ -183,6 +183,8 @@ func (r *SharedServiceReconciler) recordTransitions(s *serviceScope) {
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventSynced, "Mirror", "%s", newC.Message)
 		case t == deichv1alpha1.ServiceConditionSynced && newC.Reason == deichv1alpha1.ServiceReasonEgressDenied:
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventEgressDenied, "Mirror", "%s", newC.Message)
+		case t == deichv1alpha1.ServiceConditionSynced && newC.Reason == deichv1alpha1.ServiceReasonPeerForbidden:
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventPeerForbidden, "Mirror", "%s", newC.Message)
 		case t == deichv1alpha1.ServiceConditionSynced && newC.Status == metav1.ConditionFalse:
 			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventSyncFailed, "Mirror", "%s", newC.Message)
 		case t == deichv1alpha1.ServiceConditionObjectivesMet && newC.Status == metav1.ConditionFalse && oldC != nil:
@@ -267,8 +269,9 @@ func servicePhase(in summaryInputs) deichv1alpha1.Phase {
 		return deichv1alpha1.PhaseFenced
 	case in.lease.recommend:
 		return deichv1alpha1.PhaseDegraded
-	case in.synced != nil && in.synced.Reason == deichv1alpha1.ServiceReasonEgressDenied && in.lease.serving:
-		// Not waiting for anything: the standby is kept from holding the whole service.
+	case in.synced != nil && (in.synced.Reason == deichv1alpha1.ServiceReasonEgressDenied || in.synced.Reason == deichv1alpha1.ServiceReasonPeerForbidden) && in.lease.serving:
+		// Not waiting for anything: the egress policy, or the standby's grant, keeps the
+		// standby from holding the whole service until someone changes it.
 		return deichv1alpha1.PhaseDegraded
 	case !in.everSynced:
 		return deichv1alpha1.PhasePending

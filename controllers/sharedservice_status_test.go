@@ -131,6 +131,14 @@ func TestServicePhaseAndReady(t *testing.T) {
 		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
 		wantMsg: "1 selected object(s) may not leave for mv-schwerin",
 	}, {
+		name: "a service the standby refuses in its namespace is Degraded, never synced or not",
+		mutate: func(in *summaryInputs) {
+			in.everSynced = false
+			in.synced = &metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonPeerForbidden, Message: "peer mv-schwerin forbids writes to namespace register"}
+		},
+		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
+		wantMsg: "peer mv-schwerin forbids writes to namespace register",
+	}, {
 		name:      "a service never synced is Pending",
 		mutate:    func(in *summaryInputs) { in.everSynced, in.synced = false, nil },
 		wantPhase: deichv1alpha1.PhasePending, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhasePending),

@@ -23,6 +23,11 @@ import (
 // Admission of a new Switchover: the checks that refuse a move that cannot be done, and the
 // arbitration between Switchovers of one service (the earliest goes first).
 
+// requesterOf returns who requested sw, as admission stamped it; "" when nothing did.
+func requesterOf(sw *deichv1alpha1.Switchover) string {
+	return truncate(sw.Annotations[deichv1alpha1.AnnotationRequestedBy], 253)
+}
+
 // reconcileNew validates a new Switchover and then rehearses it (drill) or starts the move.
 func (r *SwitchoverReconciler) reconcileNew(ctx context.Context, s *switchoverScope) (ctrl.Result, error) {
 	sw := s.sw
@@ -232,8 +237,12 @@ func (r *SwitchoverReconciler) begin(ctx context.Context, s *switchoverScope, sv
 	from := activeSite(svc)
 	sw.Status.FromSite = from
 	sw.Status.StartedAt = &metav1.Time{Time: s.now}
+	requested := ""
+	if by := requesterOf(sw); by != "" {
+		requested = fmt.Sprintf(" (requested by %s)", by)
+	}
 	s.setPhase(deichv1alpha1.SwitchoverRunning, metav1.ConditionFalse, deichv1alpha1.SwitchoverReasonInProgress,
-		fmt.Sprintf("moving SharedService %s from %s to %s: %s fences itself and releases the lease, then %s takes it%s", svc.Name, from, target, from, target, forced),
+		fmt.Sprintf("moving SharedService %s from %s to %s%s: %s fences itself and releases the lease, then %s takes it%s", svc.Name, from, target, requested, from, target, forced),
 		&switchoverEvent{eventType: corev1.EventTypeNormal, reason: deichv1alpha1.SwitchoverEventStarted, action: "Start"})
 	return ctrl.Result{RequeueAfter: switchoverPoll}, nil
 }

@@ -251,6 +251,7 @@ func (r *SwitchoverReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !sw.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
+	sw.Status.RequestedBy = requesterOf(sw)
 	defer func() {
 		outdated, err := r.report(ctx, s)
 		switch {

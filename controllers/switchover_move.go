@@ -289,7 +289,11 @@ func (r *SwitchoverReconciler) applyCopy(ctx context.Context, at mirror.Site, sw
 	u.SetNamespace(sw.Namespace)
 	u.SetName(sw.Name)
 	u.SetLabels(mirror.Labels(service, r.site))
-	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationOriginUID: string(sw.UID)})
+	annotations := map[string]string{deichv1alpha1.AnnotationOriginUID: string(sw.UID)}
+	if by := requesterOf(sw); by != "" {
+		annotations[deichv1alpha1.AnnotationRequestedBy] = by
+	}
+	u.SetAnnotations(annotations)
 	if _, err := at.Apply(ctx, switchoverResource, u); err != nil {
 		return fmt.Errorf("apply Switchover %s: %w", sw.Name, err)
 	}

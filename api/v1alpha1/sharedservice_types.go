@@ -44,6 +44,12 @@ const (
 	// ServiceReasonApplyFailed means the standby's API server rejected a copy or could not be
 	// reached; the last good copies stay in place.
 	ServiceReasonApplyFailed = "ApplyFailed"
+	// ServiceReasonPeerForbidden means the standby does not let this site's identity there do
+	// everything mirroring needs in the service's namespace (its administrators granted write
+	// access in other namespaces only, or not for every kind): the message names the namespace,
+	// the peer and what is refused. A round the standby would refuse in part is not started, so
+	// the copies there stay as they were.
+	ServiceReasonPeerForbidden = "PeerForbidden"
 	// ServiceReasonEgressDenied means the egress policy of the standby's ReplicationPeer keeps
 	// some of the selected objects (or the SharedService itself) at this site: they are not
 	// sent, their copies at the standby are deleted, and the standby is not a complete copy.
@@ -113,6 +119,9 @@ const (
 	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
 	// the standby.
 	ServiceEventCopiesDeleted = "CopiesDeleted"
+	// ServiceEventPeerForbidden is recorded when the standby starts refusing this site the
+	// writes mirroring needs in the service's namespace.
+	ServiceEventPeerForbidden = "PeerForbidden"
 	// ServiceEventEgressDenied is recorded when the egress policy of the standby's
 	// ReplicationPeer starts keeping objects of the service at this site, or keeps others.
 	ServiceEventEgressDenied = "EgressDenied"
@@ -581,6 +590,17 @@ type FailoverRecord struct {
 	// RTO.
 	// +optional
 	RecoveryTime *metav1.Duration `json:"recoveryTime,omitempty"`
+
+	// epoch is the lease epoch the new site served with; it identifies the move in both
+	// sites' histories.
+	// +optional
+	Epoch int64 `json:"epoch,omitempty"`
+
+	// requestedBy is, for a move a Switchover asked for, the user who created it (its
+	// status.requestedBy).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
 // LeaseStatus shows the lease that decides which site may serve, as this site last read its
@@ -763,7 +783,9 @@ type SharedServiceStatus struct {
 	// +optional
 	LastFailover *FailoverRecord `json:"lastFailover,omitempty"`
 
-	// failoverHistory lists the most recent moves between sites, newest first; at most 10.
+	// failoverHistory lists the most recent moves between sites, newest first; at most 10. Each
+	// site records the moves it served after and merges the other site's, so both show the
+	// whole history of the service.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=10

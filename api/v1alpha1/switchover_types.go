@@ -133,6 +133,11 @@ const (
 	// Switchover it was copied from, so a copy left from an earlier Switchover of the same
 	// name is recognised and replaced.
 	AnnotationOriginUID = "resilience.deich.io/origin-uid"
+	// AnnotationRequestedBy holds the user who created the Switchover, stamped by the API
+	// server at admission (the MutatingAdmissionPolicy deich-switchover-requester of
+	// config/admission) and kept unchanged by the ValidatingAdmissionPolicy of the same name.
+	// The copy at the other site carries the original's.
+	AnnotationRequestedBy = "resilience.deich.io/requested-by"
 )
 
 // SwitchoverPhase is where a Switchover stands.
@@ -209,6 +214,13 @@ type SwitchoverStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	FromSite string `json:"fromSite,omitempty"`
+
+	// requestedBy is the user who created the Switchover, as the API server authenticated
+	// them: the annotation resilience.deich.io/requested-by that the admission policies of
+	// config/admission stamp. Empty when they are not installed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RequestedBy string `json:"requestedBy,omitempty"`
 
 	// startedAt is when the move started.
 	// +optional

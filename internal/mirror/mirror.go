@@ -114,11 +114,22 @@ func (s Site) ApplyStatus(ctx context.Context, resource schema.GroupVersionResou
 		ApplyStatus(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 }
 
+// Failure is a copy that was not applied, and why.
+type Failure struct {
+	Kind, Name string
+	Err        error
+}
+
+// String names the copy and says why it was not applied.
+func (f Failure) String() string {
+	return fmt.Sprintf("%s %s: %v", f.Kind, f.Name, f.Err)
+}
+
 // ApplyAll applies every copy, at most parallelism at once. It returns the resourceVersion
 // each copy was stored with ("" where it was not applied; the stored objects themselves are
-// not kept) and one line per copy that was not applied, sorted. A copy that is rejected
-// leaves the one already there as it is; the others are applied all the same.
-func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (versions []string, failures []string) {
+// not kept) and the copies that were not applied, sorted by kind and name. A copy that is
+// rejected leaves the one already there as it is; the others are applied all the same.
+func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (versions []string, failures []Failure) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(parallelism, 1))
 	versions = make([]string, len(copies))
@@ -134,13 +145,13 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 				}
 			}
 			mu.Lock()
-			failures = append(failures, fmt.Sprintf("%s %s: %v", c.Kind, c.name(), err))
+			failures = append(failures, Failure{Kind: c.Kind, Name: c.name(), Err: err})
 			mu.Unlock()
 			return nil
 		})
 	}
 	_ = g.Wait() // the goroutines report through versions and failures
-	sort.Strings(failures)
+	sort.Slice(failures, func(i, j int) bool { return failures[i].String() < failures[j].String() })
 	return versions, failures
 }
 

@@ -140,7 +140,7 @@ func TestWritesAtASite(t *testing.T) {
 			{Resource: configMaps, Kind: "ConfigMap", Obj: bad},
 			{Resource: deployments, Kind: "Deployment", Obj: deployment("web", copyLabels)},
 		})
-		if len(failures) != 1 || !strings.HasPrefix(failures[0], "ConfigMap Not_A_DNS_Name: ") {
+		if len(failures) != 1 || !strings.HasPrefix(failures[0].String(), "ConfigMap Not_A_DNS_Name: ") {
 			t.Errorf("failures = %q, want one for ConfigMap Not_A_DNS_Name", failures)
 		}
 		if len(versions) != 3 || versions[0] == "" || versions[1] != "" || versions[2] == "" {
@@ -174,7 +174,7 @@ func TestWritesAtASite(t *testing.T) {
 				return nil, errors.New("patch of override 1 does not apply")
 			}},
 		})
-		if len(failures) != 1 || failures[0] != "ConfigMap broken: patch of override 1 does not apply" {
+		if len(failures) != 1 || failures[0].String() != "ConfigMap broken: patch of override 1 does not apply" {
 			t.Errorf("failures = %q, want one for ConfigMap broken", failures)
 		}
 		if versions[0] == "" || versions[1] != "" {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
@@ -58,6 +59,10 @@ type Connection struct {
 	// Copies watches the mirrored copies at the peer, so that edits made there (drift) are
 	// noticed at once. It keeps their metadata only. It is stopped with the connection.
 	Copies *informers.Set
+	// Access tells what the peer lets this connection's identity do in a namespace, from
+	// reviews of its rules there, so that a round of writes the peer would refuse in part is
+	// not started. A new kubeconfig (a new identity) gets a new connection and so new reviews.
+	Access *Access
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -198,8 +203,8 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 	if err != nil {
 		return nil, fmt.Errorf("build heartbeat client for peer %s: %w", site, err)
 	}
-	// The dynamic and the metadata client write and watch the copies between them, within one
-	// budget.
+	// The dynamic and the metadata client write and watch the copies between them, and the
+	// authorization client reviews what the peer allows before they write, within one budget.
 	copiesCfg := rest.CopyConfig(cfg)
 	copiesCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
 	dyn, err := dynamic.NewForConfigAndClient(copiesCfg, httpClient)
@@ -209,6 +214,10 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 	meta, err := metadata.NewForConfigAndClient(copiesCfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("build metadata client for peer %s: %w", site, err)
+	}
+	authz, err := authorizationv1client.NewForConfigAndClient(copiesCfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("build authorization client for peer %s: %w", site, err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -221,6 +230,7 @@ func (r *Registry) connect(peerName, site, fingerprint string, cfg *rest.Config)
 		Dynamic:         dyn,
 		Metadata:        meta,
 		Copies:          informers.NewMetadata(meta, r.copyHandler, render.AnnotationContentHash),
+		Access:          NewAccess(ReviewRulesWith(authz)),
 		cancel:          cancel,
 		done:            make(chan struct{}),
 	}

@@ -14,14 +14,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// kustomizePin finds the kustomize version the Makefile pins.
-var kustomizePin = regexp.MustCompile(`(?m)^KUSTOMIZE_VERSION \?= (\S+)$`)
-
 // KustomizeBinary returns the kustomize the tests use: $KUSTOMIZE (set by `make test-all`),
 // else <repo>/bin/kustomize-<KUSTOMIZE_VERSION>, the binary `make tools` builds for the
 // version the Makefile pins.
 func KustomizeBinary() (string, error) {
-	if p := os.Getenv("KUSTOMIZE"); p != "" {
+	return pinnedTool("KUSTOMIZE", "kustomize")
+}
+
+// HelmBinary returns the helm the tests use: $HELM (set by `make test-all`), else
+// <repo>/bin/helm-<HELM_VERSION>, the binary `make helm` builds for the version the Makefile
+// pins.
+func HelmBinary() (string, error) {
+	return pinnedTool("HELM", "helm")
+}
+
+// pinnedTool returns $envVar, else <repo>/bin/<name>-<version>, with the version the Makefile
+// pins as <envVar>_VERSION.
+func pinnedTool(envVar, name string) (string, error) {
+	if p := os.Getenv(envVar); p != "" {
 		return p, nil
 	}
 	root, err := RepoRoot()
@@ -30,24 +40,39 @@ func KustomizeBinary() (string, error) {
 	}
 	makefile, err := os.ReadFile(filepath.Join(root, "Makefile")) //nolint:gosec // G304: the repository's own Makefile.
 	if err != nil {
-		return "", fmt.Errorf("find the pinned kustomize: %w", err)
+		return "", fmt.Errorf("find the pinned %s: %w", name, err)
 	}
-	m := kustomizePin.FindSubmatch(makefile)
+	pin := regexp.MustCompile(`(?m)^` + envVar + `_VERSION \?= (\S+)$`)
+	m := pin.FindSubmatch(makefile)
 	if m == nil {
-		return "", errors.New("find the pinned kustomize: the Makefile pins no KUSTOMIZE_VERSION")
+		return "", fmt.Errorf("find the pinned %s: the Makefile pins no %s_VERSION", name, envVar)
 	}
-	return filepath.Join(root, "bin", "kustomize-"+string(m[1])), nil
+	return filepath.Join(root, "bin", name+"-"+string(m[1])), nil
 }
 
 // KustomizeBuild runs `kustomize build dir` with [KustomizeBinary], as a platform engineer
 // would before applying a tree of config/, and returns the objects in the order kustomize
 // printed them (namespaces first).
 func KustomizeBuild(dir string) ([]*unstructured.Unstructured, error) {
+	return kustomizeBuild(dir)
+}
+
+// KustomizeBuildWithHelm is [KustomizeBuild] for a tree that renders a Helm chart
+// (config/peer/namespaced): kustomize runs with --enable-helm and [HelmBinary].
+func KustomizeBuildWithHelm(dir string) ([]*unstructured.Unstructured, error) {
+	helm, err := HelmBinary()
+	if err != nil {
+		return nil, err
+	}
+	return kustomizeBuild(dir, "--enable-helm", "--helm-command", helm)
+}
+
+func kustomizeBuild(dir string, flags ...string) ([]*unstructured.Unstructured, error) {
 	bin, err := KustomizeBinary()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "build", dir) //nolint:gosec // G204: the pinned kustomize, run on a directory the test names.
+	cmd := exec.Command(bin, append([]string{"build", dir}, flags...)...) //nolint:gosec // G204: the pinned kustomize, run on a directory the test names.
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

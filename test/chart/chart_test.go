@@ -116,15 +116,20 @@ func TestRenderingFailsWithAMessageSayingWhatToSet(t *testing.T) {
 		args: []string{"--set", "site=sh-kiel", "--set", "objectives[0].name=buergerdienste", "--set", "objectives[0].rto=2m"},
 		want: "missing property 'rpo'",
 	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, err := helmTemplate(t, tc.args...)
-			if err == nil {
-				t.Fatalf("helm template succeeded, want an error containing %q; output:\n%s", tc.want, out)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("helm template failed with\n%v\nwant a message containing %q", err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectTemplateError(t, tc.want, tc.args...) })
+	}
+}
+
+// expectTemplateError renders the chart with args and fails unless helm refuses with a
+// message containing want.
+func expectTemplateError(t *testing.T, want string, args ...string) {
+	t.Helper()
+	out, err := helmTemplate(t, args...)
+	if err == nil {
+		t.Fatalf("helm template succeeded, want an error containing %q; output:\n%s", want, out)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("helm template failed with\n%v\nwant a message containing %q", err, want)
 	}
 }
 
@@ -159,6 +164,50 @@ func TestChartRBACMatchesConfigDefault(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("chart RBAC differs from config/default's (-want +got):\n%s", diff)
 	}
+}
+
+// TestChartAdmissionPoliciesMatchConfigDefault compares the admission policies of the
+// kustomize install with the chart's, names and specs, and checks that the chart renders
+// none when they are switched off and trusts the peer identity it is given.
+func TestChartAdmissionPoliciesMatchConfigDefault(t *testing.T) {
+	requireHelm(t)
+	want := admissionPolicies(t, kustomizeBuild(t, filepath.Join(root, "config", "default")))
+	if len(want) != 4 {
+		t.Fatalf("config/default has %d admission policies and bindings, want 4", len(want))
+	}
+	if diff := cmp.Diff(want, admissionPolicies(t, render(t, "--set", "site="+site))); diff != "" {
+		t.Errorf("chart admission policies differ from config/default's (-want +got):\n%s", diff)
+	}
+	if got := admissionPolicies(t, render(t, "--set", "site="+site, "--set", "admissionPolicies.enabled=false")); len(got) != 0 {
+		t.Errorf("admissionPolicies.enabled=false renders %d policies", len(got))
+	}
+	const other = "system:serviceaccount:deich-system:partner"
+	for key, spec := range admissionPolicies(t, render(t, "--set", "site="+site, "--set", "admissionPolicies.peerUsername="+other)) {
+		if strings.HasSuffix(key, "Binding/"+releaseName+"-switchover-requester") {
+			continue
+		}
+		if !strings.Contains(spec, "'"+other+"'") || strings.Contains(spec, "deich-peer") {
+			t.Errorf("%s does not trust %s alone:\n%s", key, other, spec)
+		}
+	}
+}
+
+// admissionPolicies returns the specs of the admission policies and their bindings, as YAML,
+// by kind and name.
+func admissionPolicies(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, o := range objs {
+		if !strings.HasSuffix(o.GetKind(), "AdmissionPolicy") && !strings.HasSuffix(o.GetKind(), "AdmissionPolicyBinding") {
+			continue
+		}
+		spec, err := yaml.Marshal(o.Object["spec"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[o.GetKind()+"/"+o.GetName()] = string(spec)
+	}
+	return out
 }
 
 func TestManagerDeploymentRunsRestrictedWithLeaderElection(t *testing.T) {
@@ -419,6 +468,10 @@ func baseObjects() []string {
 		"Deployment/deich-system/deich-manager",
 		"PodDisruptionBudget/deich-system/deich-manager",
 		"Service/deich-system/deich-metrics",
+		"MutatingAdmissionPolicy/deich-switchover-requester",
+		"MutatingAdmissionPolicyBinding/deich-switchover-requester",
+		"ValidatingAdmissionPolicy/deich-switchover-requester",
+		"ValidatingAdmissionPolicyBinding/deich-switchover-requester",
 	}
 }
 

@@ -1,6 +1,8 @@
 // Package peer proves that the identity config/peer creates is enough for Deich: two real
 // control planes, a manager per site, and each manager reaching the other site only as the
-// ServiceAccount deich-peer, bound to the ClusterRole config/peer grants.
+// ServiceAccount deich-peer, bound to the ClusterRole config/peer grants. It proves as well
+// that the identity config/peer/namespaced creates, confined to named namespaces, is enough
+// there and refused elsewhere, and that Deich reports a refusal without writing anything.
 package peer
 
 import (
@@ -10,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,17 +137,25 @@ func connect(ctx context.Context, manifests []*unstructured.Unstructured) error 
 // forbiddenLog is where the managers log.
 var forbiddenLog = &logScanner{}
 
-// logScanner keeps the log lines that report a forbidden request.
+// logScanner keeps the log lines that report a forbidden request: apart, those that name one
+// of the expected strings (a namespace or identity a test refuses on purpose).
 type logScanner struct {
-	verbose bool
-	mu      sync.Mutex
-	lines   []string
+	verbose  bool
+	mu       sync.Mutex
+	lines    []string
+	expected []string
+	refused  []string
 }
 
 func (s *logScanner) Write(p []byte) (int, error) {
 	if bytes.Contains(bytes.ToLower(p), []byte("forbidden")) {
+		line := string(bytes.TrimSpace(p))
 		s.mu.Lock()
-		s.lines = append(s.lines, string(bytes.TrimSpace(p)))
+		if slices.ContainsFunc(s.expected, func(e string) bool { return strings.Contains(line, e) }) {
+			s.refused = append(s.refused, line)
+		} else {
+			s.lines = append(s.lines, line)
+		}
 		s.mu.Unlock()
 	}
 	if s.verbose {
@@ -152,11 +164,25 @@ func (s *logScanner) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// forbidden returns the lines kept so far.
+// expect sets apart, from now on, the forbidden lines that contain one of names.
+func (s *logScanner) expect(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expected = append(s.expected, names...)
+}
+
+// forbidden returns the lines kept so far, but for those expect set apart.
 func (s *logScanner) forbidden() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.lines...)
+}
+
+// expectedRefusals returns the lines expect set apart so far.
+func (s *logScanner) expectedRefusals() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.refused...)
 }
 
 // requireSites skips a test when the sites are not running (go test -short).
