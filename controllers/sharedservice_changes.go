@@ -191,6 +191,7 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 			}
 			if keep {
 				metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Inc()
+				s.sourceStandby = s.sourceStandby || d.sourceStandby
 				d.key = keyOf(src, s, standby)
 				s.desired = append(s.desired, d)
 				continue

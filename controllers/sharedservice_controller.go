@@ -465,6 +465,8 @@ type desiredCopy struct {
 	hash     string
 	// key is what the copy was rendered from.
 	key renderKey
+	// sourceStandby is set when the source was in standby form (render.InStandbyForm).
+	sourceStandby bool
 }
 
 // renderHeldAbove is the number of selected objects above which a full round does not hold
@@ -515,6 +517,9 @@ type serviceScope struct {
 	// witness is the ReplicationPeer of the service's witness, when it names one with role
 	// Witness.
 	witness *deichv1alpha1.ReplicationPeer
+	// sourceStandby is set when the round rendered an object of the service that is in
+	// standby form at this site (see reassertForm).
+	sourceStandby bool
 	// switchover names the Switchover that moves the service now, if any, and switchoverBy
 	// the user who requested it.
 	switchover, switchoverBy string
@@ -755,6 +760,7 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		s.svc.Status = *status
 	}
 	r.held.Retain(s.owner) // this site holds no copies of a service it serves
+	defer r.reassertForm(ctx, s)
 	resync := resyncPeriod(s.objective)
 	// No confirmation between rounds while this one runs (see confirmations).
 	r.confirmed.suspend(s.owner)
@@ -869,6 +875,19 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	return periodic(jitter(resync)), nil
 }
 
+// reassertForm asks the keeper to switch the service's objects at this site to their active
+// form again when this site serves and the round rendered one of them in standby form: it was
+// written so after the keeper's switch — by a write the other site sent before it was cut off
+// and the network delivered late, say. The keeper trusts its last switch otherwise, so without
+// this the site would go on holding the lease with a workload that does not run.
+func (r *SharedServiceReconciler) reassertForm(ctx context.Context, s *serviceScope) {
+	if !s.sourceStandby || s.lease == nil || !s.lease.serving {
+		return
+	}
+	ctrl.LoggerFrom(ctx).Info("An object of the service is in standby form while this site serves; switching it back to its active form")
+	r.keeper.Reassert(s.owner)
+}
+
 // namespaceRefused says why objects of namespace may never leave this site, or "".
 func (r *SharedServiceReconciler) namespaceRefused(namespace string) string {
 	switch namespace {
@@ -976,6 +995,7 @@ func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredK
 			}
 			if keep {
 				rendered++
+				s.sourceStandby = s.sourceStandby || d.sourceStandby
 				d.key = key
 				if !hold {
 					d.obj = nil
@@ -1028,7 +1048,7 @@ func renderCopy(src *unstructured.Unstructured, target render.Target, k *mirrore
 		}
 		return desiredCopy{}, false, err
 	}
-	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash]}, true, nil
+	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash], sourceStandby: render.InStandbyForm(src)}, true, nil
 }
 
 // isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.

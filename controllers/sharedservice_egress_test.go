@@ -2,9 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -48,85 +44,13 @@ func atPeer(ctx context.Context, obj client.Object) func() (bool, error) {
 	}
 }
 
-// heldKinds are the kinds the tests' services mirror, and Deich's own.
-var heldKinds = []schema.GroupVersionKind{
-	{Version: "v1", Kind: "ConfigMap"}, {Version: "v1", Kind: "Secret"}, {Version: "v1", Kind: "Service"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"},
-	deichv1alpha1.GroupVersion.WithKind("SharedService"), deichv1alpha1.GroupVersion.WithKind("Switchover"),
-}
-
-// heldAt lists what site's API server holds in ns of the objects source wrote: the count per
-// kind, and the Secrets by name.
-func heldAt(ctx context.Context, site *testenv.Site, source, ns string) (string, error) {
-	counts := map[string]int{}
-	var secretNames []string
-	for _, gvk := range heldKinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := site.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{render.LabelSourceSite: source}); err != nil {
-			return "", err
-		}
-		for _, o := range list.Items {
-			counts[gvk.Kind]++
-			if gvk.Kind == "Secret" {
-				secretNames = append(secretNames, o.Name)
-			}
-		}
-	}
-	return heldView(counts, secretNames), nil
-}
-
-// heldInInventory is what site's inventory of its partner peer (status.egress of its
-// ReplicationPeer) says the partner holds in ns, in heldAt's form, once it was taken under
-// the peer's current egress policy.
-func heldInInventory(ctx context.Context, site *testenv.Site, peer, ns string) (string, error) {
-	p := &deichv1alpha1.ReplicationPeer{}
-	if err := site.Client.Get(ctx, client.ObjectKey{Name: peer}, p); err != nil {
-		return "", err
-	}
-	inv := p.Status.Egress
-	switch {
-	case inv == nil:
-		return "no inventory", nil
-	case inv.PolicyGeneration != p.Generation:
-		return fmt.Sprintf("inventory of policy generation %d, not %d", inv.PolicyGeneration, p.Generation), nil
-	case inv.Message != "":
-		return "incomplete inventory: " + inv.Message, nil
-	case inv.LabelSelector != render.LabelSourceSite+"="+site.Name:
-		return "label selector " + inv.LabelSelector, nil
-	}
-	counts := map[string]int{}
-	for _, e := range inv.Kinds {
-		if e.Namespace == ns {
-			counts[e.Kind] = int(e.Count)
-		}
-	}
-	var secretNames []string
-	for _, s := range inv.SecretNames {
-		if s.Namespace == ns {
-			secretNames = append(secretNames, s.Name)
-		}
-	}
-	return heldView(counts, secretNames), nil
-}
-
-func heldView(counts map[string]int, secretNames []string) string {
-	var parts []string
-	for kind, n := range counts {
-		parts = append(parts, fmt.Sprintf("%s=%d", kind, n))
-	}
-	sort.Strings(parts)
-	sort.Strings(secretNames)
-	return strings.Join(parts, ",") + " secrets:" + strings.Join(secretNames, ",")
-}
-
 // expectInventoryMatches waits until site's inventory of its partner says for ns what the
 // partner's API server holds of site's objects.
 func expectInventoryMatches(ctx context.Context, g Gomega, site, partner *testenv.Site, ns string) {
 	g.Eventually(func(g Gomega) {
-		held, err := heldAt(ctx, partner, site.Name, ns)
+		held, err := testenv.HeldAt(ctx, partner, site.Name, ns)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(heldInInventory(ctx, site, partner.Name, ns)).To(Equal(held))
+		g.Expect(testenv.InventoryOf(ctx, site, partner.Name, ns)).To(Equal(held))
 	}).Should(Succeed())
 }
 
@@ -170,7 +94,7 @@ func TestEgressPolicyKeepsWhatItDeniesAndWithdrawsIt(t *testing.T) {
 		g.Eventually(atPeer(ctx, o)).Should(BeTrue(), "%s mirrored before any policy", o.GetName())
 	}
 	expectInventoryMatches(ctx, g, kiel, schwerin, ns)
-	g.Expect(heldInInventory(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Secret=1,Service=1,SharedService=1 secrets:db"))
+	g.Expect(testenv.InventoryOf(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Secret=1,Service=1,SharedService=1 secrets:db"))
 	synced := func() *metav1.Condition {
 		s := &deichv1alpha1.SharedService{}
 		if err := kiel.Client.Get(ctx, client.ObjectKeyFromObject(svc), s); err != nil {
@@ -203,7 +127,7 @@ func TestEgressPolicyKeepsWhatItDeniesAndWithdrawsIt(t *testing.T) {
 			g.Expect(atPeer(ctx, o)()).To(BeTrue(), "%s is still mirrored", o.GetName())
 		}
 		expectInventoryMatches(ctx, g, kiel, schwerin, ns)
-		g.Expect(heldInInventory(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Service=1,SharedService=1 secrets:"), "the withdrawn Secret is gone from the inventory")
+		g.Expect(testenv.InventoryOf(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Service=1,SharedService=1 secrets:"), "the withdrawn Secret is gone from the inventory")
 		g.Eventually(func() ([]string, error) { return eventReasons(ctx, kiel, "ReplicationPeer", testenv.SiteSchwerin) }).
 			Should(ContainElement(deichv1alpha1.PeerEventInventoryChanged))
 	})
@@ -248,7 +172,7 @@ func TestEgressPolicyKeepsWhatItDeniesAndWithdrawsIt(t *testing.T) {
 			HaveField("Message", ContainSubstring("namespace egress-rules is not in egress.namespaces")),
 		))
 		expectInventoryMatches(ctx, g, kiel, schwerin, ns)
-		g.Expect(heldInInventory(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal(" secrets:"), "nothing of the namespace is held at the peer")
+		g.Expect(testenv.InventoryOf(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal(" secrets:"), "nothing of the namespace is held at the peer")
 	})
 
 	t.Run("the policy lifted: everything is sent again", func(t *testing.T) {
@@ -259,6 +183,6 @@ func TestEgressPolicyKeepsWhatItDeniesAndWithdrawsIt(t *testing.T) {
 		}
 		g.Eventually(serviceStatus(ctx, kiel, ns, svc.Name)).Should(HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)))
 		expectInventoryMatches(ctx, g, kiel, schwerin, ns)
-		g.Expect(heldInInventory(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Secret=2,Service=1,SharedService=1 secrets:api-token,db"))
+		g.Expect(testenv.InventoryOf(ctx, kiel, testenv.SiteSchwerin, ns)).To(Equal("ConfigMap=2,Secret=2,Service=1,SharedService=1 secrets:api-token,db"))
 	})
 }

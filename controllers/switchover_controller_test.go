@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,10 +16,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
@@ -321,7 +324,7 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 	// move: mv-schwerin serves what sh-kiel wrote there, and sh-kiel holds mv-schwerin's copies.
 	expectInventoryMatches(ctx, g, kiel, schwerin, m.ns)
 	expectInventoryMatches(ctx, g, schwerin, kiel, m.ns)
-	g.Expect(heldInInventory(ctx, schwerin, testenv.SiteKiel, m.ns)).To(ContainSubstring("SharedService=1"), "mv-schwerin mirrors the service back to sh-kiel")
+	g.Expect(testenv.InventoryOf(ctx, schwerin, testenv.SiteKiel, m.ns)).To(ContainSubstring("SharedService=1"), "mv-schwerin mirrors the service back to sh-kiel")
 
 	t.Run("a failback created at the target moves the service back", func(t *testing.T) {
 		g := newG(t)
@@ -347,6 +350,39 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 		g.Eventually(switchoverGone(ctx, schwerin, back)).Should(BeTrue())
 	})
 	inv.check(t)
+}
+
+// TestTheServingSiteSwitchesBackAnObjectALateWritePutInStandbyForm writes, at the serving
+// site, its Deployment in standby form as the other site's mirroring would — a write that
+// site sent before it was cut off and that the network delivered late — and checks that the
+// serving site puts it back into its active form instead of holding the lease with a
+// workload that does not run.
+func TestTheServingSiteSwitchesBackAnObjectALateWritePutInStandbyForm(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	m := setUpMovable(ctx, t, g, "late-standby-write", fastManualObjective())
+	g.Expect(m.replicas(ctx, kiel)()).To(BeEquivalentTo(webReplicas))
+
+	late := &unstructured.Unstructured{}
+	late.SetAPIVersion("apps/v1")
+	late.SetKind("Deployment")
+	late.SetNamespace(m.ns)
+	late.SetName("web")
+	late.SetLabels(map[string]string{render.LabelSourceSite: testenv.SiteSchwerin, render.LabelManagedBy: render.ManagedByDeich, render.LabelSharedService: m.name})
+	late.SetAnnotations(map[string]string{
+		render.AnnotationSourceReplicas: strconv.Itoa(webReplicas),
+		render.AnnotationActivePatch:    fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"replicas":%d}}`, render.AnnotationSourceReplicas, webReplicas),
+	})
+	g.Expect(unstructured.SetNestedField(late.Object, int64(0), "spec", "replicas")).To(Succeed())
+	g.Expect(kiel.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(late), client.FieldOwner(mirror.FieldManager), client.ForceOwnership)).To(Succeed())
+
+	g.Eventually(m.replicas(ctx, kiel)).Should(BeEquivalentTo(webReplicas), "sh-kiel serves again")
+	g.Eventually(func() (map[string]string, error) {
+		dep := &appsv1.Deployment{}
+		err := kiel.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
+		return dep.Annotations, err
+	}).ShouldNot(HaveKey(render.AnnotationActivePatch), "the Deployment is in its active form")
+	g.Expect(m.status(ctx, kiel)()).To(HaveField("Status.Lease.Holder", testenv.SiteKiel))
 }
 
 func TestSwitchoverDrillChangesNothingAndEstimatesTheRecoveryTime(t *testing.T) {

@@ -227,6 +227,23 @@ func (k *Keeper) PeerChecks(key types.NamespacedName, c Checks) {
 	}
 }
 
+// Reassert tells the keeper that an object of a service is not in the form the keeper last
+// switched it to — something wrote it since, such as a write the other site sent before it
+// was cut off and the network delivered late — so that its next decision switches the
+// service's objects again (Fencer.Serve or Fencer.Fence) instead of trusting the last
+// switch. The switches leave objects already in the wanted form alone, so a needless
+// reassertion costs reads only.
+func (k *Keeper) Reassert(key types.NamespacedName) {
+	r, ok := k.runnerOf(key)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	r.reassert = true
+	r.mu.Unlock()
+	r.poke()
+}
+
 // runnerOf returns the loop of a service, if it runs.
 func (k *Keeper) runnerOf(key types.NamespacedName) (*runner, bool) {
 	k.mu.Lock()
@@ -299,6 +316,9 @@ type runner struct {
 	syncedAt time.Time
 	snap     Snapshot
 	snapSet  bool
+	// reassert asks the next decision to switch the service's objects to the form it decides
+	// on even when the last switch put them there (Reassert).
+	reassert bool
 
 	// Owned by the loop.
 	started   bool
@@ -315,6 +335,16 @@ type runner struct {
 	fenced        bool
 	servedAt      time.Time
 	errors        map[string]string
+}
+
+// retryReassert asks for the reassertion again after a switch that failed.
+func (r *runner) retryReassert(requested bool) {
+	if !requested {
+		return
+	}
+	r.mu.Lock()
+	r.reassert = true
+	r.mu.Unlock()
 }
 
 func (r *runner) poke() {
@@ -436,14 +466,19 @@ func (r *runner) step(ctx context.Context) time.Time {
 		r.mu.Unlock()
 	}
 
+	r.mu.Lock()
+	reassert := r.reassert
+	r.reassert = false
+	r.mu.Unlock()
 	switch {
 	case plan.Serve:
-		if !r.serving || r.fenced {
+		if !r.serving || r.fenced || reassert {
 			// A switch that outlasts the claim's majority would serve past the fence deadline.
 			timeout := min(r.k.opts.SwitchTimeout, r.state.ServeUntil(in.Policy, now).Sub(now))
 			epoch := r.state.Claim.Epoch
 			if err := r.callFor(ctx, timeout, func(c context.Context) error { return in.Fencer.Serve(c, epoch) }); err != nil {
 				r.errors["serve"] = err.Error()
+				r.retryReassert(reassert)
 			} else {
 				delete(r.errors, "serve")
 				r.serving, r.fenced, r.servedAt = true, false, r.k.clock.Now()
@@ -451,7 +486,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 		}
 	case plan.Hold:
 	default:
-		if !r.fenced {
+		if !r.fenced || reassert {
 			var done bool
 			err := r.callFor(ctx, r.k.opts.SwitchTimeout, func(c context.Context) error {
 				var err error
@@ -460,6 +495,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 			})
 			if err != nil {
 				r.errors["fence"] = err.Error()
+				r.retryReassert(reassert)
 			} else {
 				delete(r.errors, "fence")
 				r.serving, r.fenced = false, done

@@ -245,6 +245,42 @@ func TestKeeperServesRenewsAndFencesAtTheMajorityDeadline(t *testing.T) {
 	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanFenceDeadline))
 }
 
+// TestKeeperReassertsTheFormWhenTold switches a serving service's objects to their active
+// form again when told that one of them is not (a late write from the other site put it into
+// standby form), and a fenced one's to their standby form; untold, it trusts its last switch.
+func TestKeeperReassertsTheFormWhenTold(t *testing.T) {
+	h := start(t, nil, true)
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+	serves := func() int {
+		h.fencer.mu.Lock()
+		defer h.fencer.mu.Unlock()
+		return h.fencer.serves
+	}
+	before := serves()
+	// Something puts the objects into standby form behind the keeper's back.
+	h.fencer.mu.Lock()
+	h.fencer.serving = false
+	h.fencer.mu.Unlock()
+	h.advance(time.Second)
+	h.g.Consistently(h.serving).WithTimeout(100*time.Millisecond).Should(BeFalse(), "the keeper does not watch the objects")
+	h.keeper.Reassert(key)
+	h.g.Eventually(h.serving).Should(BeTrue(), "a reassertion switches the objects back to their active form")
+	h.g.Expect(serves()).To(Equal(before+1), "one switch per reassertion")
+	h.g.Expect(h.snapshot().Plan.Serve).To(BeTrue())
+
+	h.update(func(s *failover.ServiceState) { s.HandOverRequested = true })
+	h.g.Eventually(h.serving).Should(BeFalse())
+	_, fences := h.fencer.state()
+	h.fencer.mu.Lock()
+	h.fencer.serving = true
+	h.fencer.mu.Unlock()
+	h.keeper.Reassert(key)
+	h.g.Eventually(func() int { _, n := h.fencer.state(); return n }).Should(Equal(fences + 1))
+	h.g.Expect(h.serving()).To(BeFalse(), "a fenced service's reassertion fences again, never serves")
+}
+
 func TestKeeperHandsOverFenceThenRelease(t *testing.T) {
 	h := start(t, nil, true)
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })

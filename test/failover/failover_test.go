@@ -59,6 +59,7 @@ func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 	svc, err := s.status(ctx, schwerin)()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(svc.Status.LastFailover.RecoveryTime.Duration).To(BeNumerically("<=", objective.Spec.RTO.Duration))
+	failover := svc.Status.LastFailover
 	g.Eventually(s.events(ctx, schwerin)).Should(ContainElements(deichv1alpha1.ServiceEventFailingOver, deichv1alpha1.ServiceEventFailedOver))
 	g.Expect(s.events(ctx, schwerin)()).NotTo(ContainElement(deichv1alpha1.ServiceEventLeaseLost),
 		"the new active was told it lost the lease it had just taken")
@@ -80,6 +81,25 @@ func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 		inv := watchInvariant(ctx, s)
 		g.Consistently(s.replicas(ctx, schwerin), 3*time.Second).Should(BeEquivalentTo(sourceReplicas), "the service stays at mv-schwerin")
 		inv.check(t)
+
+		// The returning site learns from mv-schwerin what happened while it was dark.
+		g.Eventually(s.status(ctx, kiel)).Should(And(
+			HaveField("Status.FailoverHistory", ContainElement(And(
+				HaveField("Epoch", failover.Epoch), HaveField("From", testenv.SiteKiel), HaveField("To", testenv.SiteSchwerin),
+				HaveField("CompletedAt", Equal(failover.CompletedAt))))),
+			HaveField("Status.LastFailover.Epoch", failover.Epoch)), "sh-kiel's history holds the failover mv-schwerin recorded")
+		// Each site's inventory of the other says what the other's API server holds: mv-schwerin
+		// serves what sh-kiel wrote there before it went dark, and sh-kiel holds mv-schwerin's
+		// copies.
+		for _, pair := range [][2]*testenv.Site{{kiel, schwerin}, {schwerin, kiel}} {
+			site, partner := pair[0], pair[1]
+			g.Eventually(func(g Gomega) {
+				held, err := testenv.HeldAt(ctx, partner, site.Name, s.ns)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(held).To(ContainSubstring("Deployment=1"), "%s holds the Deployment of %s's", partner.Name, site.Name)
+				g.Expect(testenv.InventoryOf(ctx, site, partner.Name, s.ns)).To(Equal(held), "%s's inventory of %s", site.Name, partner.Name)
+			}).Should(Succeed())
+		}
 	})
 }
 

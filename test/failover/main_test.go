@@ -33,7 +33,7 @@ var (
 	schwerin *testenv.Site
 	// toKiel carries mv-schwerin's manager to sh-kiel's API server, toSchwerin the other way.
 	toKiel, toSchwerin *testenv.Proxy
-	managers           = testenv.NewManagers(operator.Options{MaxClockSkew: maxClockSkew})
+	managers           = testenv.NewManagers(operator.Options{MaxClockSkew: maxClockSkew, EgressInventoryInterval: 2 * time.Second})
 )
 
 func TestMain(m *testing.M) {
