@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -109,6 +110,10 @@ func TestSharedServiceMirrorsEveryKindItSelects(t *testing.T) {
 			VolumeName:  "pv-kiel-0042",
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		}},
+		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: om("web"), Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MinReplicas:    ptr.To[int32](3), MaxReplicas: 12,
+		}},
 		register,
 	}
 	for _, o := range sources {
@@ -125,6 +130,7 @@ func TestSharedServiceMirrorsEveryKindItSelects(t *testing.T) {
 		deichv1alpha1.ResourceKind{Group: "networking.k8s.io", Kind: "Ingress"},
 		deichv1alpha1.ResourceKind{Group: "networking.k8s.io", Kind: "NetworkPolicy"},
 		deichv1alpha1.ResourceKind{Kind: "PersistentVolumeClaim"},
+		deichv1alpha1.ResourceKind{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"},
 		deichv1alpha1.ResourceKind{Group: "registers.example.de", Kind: "Register"},
 	).Obj()
 	g.Expect(kiel.Client.Create(ctx, svc)).To(Succeed())
@@ -169,6 +175,10 @@ func TestSharedServiceMirrorsEveryKindItSelects(t *testing.T) {
 				g.Expect(c.Spec.VolumeName).To(BeEmpty(), "the volume belongs to the source cluster")
 			case *networkingv1.Ingress:
 				g.Expect(c.Spec.Rules[0].Host).To(Equal("buergerkonto.example.de"))
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				g.Expect(c.Spec.MinReplicas).To(HaveValue(BeEquivalentTo(1)), "a cold standby's autoscaler keeps one replica at most")
+				g.Expect(c.Spec.MaxReplicas).To(BeEquivalentTo(1))
+				g.Expect(c.Annotations).To(HaveKey(render.AnnotationActivePatch), "its range comes back with the active form")
 			case *unstructured.Unstructured:
 				replicas, _, _ := unstructured.NestedInt64(c.Object, "spec", "replicas")
 				g.Expect(replicas).To(BeZero(), "custom resources with spec.replicas get the standby form too")

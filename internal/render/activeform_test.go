@@ -132,6 +132,34 @@ func TestActiveFormOfAStandbyCopyIsTheActiveCopy(t *testing.T) {
 	}
 }
 
+func TestAHorizontalPodAutoscalerKeepsOneReplicaAtAColdOrWarmStandby(t *testing.T) {
+	src := fromFile(t, filepath.Join("testdata", "strip", "hpa.yaml"))
+	for _, tc := range []struct {
+		mode     deichv1alpha1.StandbyMode
+		min, max int64
+	}{
+		{deichv1alpha1.StandbyCold, 1, 1},
+		{deichv1alpha1.StandbyWarm, 1, 1},
+		{deichv1alpha1.StandbyHot, 3, 12},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			standbyCopy := mustRender(t, src, standbyFor(tc.mode))
+			gotMin, _ := field(standbyCopy, "spec", "minReplicas")
+			gotMax, _ := field(standbyCopy, "spec", "maxReplicas")
+			if gotMin != tc.min || gotMax != tc.max {
+				t.Errorf("standby copy scales between %v and %v, want %d and %d", gotMin, gotMax, tc.min, tc.max)
+			}
+			active := mustActiveForm(t, standbyCopy)
+			if m, _ := field(active, "spec", "minReplicas"); m != int64(3) {
+				t.Errorf("promoted minReplicas = %v, want 3", m)
+			}
+			if m, _ := field(active, "spec", "maxReplicas"); m != int64(12) {
+				t.Errorf("promoted maxReplicas = %v, want 12", m)
+			}
+		})
+	}
+}
+
 func TestStandbyOverridesAreUndoneOnPromotion(t *testing.T) {
 	// The spelled-out case of the property above: what a standby override did is gone, what
 	// the standby form did is undone, what an active override does is there.

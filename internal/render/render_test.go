@@ -97,6 +97,7 @@ func TestRenderStripsClusterLocalFields(t *testing.T) {
 		{"a NetworkPolicy loses only server metadata", "networkpolicy.yaml"},
 		{"a custom resource loses status and finalizers and keeps spec.replicas for the Active role", "customresource.yaml"},
 		{"a Job loses its generated selector and the controller-uid labels of its template", "job.yaml"},
+		{"a HorizontalPodAutoscaler loses its status and keeps its range for the Active role", "hpa.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

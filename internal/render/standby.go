@@ -81,6 +81,19 @@ func standbyForm(obj map[string]any, id identity, mode deichv1alpha1.StandbyMode
 		record[AnnotationStandbyNodeSelector] = "true"
 	}
 
+	// A HorizontalPodAutoscaler at the standby would scale its target up from the standby form
+	// by the standby's own metrics, or scale a target Deich does not scale (a custom resource
+	// with a scale subresource): in Cold and Warm form it may keep one replica at most. Its
+	// range comes back with the active form (AnnotationActivePatch).
+	if isKind(id, "autoscaling", "HorizontalPodAutoscaler") && mode != deichv1alpha1.StandbyHot {
+		spec, err := ensureMap(obj, "spec")
+		if err != nil {
+			return nil, err
+		}
+		spec["minReplicas"] = int64(1)
+		spec["maxReplicas"] = int64(1)
+	}
+
 	// A Job or CronJob would do its work a second time at the standby (send the letters,
 	// bill the accounts), whatever the mode: it is suspended until promotion.
 	if isKind(id, "batch", "Job") || isKind(id, "batch", "CronJob") {
