@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
@@ -53,9 +54,11 @@ func setUpMovable(ctx context.Context, t *testing.T, g Gomega, ns string, object
 // the cold copies.
 func createMovable(ctx context.Context, t *testing.T, g Gomega, ns string, objective *testobjects.RecoveryObjectiveWrapper, mutate ...func(*deichv1alpha1.SharedService)) movable {
 	t.Helper()
+	var mode deichv1alpha1.StandbyMode
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		obj := objective.Obj()
 		obj.Name = ns
+		mode = obj.Spec.Standby
 		g.Expect(site.Client.Create(ctx, obj)).To(Succeed())
 		cleanup(t, site, obj)
 	}
@@ -87,12 +90,32 @@ func createMovable(ctx context.Context, t *testing.T, g Gomega, ns string, objec
 	g.Eventually(m.status(ctx, kiel)).Should(And(
 		HaveField("Status.Phase", deichv1alpha1.PhaseProtected),
 		HaveField("Status.Lease.Holder", testenv.SiteKiel)))
-	g.Eventually(m.replicas(ctx, schwerin)).Should(BeEquivalentTo(0), "mv-schwerin holds a cold copy")
+	g.Eventually(m.replicas(ctx, schwerin)).Should(BeEquivalentTo(standbyReplicas(mode)), "mv-schwerin holds a copy in %s standby form", mode)
 	g.Eventually(m.status(ctx, schwerin)).Should(And(
 		HaveField("Status.Role", deichv1alpha1.RoleStandby),
 		HaveField("Status.Lease.Holder", testenv.SiteKiel)))
 	g.Expect(m.replicas(ctx, kiel)()).To(BeEquivalentTo(webReplicas))
 	return m
+}
+
+// standbyReplicas is how many replicas of the Deployment web a standby runs in mode.
+func standbyReplicas(mode deichv1alpha1.StandbyMode) int32 {
+	switch mode {
+	case deichv1alpha1.StandbyWarm:
+		return 1
+	case deichv1alpha1.StandbyHot:
+		return webReplicas
+	}
+	return 0
+}
+
+// annotations reads the annotations of the Deployment web at site.
+func (m movable) annotations(ctx context.Context, site *testenv.Site) func() (map[string]string, error) {
+	return func() (map[string]string, error) {
+		dep := &appsv1.Deployment{}
+		err := site.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
+		return dep.Annotations, err
+	}
 }
 
 func (m movable) status(ctx context.Context, site *testenv.Site) func() (*deichv1alpha1.SharedService, error) {
@@ -383,6 +406,49 @@ func TestTheServingSiteSwitchesBackAnObjectALateWritePutInStandbyForm(t *testing
 		return dep.Annotations, err
 	}).ShouldNot(HaveKey(render.AnnotationActivePatch), "the Deployment is in its active form")
 	g.Expect(m.status(ctx, kiel)()).To(HaveField("Status.Lease.Holder", testenv.SiteKiel))
+}
+
+// TestWarmAndHotStandbysRunTheirCopiesWithoutServing moves a service with a Warm and with a Hot
+// standby and back: the standby runs one replica (Warm) or as many as the source (Hot), in
+// standby form — its objects carry the active form to restore and no claim's epoch, and the
+// standby overrides apply — and a move promotes the copy to the source's replica count and
+// fences the old active to the standby's.
+func TestWarmAndHotStandbysRunTheirCopiesWithoutServing(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []deichv1alpha1.StandbyMode{deichv1alpha1.StandbyWarm, deichv1alpha1.StandbyHot} {
+		t.Run(string(mode), func(t *testing.T) {
+			g := newG(t)
+			readOnly := func(svc *deichv1alpha1.SharedService) {
+				svc.Spec.Overrides = []deichv1alpha1.Override{{Role: deichv1alpha1.RoleStandby, Patches: []deichv1alpha1.Patch{{
+					Patch: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    buergerkonto.example.de/mode: read-only\n",
+				}}}}
+			}
+			m := setUpMovable(ctx, t, g, "standby-"+strings.ToLower(string(mode)), fastManualObjective().Standby(mode), readOnly)
+			standbyForm := And(HaveKey(render.AnnotationActivePatch), Not(HaveKey(failover.EpochAnnotation)))
+			g.Eventually(m.annotations(ctx, schwerin)).Should(standbyForm, "the running standby's copy is in standby form")
+			g.Expect(m.replicas(ctx, schwerin)()).To(BeEquivalentTo(standbyReplicas(mode)))
+			labelsAt := func(site *testenv.Site) func() (map[string]string, error) {
+				return func() (map[string]string, error) {
+					dep := &appsv1.Deployment{}
+					err := site.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
+					return dep.Labels, err
+				}
+			}
+			g.Expect(labelsAt(schwerin)()).To(HaveKeyWithValue("buergerkonto.example.de/mode", "read-only"), "the standby override applies")
+			g.Expect(labelsAt(kiel)()).NotTo(HaveKey("buergerkonto.example.de/mode"))
+
+			sw := m.switchover("move-to-schwerin", testenv.SiteSchwerin, "CHG-6060: maintenance in Kiel")
+			m.create(ctx, t, g, kiel, sw)
+			finished(ctx, g, kiel, sw, deichv1alpha1.SwitchoverSucceeded, 45*time.Second)
+			g.Expect(m.replicas(ctx, schwerin)()).To(BeEquivalentTo(webReplicas), "the promoted copy runs the source's replica count")
+			g.Expect(m.annotations(ctx, schwerin)()).To(And(Not(HaveKey(render.AnnotationActivePatch)), HaveKey(failover.EpochAnnotation)))
+			g.Expect(labelsAt(schwerin)()).NotTo(HaveKey("buergerkonto.example.de/mode"), "promotion undoes the standby override")
+			g.Eventually(m.replicas(ctx, kiel)).Should(BeEquivalentTo(standbyReplicas(mode)), "the old active runs the standby's replica count")
+			g.Eventually(m.annotations(ctx, kiel)).Should(HaveKey(render.AnnotationActivePatch), "the old active is in standby form")
+			g.Eventually(labelsAt(kiel)).Should(HaveKeyWithValue("buergerkonto.example.de/mode", "read-only"))
+			g.Eventually(switchoverGone(ctx, schwerin, sw)).Should(BeTrue())
+		})
+	}
 }
 
 func TestSwitchoverDrillChangesNothingAndEstimatesTheRecoveryTime(t *testing.T) {
