@@ -247,6 +247,12 @@ func (r *SharedServiceReconciler) recordPromotion(s *serviceScope) {
 		}
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventFailedOver, "Promote",
 			"%s serves the service with epoch %d (was %s); recovery time %s", site, snap.epoch, rec.From, recovery)
+		if rec.RecoveryTime != nil && s.objective != nil && rec.RecoveryTime.Duration > s.objective.Spec.RTO.Duration {
+			metrics.RecoverySlowerThanRTO.WithLabelValues(s.svc.Namespace, s.svc.Name, site).Inc()
+			r.recorder.Eventf(s.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventRecoverySlowerThanRTO, "Promote",
+				"%s served %s after the failure was detected (%s), longer than the RTO of %s of RecoveryObjective %s",
+				site, recovery, rec.DetectedAt.UTC().Format(time.RFC3339), s.objective.Spec.RTO.Duration, s.objective.Name)
+		}
 		s.recordedEpoch = snap.epoch
 		ls.mu.Lock()
 		ls.failingSince = time.Time{} // the failures that caused this promotion are accounted for

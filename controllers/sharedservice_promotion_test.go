@@ -12,6 +12,7 @@ import (
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/testobjects"
 )
 
 // TestRecordPromotion: the reconcile, the only writer of the service's status, records a
@@ -39,6 +40,8 @@ func TestRecordPromotion(t *testing.T) {
 		checks []deichv1alpha1.HealthCheckStatus
 		// switchover names the Switchover that moves the service.
 		switchover string
+		// rto is the objective's RTO; zero: no objective loaded.
+		rto time.Duration
 	}{
 		{
 			name:       "the keeper starts promoting: recorded without completedAt",
@@ -51,6 +54,26 @@ func TestRecordPromotion(t *testing.T) {
 			name:       "serving on a newer claim completes the recorded promotion",
 			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
 			snap:       leaseSnapshot{read: true, serving: true, epoch: 5},
+			wantEvents: []string{deichv1alpha1.ServiceEventFailedOver},
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
+			wantCount: 2,
+		},
+		{
+			name:       "a promotion slower than the RTO is recorded with a Warning",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5},
+			rto:        30 * time.Second,
+			wantEvents: []string{deichv1alpha1.ServiceEventFailedOver, deichv1alpha1.ServiceEventRecoverySlowerThanRTO},
+			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected},
+				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
+			wantCount: 2,
+		},
+		{
+			name:       "a promotion within the RTO raises no Warning",
+			status:     deichv1alpha1.SharedServiceStatus{Lease: leaseOf(partner, 4), LastFailover: started.DeepCopy(), FailoverHistory: []deichv1alpha1.FailoverRecord{earlier}},
+			snap:       leaseSnapshot{read: true, serving: true, epoch: 5},
+			rto:        time.Minute,
 			wantEvents: []string{deichv1alpha1.ServiceEventFailedOver},
 			wantLast: &deichv1alpha1.FailoverRecord{From: partner, To: site, Reason: "health checks failed", DetectedAt: &metav1.Time{Time: detected},
 				CompletedAt: &metav1.Time{Time: now}, RecoveryTime: &metav1.Duration{Duration: 40 * time.Second}},
@@ -120,6 +143,9 @@ func TestRecordPromotion(t *testing.T) {
 			}
 			snap := tt.snap
 			s := &serviceScope{svc: svc.DeepCopy(), before: svc.DeepCopy(), lease: &snap, switchover: tt.switchover}
+			if tt.rto > 0 {
+				s.objective = testobjects.MakeRecoveryObjective("buergerdienste").RTO(tt.rto).Obj()
+			}
 			if tt.checks != nil {
 				s.svc.Status.HealthChecks = tt.checks
 			}

@@ -139,6 +139,9 @@ const (
 	ServiceEventFailingOver = "FailingOver"
 	// ServiceEventFailedOver is recorded when a promotion completed: this site serves.
 	ServiceEventFailedOver = "FailedOver"
+	// ServiceEventRecoverySlowerThanRTO is recorded (Warning) when a promotion completed
+	// later after the failure than the objective's RTO allows.
+	ServiceEventRecoverySlowerThanRTO = "RecoverySlowerThanRTO"
 	// ServiceEventHandedOver is recorded when the active site released the lease after
 	// fencing itself, so the standby may promote without waiting for the lease to expire.
 	ServiceEventHandedOver = "HandedOver"

@@ -112,6 +112,12 @@ var (
 		Name: "deich_failovers_total",
 		Help: "Promotions of a SharedService completed at this site.",
 	}, []string{"namespace", "service", "site", "trigger"})
+	// RecoverySlowerThanRTO counts completed promotions whose recovery time exceeded the
+	// objective's RTO.
+	RecoverySlowerThanRTO = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_recovery_slower_than_rto_total",
+		Help: "Promotions of a SharedService completed at this site later after the failure (or the Switchover's start) than the RecoveryObjective's RTO.",
+	}, []string{"namespace", "service", "site"})
 	// RecoverySeconds observes the recovery time of completed promotions.
 	RecoverySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "deich_recovery_seconds",
@@ -177,6 +183,7 @@ func init() {
 		Fenced,
 		Failovers,
 		RecoverySeconds,
+		RecoverySlowerThanRTO,
 		PeerReachable,
 		PeerReady,
 		PeerHeartbeatLatency,
@@ -206,6 +213,7 @@ func ForgetService(namespace, service string) {
 	Serving.DeletePartialMatch(labels)
 	Fenced.DeletePartialMatch(labels)
 	RecoverySeconds.DeletePartialMatch(labels)
+	RecoverySlowerThanRTO.DeletePartialMatch(labels)
 }
 
 // ForgetPeer removes the series of a deleted peer, so dashboards do not show stale values.

@@ -440,11 +440,12 @@ func TestPrometheusRuleAlertsOnDeichMetrics(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"DeichPeerUnreachable":    "deich_peer_reachable == 0",
-		"DeichReplicationLagHigh": "deich_replication_lag_seconds > 45",
-		"DeichFailover":           "increase(deich_failovers_total[10m]) > 0",
-		"DeichSiteFenced":         "deich_fenced == 1",
-		"DeichServiceNotServed":   "sum by (namespace, service) (deich_serving) == 0",
+		"DeichPeerUnreachable":       "deich_peer_reachable == 0",
+		"DeichReplicationLagHigh":    "deich_replication_lag_seconds > 45",
+		"DeichFailover":              "increase(deich_failovers_total[10m]) > 0",
+		"DeichRecoverySlowerThanRTO": "increase(deich_recovery_slower_than_rto_total[1h]) > 0",
+		"DeichSiteFenced":            "deich_fenced == 1",
+		"DeichServiceNotServed":      "sum by (namespace, service) (deich_serving) == 0",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
