@@ -120,9 +120,11 @@ func TestTheRequesterOfASwitchoverIsRecordedAtBothSites(t *testing.T) {
 		HaveField("Status.Phase", deichv1alpha1.SwitchoverSucceeded),
 		HaveField("Status.RequestedBy", sre)))
 
-	// Nobody rewrites the record afterwards, the SRE included.
-	got.Annotations[deichv1alpha1.AnnotationRequestedBy] = "somebody.else@sh-kiel.example"
-	err = asSRE.Update(ctx, got)
+	// Nobody rewrites the record afterwards, the SRE included. (A merge patch carries no
+	// resourceVersion, so the controller's own writes cannot make it conflict instead.)
+	forged := got.DeepCopy()
+	forged.Annotations[deichv1alpha1.AnnotationRequestedBy] = "somebody.else@sh-kiel.example"
+	err = asSRE.Patch(ctx, forged, client.MergeFrom(got))
 	g.Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "changing the requester is refused, got %v", err)
 	g.Expect(err.Error()).To(ContainSubstring("cannot be changed"))
 
