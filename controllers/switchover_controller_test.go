@@ -347,7 +347,9 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 	// move: mv-schwerin serves what sh-kiel wrote there, and sh-kiel holds mv-schwerin's copies.
 	expectInventoryMatches(ctx, g, kiel, schwerin, m.ns)
 	expectInventoryMatches(ctx, g, schwerin, kiel, m.ns)
-	g.Expect(testenv.InventoryOf(ctx, schwerin, testenv.SiteKiel, m.ns)).To(ContainSubstring("SharedService=1"), "mv-schwerin mirrors the service back to sh-kiel")
+	g.Expect(testenv.InventoryOf(ctx, kiel, testenv.SiteSchwerin, m.ns)).To(ContainSubstring("Deployment=1"), "mv-schwerin serves the Deployment sh-kiel wrote there")
+	g.Expect(testenv.InventoryOf(ctx, schwerin, testenv.SiteKiel, m.ns)).To(And(ContainSubstring("Deployment=1"), ContainSubstring("SharedService=1")),
+		"mv-schwerin mirrors the service back to sh-kiel")
 
 	t.Run("a failback created at the target moves the service back", func(t *testing.T) {
 		g := newG(t)

@@ -182,7 +182,10 @@
 //     runs from the last write that did.
 //   - Keep ServiceState.Fenced true to the service's copy; fence before releasing; act on a
 //     Plan that does not serve at once; step again no later than NextCheck (the fence
-//     deadline is a timer, not a hope).
+//     deadline is a timer, not a hope). Switching the objects into the form the current Plan
+//     decides once more (lease.Keeper.Reassert, when something wrote them into the other
+//     form) adds nothing to this: it serves only under a Plan that serves, bounded by
+//     ServeUntil like the first switch, and fencing again is always safe.
 //
 // # Why no two sites count one copy at once
 //

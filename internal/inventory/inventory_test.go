@@ -36,13 +36,19 @@ func object(kind, namespace, name, source string, created time.Time) *metav1.Par
 	return o
 }
 
-func TestListCountsOnlyWhatTheSiteWrote(t *testing.T) {
-	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+// fakeClient is a metadata client holding objs.
+func fakeClient(t *testing.T, objs ...runtime.Object) *metadatafake.FakeMetadataClient {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := metav1.AddMetaToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	c := metadatafake.NewSimpleMetadataClient(scheme,
+	return metadatafake.NewSimpleMetadataClient(scheme, objs...)
+}
+
+func TestListCountsOnlyWhatTheSiteWrote(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	c := fakeClient(t,
 		object("ConfigMap", "a", "one", "sh-kiel", t0),
 		object("ConfigMap", "a", "two", "sh-kiel", t0.Add(time.Hour)),
 		object("ConfigMap", "b", "theirs", "mv-schwerin", t0),
@@ -68,11 +74,7 @@ func TestListCountsOnlyWhatTheSiteWrote(t *testing.T) {
 
 func TestListFallsBackToNamespacesWhereAClusterWideListIsForbidden(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
-	scheme := runtime.NewScheme()
-	if err := metav1.AddMetaToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c := metadatafake.NewSimpleMetadataClient(scheme,
+	c := fakeClient(t,
 		object("ConfigMap", "a", "one", "sh-kiel", t0),
 		object("ConfigMap", "c", "hidden", "sh-kiel", t0),
 	)
