@@ -298,6 +298,41 @@
 //   - Carrying times across processes: a Renewal or ObservedAt restored from the API or
 //     from an earlier process.
 //
+// # Promotion in stages
+//
+// A service may order its promotion (spec.promotion.stages): its database first, the
+// application once the database reports itself primary, DNS last. A site serves, in the
+// sense of the invariant, while any object of the service is in its active form, so a site
+// that has switched its first stage serves, and a fence has taken effect only once every
+// stage is back in standby form. Three rules keep stages out of the argument above:
+//
+//	S1. A stage is switched to its active form only by the keeper, within a decision that
+//	    serves, bounded by ServeUntil, as the single switch is without stages; NextStage
+//	    says which. Waiting for a stage to become ready happens between decisions, never
+//	    inside one: a decision that finds the stage it waits for not yet ready switches
+//	    nothing and steps again later, and readiness itself switches nothing.
+//	S2. A fence switches every stage to its standby form, the last first (NextFence),
+//	    without reading or waiting for any stage's readiness. Its writes are those of a
+//	    fence without stages, sent one stage after the other: the fence latency F grows by
+//	    one round trip to the site's own API server per stage (at most nine: eight stages
+//	    and the objects in none), which the budget e_A + F_A ≤ skew_A above must allow.
+//	S3. A stage is switched only when every stage before it is in its active form and
+//	    ready at that decision. A stage that does not become ready within its timeout stops
+//	    the promotion there: no later stage is switched, and the site keeps its claim and
+//	    the stages switched so far (as it keeps a service whose pods crash after a
+//	    promotion) until the stage becomes ready or a Switchover moves the service.
+//
+// S1 and S2 are the keeper's part: objects reach their active form only inside a decision
+// that serves, as before, and a fence writes what it wrote before; the deadline of a fence
+// is a timer of the keeper's loop, which no stage occupies while it waits. S3 gives the
+// order, not safety. So the argument holds as written. The model check runs each partner's
+// service as stages that become ready at random times or never, switches them with
+// NextStage inside a decision and fences with NextFence, counts a site as serving while any
+// stage is active, and checks besides the invariant that a stage is active only while every
+// stage before it is; it catches a stage runner that switches the next stage when the one
+// before becomes ready, outside a decision, and a fence that stops the stages in the order
+// they were promoted.
+//
 // # Adding or removing a witness
 //
 // Adding a witness to a running two-site service moves the active's claim from

@@ -86,6 +86,10 @@ func checkQuorumExercised(t *testing.T, s qStats, w qWorld) {
 		{"deleted copies", s.deletions},
 		{"claims given up", s.givenUp},
 		{"resumptions after a manager restart", s.resumes},
+		{"runs with promotion stages", s.stagesRun},
+		{"promotion stages switched", s.stageSwitches},
+		{"waits for a promotion stage", s.stageWaits},
+		{"promotion stages timed out", s.stageTimeouts},
 	}
 	if w.witnessChanges {
 		checks = append(checks,
@@ -229,6 +233,15 @@ func TestModelCheckQuorumFindsBrokenRules(t *testing.T) {
 					return ApplyEntryWrites(entries, writes, version)
 				}
 			}},
+		{name: "a stage runner that switches the next promotion stage when the one before becomes ready, outside the keeper's decisions",
+			world: func(w *qWorld) { w.stagesMax, w.neverReady = 4, 0 },
+			rules: func(r *qRules) { r.stageRunner = true }},
+		{name: "a stage runner that switches the next promotion stage outside the keeper's decisions, as two sites serving",
+			world: func(w *qWorld) { w.stagesMax, w.neverReady = 4, 0 },
+			rules: func(r *qRules) { r.stageRunner, r.orderUnchecked = true, true }},
+		{name: "a fence that stops the promotion stages in the order they were promoted",
+			world: func(w *qWorld) { w.stagesMax = 4 },
+			rules: func(r *qRules) { r.fenceForward = true }},
 		{name: "two sites without a witness whose clocks run up to 20% fast or slow",
 			world: func(w *qWorld) {
 				w.clockRate = [2][2]float64{{0.8, 1.2}, {0.8, 1.2}}

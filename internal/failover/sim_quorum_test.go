@@ -51,6 +51,12 @@ type qWorld struct {
 	// specLagMax bounds how long after the other partner a partner learns of a change of
 	// the witness.
 	specLagMax time.Duration
+	// stagesMax bounds the promotion stages a run's service declares (each run draws from 0
+	// to stagesMax); readyDelayMax bounds how long a stage takes to become ready once
+	// switched, and neverReady is the chance that it never does.
+	stagesMax     int
+	readyDelayMax time.Duration
+	neverReady    float64
 }
 
 func defaultQWorld() qWorld {
@@ -69,6 +75,9 @@ func defaultQWorld() qWorld {
 		witnessChanges:  true,
 		witness:         true,
 		specLagMax:      2 * time.Minute,
+		stagesMax:       3,
+		readyDelayMax:   20 * time.Second,
+		neverReady:      0.1,
 	}
 }
 
@@ -82,6 +91,15 @@ type qRules struct {
 	forgetInherited bool
 	// releaseBeforeFence releases copies before the fence took effect.
 	releaseBeforeFence bool
+	// stageRunner switches the next promotion stage when the one before becomes ready, with
+	// a write that arrives up to a second later, instead of leaving it to the keeper's next
+	// decision (breaks S1).
+	stageRunner bool
+	// fenceForward fences the stages in the order they were promoted in (breaks S2).
+	fenceForward bool
+	// orderUnchecked leaves out the check of the stages' order, so that a mutant must be
+	// caught by the invariant itself.
+	orderUnchecked bool
 	// applyEntries stores a batch of entry writes in a shared record; ApplyEntryWrites
 	// unless a mutant replaces it.
 	applyEntries func(entries map[string]LeaseRecord, writes []EntryWrite, version func() string) (map[string]LeaseRecord, []EntryResult)
@@ -124,6 +142,10 @@ type qStats struct {
 	resumes       int // restarted managers that held their copy while renewing
 	maxEpoch      int64
 	events        int
+	stagesRun     int // runs whose service declared promotion stages
+	stageSwitches int // stages switched to their active form
+	stageWaits    int // decisions that served and waited for a stage to become ready
+	stageTimeouts int // promotions stopped at a stage that did not become ready in time
 }
 
 func (s *qStats) add(o qStats) {
@@ -151,16 +173,22 @@ func (s *qStats) add(o qStats) {
 	s.resumes += o.resumes
 	s.maxEpoch = max(s.maxEpoch, o.maxEpoch)
 	s.events += o.events
+	s.stagesRun += o.stagesRun
+	s.stageSwitches += o.stageSwitches
+	s.stageWaits += o.stageWaits
+	s.stageTimeouts += o.stageTimeouts
 }
 
 func (s qStats) String() string {
 	return fmt.Sprintf("%d events; served by sh-kiel %s, by mv-schwerin %s, by nobody %s (%s of it while a majority of sites was connected, at most %s at a stretch); "+
 		"served with a witness %s, without %s; promotions %d, hand-overs %d, hand-overs refused %d, claims given up %d, configurations joined %d and dropped %d; "+
-		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d",
+		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d; "+
+			"runs with promotion stages %d, stages switched %d, waits for a stage %d, stages timed out %d",
 		s.events, s.served[0].Round(time.Second), s.served[1].Round(time.Second), s.nobody.Round(time.Second), s.nobodyHealthy.Round(time.Second), s.longestGap.Round(time.Second),
 		s.quorumServed.Round(time.Second), s.twoSiteServed.Round(time.Second),
 		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.resumes, s.recommends,
-		s.crashes, s.restarts, s.cuts, s.deletions, s.witnessFlips, s.maxEpoch)
+		s.crashes, s.restarts, s.cuts, s.deletions, s.witnessFlips, s.maxEpoch,
+		s.stagesRun, s.stageSwitches, s.stageWaits, s.stageTimeouts)
 }
 
 type qResult struct {
@@ -198,7 +226,10 @@ type qSite struct {
 	up          bool
 	incarnation int
 
-	// The cluster's state: survives a manager restart, not a site loss.
+	// The cluster's state: survives a manager restart, not a site loss. stages are the
+	// service's promotion stages, last the objects in no stage; serving is set while any of
+	// them is in its active form.
+	stages   []qStage
 	serving  bool
 	fencing  bool
 	fenceGen int
@@ -207,11 +238,13 @@ type qSite struct {
 	// witness is whether this site's copy of the SharedService names the witness.
 	witness bool
 
-	// The manager's memory.
+	// The manager's memory. activeSince is when it first saw each stage active.
+	activeSince       []time.Time
 	state             ServiceState
 	inflight          map[string]*qWrite
 	peerFailures      int32
 	ownFailures       int32
+	stalled           bool
 	justStarted       bool
 	handOverRequested bool
 	takeOverRequested bool
@@ -227,10 +260,25 @@ type qSite struct {
 	stepGen     int
 }
 
+// qStage is one promotion stage at one site: whether its objects are in active form, and
+// whether its data layer reports it ready.
+type qStage struct {
+	active, ready bool
+	gen           int
+}
+
+// qStageSpec is one stage as the service declares it: whether it has a readiness rule, and
+// its timeout.
+type qStageSpec struct {
+	rule    bool
+	timeout time.Duration
+}
+
 type qSim struct {
 	simCore
 	world  qWorld
 	rules  qRules
+	stages []qStageSpec
 	last   time.Duration
 	gap    time.Duration
 	stores [qSites]qStore
@@ -253,6 +301,17 @@ func simulateQuorum(seed uint64, world qWorld, rules qRules, tracing bool) qResu
 	if s.rng.IntN(4) == 0 {
 		policy.Mode = deichv1alpha1.FailoverManual
 	}
+	for range s.rng.IntN(world.stagesMax + 1) {
+		spec := qStageSpec{rule: s.chance(0.8)}
+		if s.chance(0.7) {
+			spec.timeout = s.uniform(time.Second, 30*time.Second)
+		}
+		s.stages = append(s.stages, spec)
+	}
+	if len(s.stages) > 0 {
+		s.result.stats.stagesRun++
+	}
+	s.stages = append(s.stages, qStageSpec{}) // the objects in no stage
 	for i := range 2 {
 		s.sites[i] = &qSite{
 			id: i, name: qNames[i], up: true, justStarted: true, policy: policy, witness: world.witness,
@@ -261,12 +320,16 @@ func simulateQuorum(seed uint64, world qWorld, rules qRules, tracing bool) qResu
 				rate:   world.clockRate[i][0] + s.rng.Float64()*(world.clockRate[i][1]-world.clockRate[i][0]),
 			},
 			inflight: map[string]*qWrite{},
+			stages:   make([]qStage, len(s.stages)), activeSince: make([]time.Time, len(s.stages)),
 		}
 		s.sites[i].state = s.freshState(s.sites[i])
 	}
 	// In half the runs the primary's workloads ran before the service was put under
 	// protection, so they serve from the start.
 	if s.rng.IntN(2) == 0 {
+		for i := range s.sites[0].stages {
+			s.sites[0].stages[i] = qStage{active: true, ready: true}
+		}
 		s.sites[0].serving = true
 		s.logf("start: the primary's workloads already serve")
 	}
@@ -322,6 +385,15 @@ func (s *qSim) run() {
 				s.now, a.state.Claim.Epoch, formatConfigList(a.state.Claim.Configs), b.state.Claim.Epoch, formatConfigList(b.state.Claim.Configs))
 			s.logf("VIOLATION: %s", s.result.violation)
 			return
+		}
+		for _, x := range s.sites {
+			for i := 1; i < len(x.stages) && !s.rules.orderUnchecked; i++ {
+				if x.stages[i].active && !x.stages[i-1].active {
+					s.result.violation = fmt.Sprintf("at %s %s's stage %d is active while stage %d is not", s.now, x.name, i, i-1)
+					s.logf("VIOLATION: %s", s.result.violation)
+					return
+				}
+			}
 		}
 	}
 }
@@ -545,18 +617,103 @@ func (s *qSim) written(x *qSite, qw *qWrite, got LeaseRecord, ok bool) {
 	s.wake(x, s.now)
 }
 
+// serve acts on a decision that serves: it switches the promotion's stages with NextStage,
+// within the decision, as the keeper does (S1, S3).
 func (s *qSim) serve(x *qSite) {
 	if x.fencing {
 		x.fencing = false
 		x.fenceGen++
 	}
-	if !x.serving {
-		s.logf("%s starts serving (epoch %d, configs %s)", x.name, x.state.Claim.Epoch, formatConfigList(x.state.Claim.Configs))
-		x.serving = true
-	}
 	x.recorded = true
+	now := s.clock(x)
+	for {
+		step := NextStage(s.stageViews(x, now), now)
+		if step.Switch < 0 {
+			if step.Waiting >= 0 {
+				s.result.stats.stageWaits++
+				if step.TimedOut && !x.stalled {
+					x.stalled = true
+					s.result.stats.stageTimeouts++
+					s.logf("%s's promotion stops at stage %d, not ready in time", x.name, step.Waiting)
+				}
+			}
+			return
+		}
+		s.switchStage(x, step.Switch)
+	}
 }
 
+// stageViews is what site x's manager sees of its stages at its clock's now.
+func (s *qSim) stageViews(x *qSite, now time.Time) []StageView {
+	views := make([]StageView, len(x.stages))
+	for i, st := range x.stages {
+		switch {
+		case !st.active:
+			x.activeSince[i] = time.Time{}
+			views[i].Standby = 1
+		case x.activeSince[i].IsZero():
+			x.activeSince[i] = now
+			fallthrough
+		default:
+			views[i].Active = 1
+		}
+		views[i].Ready, views[i].ActiveSince, views[i].Timeout = st.ready, x.activeSince[i], s.stages[i].timeout
+	}
+	return views
+}
+
+// switchStage puts stage i of site x into its active form. A stage without a readiness
+// rule is ready at once; one with a rule becomes ready after a while, or never, and wakes
+// the keeper when it does.
+func (s *qSim) switchStage(x *qSite, i int) {
+	st := &x.stages[i]
+	st.active, st.gen = true, st.gen+1
+	s.result.stats.stageSwitches++
+	s.logf("%s switches stage %d to its active form (epoch %d)", x.name, i, x.state.Claim.Epoch)
+	s.setServing(x)
+	if !s.stages[i].rule {
+		st.ready = true
+		return
+	}
+	if s.chance(s.world.neverReady) {
+		return
+	}
+	gen := st.gen
+	s.at(s.now+s.uniform(0, s.world.readyDelayMax), func() {
+		if st.gen != gen || !st.active {
+			return
+		}
+		st.ready = true
+		s.logf("%s's stage %d is ready", x.name, i)
+		if s.rules.stageRunner && i+1 < len(x.stages) {
+			s.at(s.now+s.uniform(0, time.Second), func() {
+				if !x.stages[i+1].active {
+					s.switchStage(x, i+1)
+				}
+			})
+		}
+		if x.up {
+			s.wake(x, s.now)
+		}
+	})
+}
+
+// setServing keeps x.serving true to its stages: set while any is in its active form.
+func (s *qSim) setServing(x *qSite) {
+	serving := slices.ContainsFunc(x.stages, func(st qStage) bool { return st.active })
+	switch {
+	case serving && !x.serving:
+		s.logf("%s starts serving (epoch %d, configs %s)", x.name, x.state.Claim.Epoch, formatConfigList(x.state.Claim.Configs))
+	case !serving && x.serving:
+		s.logf("%s has stopped serving", x.name)
+		x.stalled = false
+	}
+	x.serving = serving
+}
+
+// fence switches site x's stages to their standby form, one after the other with
+// NextFence, without waiting for any readiness (S2); the whole fence takes up to
+// fenceLatencyMax.
 func (s *qSim) fence(x *qSite) {
 	if !x.serving || x.fencing {
 		return
@@ -565,13 +722,28 @@ func (s *qSim) fence(x *qSite) {
 	x.fenceGen++
 	gen := x.fenceGen
 	s.logf("%s fences", x.name)
-	s.at(s.now+s.uniform(0, s.world.fenceLatencyMax), func() {
-		if x.fenceGen == gen && x.fencing {
-			x.fencing, x.serving = false, false
-			s.logf("%s has stopped serving", x.name)
-			s.wake(x, s.now)
+	per := s.world.fenceLatencyMax / time.Duration(len(x.stages))
+	var next func()
+	next = func() {
+		i := NextFence(s.stageViews(x, s.clock(x)))
+		if s.rules.fenceForward {
+			i = slices.IndexFunc(x.stages, func(st qStage) bool { return st.active })
 		}
-	})
+		if i < 0 {
+			x.fencing = false
+			s.wake(x, s.now)
+			return
+		}
+		s.at(s.now+s.uniform(0, per), func() {
+			if x.fenceGen != gen || !x.fencing {
+				return
+			}
+			x.stages[i] = qStage{gen: x.stages[i].gen + 1}
+			s.setServing(x)
+			next()
+		})
+	}
+	next()
 }
 
 // target is the configuration site x's spec asks for, as the keeper computes it.
@@ -775,6 +947,8 @@ func (s *qSim) scheduleWitnessChange() {
 
 func (s *qSim) forget(x *qSite) {
 	x.incarnation++
+	x.activeSince = make([]time.Time, len(x.stages))
+	x.stalled = false
 	x.state = s.freshState(x)
 	x.inflight = map[string]*qWrite{}
 	x.ownFailures, x.peerFailures = 0, 0
@@ -794,6 +968,9 @@ func (s *qSim) scheduleCrash(i int) {
 		if i < 2 {
 			x := s.sites[i]
 			x.up, x.serving, x.fencing = false, false, false
+			for j := range x.stages {
+				x.stages[j] = qStage{gen: x.stages[j].gen + 1}
+			}
 			x.fenceGen++
 			x.stepGen++
 			x.stepPending = false
