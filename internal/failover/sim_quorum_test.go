@@ -183,7 +183,7 @@ func (s qStats) String() string {
 	return fmt.Sprintf("%d events; served by sh-kiel %s, by mv-schwerin %s, by nobody %s (%s of it while a majority of sites was connected, at most %s at a stretch); "+
 		"served with a witness %s, without %s; promotions %d, hand-overs %d, hand-overs refused %d, claims given up %d, configurations joined %d and dropped %d; "+
 		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d; "+
-			"runs with promotion stages %d, stages switched %d, waits for a stage %d, stages timed out %d",
+		"runs with promotion stages %d, stages switched %d, waits for a stage %d, stages timed out %d",
 		s.events, s.served[0].Round(time.Second), s.served[1].Round(time.Second), s.nobody.Round(time.Second), s.nobodyHealthy.Round(time.Second), s.longestGap.Round(time.Second),
 		s.quorumServed.Round(time.Second), s.twoSiteServed.Round(time.Second),
 		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.resumes, s.recommends,
