@@ -51,6 +51,7 @@ import (
 	"github.com/deich-io/deich/internal/mirror"
 	"github.com/deich-io/deich/internal/peer"
 	"github.com/deich-io/deich/internal/probes"
+	"github.com/deich-io/deich/internal/readiness"
 	"github.com/deich-io/deich/internal/render"
 )
 
@@ -92,17 +93,19 @@ func (e ServiceEvents) TryNotify(owner types.NamespacedName) {
 // copies that are no longer selected and reverts edits made to copies; at the standby it
 // reports what it holds.
 type SharedServiceReconciler struct {
-	client       client.Client
-	apiReader    client.Reader
-	mapper       meta.RESTMapper
-	sources      *informers.Set
-	registry     *peer.Registry
-	recorder     events.EventRecorder
-	events       ServiceEvents
-	clock        clock.PassiveClock
-	site         string
-	namespace    string
-	parallelism  int
+	client      client.Client
+	apiReader   client.Reader
+	mapper      meta.RESTMapper
+	sources     *informers.Set
+	registry    *peer.Registry
+	recorder    events.EventRecorder
+	events      ServiceEvents
+	clock       clock.PassiveClock
+	site        string
+	namespace   string
+	parallelism int
+	// readiness compiles the readyWhen rules of promotion stages once each.
+	readiness    readiness.Cache
 	probeWorkers int
 	prober       *health.Prober
 	probes       *probes.Scheduler

@@ -108,6 +108,7 @@ func (r *SharedServiceReconciler) applyLeaseView(s *serviceScope) {
 	rec := snap.record
 	before := s.before.Status.Lease
 	r.recordPromotion(s)
+	st.Promotion = promotionStatus(s.svc, r.leaseStateOf(s.owner))
 	if rec.Exists() {
 		ls := &deichv1alpha1.LeaseStatus{
 			Holder:       rec.Holder,

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -29,14 +27,13 @@ type formSpec struct {
 	standby  deichv1alpha1.StandbyMode
 }
 
-// switchForm puts every object of the service at this site into its active form (active) or
-// its standby form, with server-side apply under Deich's field manager, and returns how many
-// objects it changed. Objects already in the wanted form are left alone, so the switch is
-// idempotent and a retry after a partial failure finishes the job. The standby form is the
-// one the copies at a standby have: Cold/Warm/Hot replicas, suspended Jobs, Standby
-// overrides; the active form is the one recorded on the object when it was switched. The
-// writes go out apply-parallelism at a time, so a large service is promoted and fenced in
-// about the time its largest batch takes.
+// A service's objects at this site are switched between their active and standby form with
+// server-side apply under Deich's field manager; objects already in the wanted form are left
+// alone, so a switch is idempotent and a retry after a partial failure finishes the job. The
+// standby form is the one the copies at a standby have: Cold/Warm/Hot replicas, suspended
+// Jobs, Standby overrides; the active form is the one recorded on the object when it was
+// switched. The writes of one stage go out apply-parallelism at a time (see
+// sharedservice_promotion.go for the stages).
 //
 // A switch to the active form stamps epoch, the fencing token of the claim the site serves
 // on, in the annotation failover.EpochAnnotation of every object it switches, and, when the
@@ -44,44 +41,6 @@ type formSpec struct {
 // too, so that a data layer can tell a stale primary. The first claim of a service stamps
 // only what it switches: no site served the service under an earlier epoch, and a data layer
 // reads a missing annotation as epoch 0.
-func (r *SharedServiceReconciler) switchForm(ctx context.Context, f formSpec, active bool, epoch int64) (int, error) {
-	if f.svc == nil {
-		return 0, errors.New("the service's kinds are not known yet")
-	}
-	var writes []formWrite
-	for _, k := range f.kinds {
-		objs, err := r.formObjects(ctx, f, k)
-		if err != nil {
-			return 0, err
-		}
-		for _, obj := range objs {
-			w, ok, err := r.formWriteFor(f, k, obj, active, epoch)
-			if err != nil {
-				return 0, err
-			}
-			if ok {
-				writes = append(writes, w)
-			}
-		}
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(r.parallelism, 1))
-	var changed atomic.Int64
-	for _, w := range writes {
-		g.Go(func() error {
-			if err := w.do(gctx); err != nil {
-				return err
-			}
-			if w.switches {
-				changed.Add(1)
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	return int(changed.Load()), err
-}
 
 // formObjects lists the objects of kind k that belong to the service at this site.
 func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind) ([]*unstructured.Unstructured, error) {

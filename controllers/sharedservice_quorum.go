@@ -121,6 +121,10 @@ type leaseState struct {
 	lastSync   time.Time
 	servedHere bool
 	returned   bool
+	// promotion is the progress of this site's latest promotion through its stages, and
+	// reportedStages what of it events told already.
+	promotion      *promotionProgress
+	reportedStages map[string]bool
 	// recordedEpoch is the epoch of the last promotion this site's status recorded complete:
 	// a reconcile that still reads the status from before (the cache lags behind the patch)
 	// records it, and emits its FailedOver event, no second time.
@@ -165,21 +169,25 @@ type serviceFencer struct {
 	state *leaseState
 }
 
-// Serve switches the objects to their active form, stamped with epoch.
-func (f serviceFencer) Serve(ctx context.Context, epoch int64) error {
-	n, err := f.r.switchForm(ctx, f.form, true, epoch)
-	if err != nil {
-		return err
-	}
+// Serve takes the objects a step towards their active form, stamped with epoch: the next
+// stages of the service's promotion, or all of them at once without stages.
+func (f serviceFencer) Serve(ctx context.Context, epoch int64) (lease.Progress, error) {
+	n, progress, err := f.promoteStep(ctx, epoch)
 	f.state.mu.Lock()
-	first := !f.state.servedHere
-	f.state.servedHere, f.state.returned, f.state.fencedAt = true, false, time.Time{}
+	first := !f.state.servedHere && (n > 0 || err == nil)
+	if n > 0 || err == nil {
+		f.state.servedHere, f.state.returned, f.state.fencedAt = true, false, time.Time{}
+	}
 	f.state.mu.Unlock()
-	if n > 0 || first {
+	if err != nil {
+		return lease.Progress{}, err
+	}
+	staged := f.form.svc.Spec.Promotion != nil
+	if first || n > 0 && !staged {
 		f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventServing, "Serve",
 			"This site holds a majority of the lease's copies (epoch %d) and serves: %d object(s) switched to their active form", epoch, n)
 	}
-	return nil
+	return progress, nil
 }
 
 // Fence switches the objects to their standby form. While the service is handed over it
@@ -187,7 +195,7 @@ func (f serviceFencer) Serve(ctx context.Context, epoch int64) error {
 // objects, or finalSyncWait: the keeper releases the lease only then, so the standby takes
 // over the latest state.
 func (f serviceFencer) Fence(ctx context.Context) (bool, error) {
-	n, err := f.r.switchForm(ctx, f.form, false, 0)
+	n, err := f.r.fenceStages(ctx, f.form)
 	if err != nil {
 		return false, err
 	}
@@ -257,8 +265,11 @@ type leaseSnapshot struct {
 // snapshotOf reads the keeper's Snapshot for the reconcile.
 func snapshotOf(site string, snap lease.Snapshot, st *leaseState, now time.Time) leaseSnapshot {
 	out := leaseSnapshot{
-		read: snap.OwnRead, serving: snap.Serving, hold: snap.Plan.Hold && !snap.Fenced,
-		epoch: snap.Claim.Epoch, recommend: snap.Plan.Recommend, promoting: snap.Plan.Reason == failover.PlanPromoting,
+		read: snap.OwnRead, serving: snap.Serving && snap.Promoted, hold: snap.Plan.Hold && !snap.Fenced,
+		epoch: snap.Claim.Epoch, recommend: snap.Plan.Recommend,
+		// A promotion through stages goes on after the keeper's claim serves, until the last
+		// stage is ready.
+		promoting:   snap.Plan.Reason == failover.PlanPromoting || snap.Serving && !snap.Promoted,
 		handingOver: snap.Claim.Releasing || snap.Plan.Reason == failover.PlanHandingOver,
 		fenced:      snap.Plan.Reason == failover.PlanFenceDeadline,
 		held:        snap.Plan.Held, targetSize: len(snap.Target), deadline: snap.ServeUntil, servedAt: snap.ServedAt,

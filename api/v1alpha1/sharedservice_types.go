@@ -139,6 +139,14 @@ const (
 	ServiceEventFailingOver = "FailingOver"
 	// ServiceEventFailedOver is recorded when a promotion completed: this site serves.
 	ServiceEventFailedOver = "FailedOver"
+	// ServiceEventPromotionStageStarted is recorded when a promotion switches one of
+	// spec.promotion.stages to its active form.
+	ServiceEventPromotionStageStarted = "PromotionStageStarted"
+	// ServiceEventPromotionStageReady is recorded when a stage of a promotion became ready.
+	ServiceEventPromotionStageReady = "PromotionStageReady"
+	// ServiceEventPromotionStageTimedOut is recorded (Warning) when a stage did not become
+	// ready within its timeout: the promotion stops there until it does.
+	ServiceEventPromotionStageTimedOut = "PromotionStageTimedOut"
 	// ServiceEventRecoverySlowerThanRTO is recorded (Warning) when a promotion completed
 	// later after the failure than the objective's RTO allows.
 	ServiceEventRecoverySlowerThanRTO = "RecoverySlowerThanRTO"
@@ -522,6 +530,133 @@ type SharedServiceSpec struct {
 	// +optional
 	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// promotion orders how a site that takes the service over switches its objects to their
+	// active form: for example the database first, the application once the database reports
+	// itself primary, DNS last. Without it every object is switched at once.
+	// +optional
+	Promotion *Promotion `json:"promotion,omitempty"`
+}
+
+// Promotion orders the switch of a service's objects to their active form.
+type Promotion struct {
+	// stages are switched to their active form in order, each once every stage before it is
+	// ready; the objects in no stage are switched last. A fence switches them back to their
+	// standby form in reverse order, the objects in no stage first, without waiting for any
+	// readiness, so a fence takes effect as fast as it would without stages. An object belongs
+	// to the first stage whose target selects it.
+	// +required
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	Stages []PromotionStage `json:"stages"`
+}
+
+// PromotionStage is one step of a promotion.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.target.kind) || has(self.target.name) || has(self.target.labelSelector) || has(self.target.annotationSelector)",message="a stage's target must name a kind, a name, a labelSelector or an annotationSelector: an empty target would put every object in the stage",fieldPath=".target"
+type PromotionStage struct {
+	// name of the stage, shown in status and events.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// target selects the stage's objects among the service's, as a kustomize patch target
+	// does: group, version, kind and name (regular expressions), labelSelector and
+	// annotationSelector.
+	// +required
+	Target PatchTarget `json:"target"`
+
+	// readyWhen is a CEL expression over each of the stage's objects as self, for example
+	// "self.status.phase == 'Cluster in healthy state'" or
+	// "has(self.status.readyReplicas) && self.status.readyReplicas >= 1". The stage is ready
+	// when it is true for every object of the stage; a field that is not set yet makes it
+	// false. Without it the stage is ready once its objects are in their active form.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	ReadyWhen string `json:"readyWhen,omitempty"`
+
+	// timeout is how long the stage may take to become ready once its objects are in their
+	// active form. A stage that is not ready by then stops the promotion there: later stages
+	// stay in standby form, the site keeps serving what it switched, and the promotion goes on
+	// once the stage becomes ready. Default 5m.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="timeout must be between 1s and 24h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// StagePhase is where one stage of a promotion stands.
+// +kubebuilder:validation:Enum=Pending;Promoting;Ready;TimedOut
+type StagePhase string
+
+const (
+	// StagePending means the stage waits for the stages before it.
+	StagePending StagePhase = "Pending"
+	// StagePromoting means the stage's objects are being switched, or wait to become ready.
+	StagePromoting StagePhase = "Promoting"
+	// StageReady means the stage's objects are in their active form and ready.
+	StageReady StagePhase = "Ready"
+	// StageTimedOut means the stage did not become ready within its timeout; the promotion waits
+	// for it.
+	StageTimedOut StagePhase = "TimedOut"
+)
+
+// PromotionStatus is the progress of this site's latest promotion through
+// spec.promotion.stages.
+type PromotionStatus struct {
+	// epoch is the lease epoch of the claim the promotion serves on.
+	// +optional
+	Epoch int64 `json:"epoch,omitempty"`
+
+	// startedAt is when the first stage was switched.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+
+	// completedAt is when the last stage, and the objects in no stage, were in their active
+	// form and ready.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// stages, in order.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Stages []PromotionStageStatus `json:"stages,omitempty"`
+}
+
+// PromotionStageStatus is the progress of one stage.
+type PromotionStageStatus struct {
+	// name of the stage.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// phase: Pending, Promoting, Ready or TimedOut.
+	// +optional
+	Phase StagePhase `json:"phase,omitempty"`
+
+	// objects counts the service's objects at this site that belong to the stage.
+	// +optional
+	Objects int32 `json:"objects,omitempty"`
+
+	// startedAt is when the stage's objects were first seen in their active form.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+
+	// readyAt is when the stage was first seen ready.
+	// +optional
+	ReadyAt *metav1.Time `json:"readyAt,omitempty"`
+
+	// message says what the stage waits for, such as the readiness rule that is still false
+	// and for which object.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }
 
 // MirroredResource is one object mirrored to the peer.
@@ -780,6 +915,11 @@ type SharedServiceStatus struct {
 	// +kubebuilder:validation:MaxLength=16
 	// +kubebuilder:validation:Pattern=`^[0-9]+/[0-9]+$`
 	Quorum string `json:"quorum,omitempty"`
+
+	// promotion is the progress of this site's latest promotion through
+	// spec.promotion.stages; set only for a service that declares stages.
+	// +optional
+	Promotion *PromotionStatus `json:"promotion,omitempty"`
 
 	// lastFailover describes the most recent move between sites. While a promotion is in
 	// progress it has no completedAt.

@@ -48,11 +48,23 @@ var ErrConflict = errors.New("the lease copy changed since it was read")
 
 // Fencer switches one service's copy at this site between its forms.
 type Fencer interface {
-	// Serve switches the copy to its active form, stamping epoch, the claim's fencing token,
-	// on what it promotes. ctx ends no later than the site may serve.
-	Serve(ctx context.Context, epoch int64) error
-	// Fence switches it to its standby form and reports whether that has taken effect.
+	// Serve takes the copy a step towards its active form, stamping epoch, the claim's
+	// fencing token, on what it promotes: the next stage of the service's promotion
+	// (failover.NextStage), or everything at once for a service without stages. It never
+	// waits for a stage to become ready; it says when to look again instead. ctx ends no
+	// later than the site may serve.
+	Serve(ctx context.Context, epoch int64) (Progress, error)
+	// Fence switches it to its standby form, every stage, and reports whether that has
+	// taken effect.
 	Fence(ctx context.Context) (bool, error)
+}
+
+// Progress is how far Fencer.Serve got.
+type Progress struct {
+	// Done is set once every object is in its active form and every stage ready.
+	Done bool
+	// RecheckIn is, until then, how soon the keeper should call Serve again.
+	RecheckIn time.Duration
 }
 
 // Inputs is what the SharedService reconcile tells the keeper about one service; the keeper
@@ -95,13 +107,14 @@ type Snapshot struct {
 	// ServeUntil is, while the site serves, when it must be fenced unless it renews.
 	ServeUntil time.Time
 	// Serving and Fenced say which form this keeper last switched the copy to, and whether
-	// a fence has taken effect.
-	Serving, Fenced bool
+	// a fence has taken effect. Serving is set from the first stage of a promotion on;
+	// Promoted once the last stage is ready.
+	Serving, Fenced, Promoted bool
 	// SyncedAt is, while the site holds a claim, when the partner's copy was last confirmed
 	// current: by Synced, or by Options.ConfirmSync at a decision.
 	SyncedAt time.Time
-	// ServedAt is, while the site serves, when the keeper's switch to the active form
-	// completed: the end of a promotion.
+	// ServedAt is, once the site is Promoted, when the keeper's switch to the active form
+	// completed, the last stage ready: the end of a promotion.
 	ServedAt time.Time
 	// Errors holds the last error per arbiter, and per "fence"/"serve".
 	Errors map[string]string
@@ -333,6 +346,8 @@ type runner struct {
 	writeFailures map[string]int
 	serving       bool
 	fenced        bool
+	promoted      bool
+	recheckAt     time.Time
 	servedAt      time.Time
 	errors        map[string]string
 }
@@ -472,16 +487,30 @@ func (r *runner) step(ctx context.Context) time.Time {
 	r.mu.Unlock()
 	switch {
 	case plan.Serve:
-		if !r.serving || r.fenced || reassert {
+		if !r.serving || r.fenced || reassert || !r.promoted && !now.Before(r.recheckAt) {
 			// A switch that outlasts the claim's majority would serve past the fence deadline.
 			timeout := min(r.k.opts.SwitchTimeout, r.state.ServeUntil(in.Policy, now).Sub(now))
 			epoch := r.state.Claim.Epoch
-			if err := r.callFor(ctx, timeout, func(c context.Context) error { return in.Fencer.Serve(c, epoch) }); err != nil {
+			var progress Progress
+			err := r.callFor(ctx, timeout, func(c context.Context) error {
+				var err error
+				progress, err = in.Fencer.Serve(c, epoch)
+				return err
+			})
+			// A Serve that failed may have switched a stage; the copy no longer counts as
+			// fenced either way.
+			r.serving, r.fenced = true, false
+			if err != nil {
 				r.errors["serve"] = err.Error()
 				r.retryReassert(reassert)
+				r.promoted, r.recheckAt = false, time.Time{}
 			} else {
 				delete(r.errors, "serve")
-				r.serving, r.fenced, r.servedAt = true, false, r.k.clock.Now()
+				if progress.Done && !r.promoted {
+					r.servedAt = r.k.clock.Now()
+				}
+				r.promoted = progress.Done
+				r.recheckAt = r.k.clock.Now().Add(max(progress.RecheckIn, 100*time.Millisecond))
 			}
 		}
 	case plan.Hold:
@@ -493,6 +522,7 @@ func (r *runner) step(ctx context.Context) time.Time {
 				done, err = in.Fencer.Fence(c)
 				return err
 			})
+			r.promoted = false
 			if err != nil {
 				r.errors["fence"] = err.Error()
 				r.retryReassert(reassert)
@@ -552,6 +582,9 @@ func (r *runner) step(ctx context.Context) time.Time {
 	}
 	if !plan.Serve && !plan.Hold && !r.fenced {
 		wake = minTime(wake, now.Add(250*time.Millisecond)) // the fence has not taken effect yet
+	}
+	if plan.Serve && r.serving && !r.promoted && !r.recheckAt.IsZero() {
+		wake = minTime(wake, r.recheckAt) // a stage of the promotion is not ready yet
 	}
 	return wake
 }
@@ -632,7 +665,10 @@ func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
 	}
 	if snap.Serving {
 		snap.ServeUntil = r.state.ServeUntil(in.Policy, now)
-		snap.ServedAt = r.servedAt
+		snap.Promoted = r.promoted
+		if r.promoted {
+			snap.ServedAt = r.servedAt
+		}
 	}
 	r.mu.Lock()
 	if r.state.Claim.Epoch != 0 {
@@ -640,7 +676,7 @@ func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
 	}
 	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
 		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held || snap.Fenced != r.snap.Fenced ||
-		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.Serving != r.snap.Serving || snap.OwnRead != r.snap.OwnRead ||
+		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.Serving != r.snap.Serving || snap.Promoted != r.snap.Promoted || snap.OwnRead != r.snap.OwnRead ||
 		holdersChanged(snap.Observations, r.snap.Observations) || !maps.Equal(snap.Errors, r.snap.Errors)
 	r.snap, r.snapSet = snap, true
 	r.mu.Unlock()

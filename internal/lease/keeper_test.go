@@ -109,22 +109,30 @@ func (f *fakeStore) record() failover.LeaseRecord {
 	return f.rec
 }
 
-// fakeFencer records the form the keeper switched the copy to.
+// fakeFencer records the form the keeper switched the copy to. A promotion takes stages
+// calls of Serve, each switching a stage and asking to be called again a second later.
 type fakeFencer struct {
 	mu      sync.Mutex
 	serving bool
 	fences  int
 	serves  int
 	epoch   int64
+	stages  int
+	// switched counts the stages switched since the last fence.
+	switched int
 }
 
-func (f *fakeFencer) Serve(_ context.Context, epoch int64) error {
+func (f *fakeFencer) Serve(_ context.Context, epoch int64) (Progress, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.serving = true
 	f.epoch = epoch
 	f.serves++
-	return nil
+	if f.switched < f.stages {
+		f.switched++
+		return Progress{RecheckIn: time.Second}, nil
+	}
+	return Progress{Done: true}, nil
 }
 
 func (f *fakeFencer) Fence(context.Context) (bool, error) {
@@ -132,6 +140,7 @@ func (f *fakeFencer) Fence(context.Context) (bool, error) {
 	defer f.mu.Unlock()
 	f.serving = false
 	f.fences++
+	f.switched = 0
 	return true, nil
 }
 
@@ -243,6 +252,36 @@ func TestKeeperServesRenewsAndFencesAtTheMajorityDeadline(t *testing.T) {
 	h.advance(400 * time.Millisecond)
 	h.g.Eventually(h.serving).Should(BeFalse(), "still serving after the majority's deadline")
 	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanFenceDeadline))
+}
+
+// TestKeeperPromotesStageByStageWithoutWaitingInADecision calls Serve again, a step of the
+// promotion each time, when the fencer asks to be called again, and reports the site
+// Promoted, with the time the last stage completed, only once Serve says it is done. A fence
+// in the middle of a promotion stops it: the next promotion starts from the beginning.
+func TestKeeperPromotesStageByStageWithoutWaitingInADecision(t *testing.T) {
+	h := start(t, nil, true)
+	h.fencer.mu.Lock()
+	h.fencer.stages = 3
+	h.fencer.mu.Unlock()
+	serves := func() int {
+		h.fencer.mu.Lock()
+		defer h.fencer.mu.Unlock()
+		return h.fencer.serves
+	}
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.g.Eventually(h.snapshot).Should(And(HaveField("Serving", true), HaveField("Promoted", false), HaveField("ServedAt", time.Time{})))
+	h.g.Expect(serves()).To(Equal(1), "a step of the promotion waits for its recheck")
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	h.advance(time.Second)
+	h.g.Eventually(serves).Should(Equal(2))
+	h.advance(2 * time.Second)
+	h.g.Eventually(serves).Should(Equal(4), "the fourth call finds every stage done")
+	h.g.Eventually(h.snapshot).Should(And(HaveField("Promoted", true), HaveField("ServedAt", Not(BeZero()))))
+	done := serves()
+	h.advance(3 * time.Second)
+	h.g.Consistently(serves, 100*time.Millisecond).Should(Equal(done), "a promoted service is not switched again")
 }
 
 // TestKeeperReassertsTheFormWhenTold switches a serving service's objects to their active

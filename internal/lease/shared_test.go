@@ -275,7 +275,10 @@ func TestSharedRecordThatCannotBeParsedIsNeverOverwritten(t *testing.T) {
 
 type servingFencer struct{ serving atomic.Bool }
 
-func (f *servingFencer) Serve(context.Context, int64) error { f.serving.Store(true); return nil }
+func (f *servingFencer) Serve(context.Context, int64) (lease.Progress, error) {
+	f.serving.Store(true)
+	return lease.Progress{Done: true}, nil
+}
 func (f *servingFencer) Fence(context.Context) (bool, error) {
 	f.serving.Store(false)
 	return true, nil

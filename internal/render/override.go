@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -503,4 +504,14 @@ func checkIdentity(obj map[string]any, id identity) error {
 		}
 	}
 	return nil
+}
+
+// Selects reports whether target selects obj, as the target of a kustomize patch would: the
+// rule that puts an object into a stage of a service's promotion.
+func Selects(target *deichv1alpha1.PatchTarget, obj *unstructured.Unstructured) (bool, error) {
+	id, err := identify(obj.Object)
+	if err != nil {
+		return false, err
+	}
+	return selects(target, obj.Object, id)
 }

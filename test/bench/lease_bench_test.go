@@ -67,7 +67,10 @@ type flagFencer struct {
 	fences  atomic.Int64
 }
 
-func (f *flagFencer) Serve(context.Context, int64) error { f.serving.Store(true); return nil }
+func (f *flagFencer) Serve(context.Context, int64) (lease.Progress, error) {
+	f.serving.Store(true)
+	return lease.Progress{Done: true}, nil
+}
 
 func (f *flagFencer) Fence(context.Context) (bool, error) {
 	if f.serving.Swap(false) {
