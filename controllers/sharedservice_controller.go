@@ -523,6 +523,9 @@ type serviceScope struct {
 	// sourceStandby is set when the round rendered an object of the service that is in
 	// standby form at this site (see reassertForm).
 	sourceStandby bool
+	// data is what the replicationLag rules of the service's stages said, at the site that
+	// serves.
+	data dataLag
 	// switchover names the Switchover that moves the service now, if any, and switchoverBy
 	// the user who requested it.
 	switchover, switchoverBy string
@@ -1303,7 +1306,13 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 	u.SetName(s.svc.Name)
 	u.SetNamespace(s.svc.Namespace)
 	u.SetLabels(map[string]string{render.LabelSourceSite: r.site})
-	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: s.now.UTC().Format(time.RFC3339Nano)})
+	// The stamp is the evidence of the standby's RPO gate: never later than the data behind
+	// the objects was replicated, where the stages say how to read that.
+	stamp := s.now
+	if s.data.known {
+		stamp = s.now.Add(-s.data.lag)
+	}
+	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: stamp.UTC().Format(time.RFC3339Nano)})
 	peerSite := s.conn.Writer()
 	_, err = peerSite.Apply(ctx, sharedServiceResource, u)
 	if apierrors.IsNotFound(err) {

@@ -25,6 +25,9 @@ type formSpec struct {
 	kinds    []*mirroredKind
 	selector labels.Selector
 	standby  deichv1alpha1.StandbyMode
+	// planned is set while a Switchover moves the service to this site: the stages' handoffs
+	// then carry values from the site that hands it over.
+	planned bool
 }
 
 // A service's objects at this site are switched between their active and standby form with
@@ -94,7 +97,9 @@ type formWrite struct {
 
 // formWriteFor decides what obj needs for the service to be in the wanted form; ok is false
 // when it needs nothing.
-func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj *unstructured.Unstructured, active bool, epoch int64) (w formWrite, ok bool, err error) {
+// adjust, if set, changes an object's active form before a switch writes it (a stage's
+// handoff).
+func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj *unstructured.Unstructured, active bool, epoch int64, adjust func(*unstructured.Unstructured) error) (w formWrite, ok bool, err error) {
 	var want *unstructured.Unstructured
 	switch formActionFor(f, obj, active, epoch) {
 	case formKeep:
@@ -106,6 +111,9 @@ func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj 
 			want, err = render.ActiveForm(obj)
 			if err == nil {
 				stampEpoch(want, epoch)
+			}
+			if err == nil && adjust != nil {
+				err = adjust(want)
 			}
 			break
 		}

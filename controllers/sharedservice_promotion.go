@@ -95,11 +95,16 @@ func stageIndex(specs []deichv1alpha1.PromotionStage, obj *unstructured.Unstruct
 	return len(specs), nil
 }
 
-// writesOf decides the writes that put a stage's objects into the wanted form.
-func (r *SharedServiceReconciler) writesOf(f formSpec, s formStage, active bool, epoch int64) ([]formWrite, error) {
+// writesOf decides the writes that put a stage's objects into the wanted form; adjust, if
+// set, changes the active form of each object a switch writes.
+func (r *SharedServiceReconciler) writesOf(f formSpec, s formStage, active bool, epoch int64, adjust func(formObject) func(*unstructured.Unstructured) error) ([]formWrite, error) {
 	var writes []formWrite
 	for _, o := range s.objects {
-		w, ok, err := r.formWriteFor(f, o.k, o.obj, active, epoch)
+		var adj func(*unstructured.Unstructured) error
+		if adjust != nil {
+			adj = adjust(o)
+		}
+		w, ok, err := r.formWriteFor(f, o.k, o.obj, active, epoch, adj)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +147,7 @@ func (r *SharedServiceReconciler) fenceStages(ctx context.Context, f formSpec) (
 	writes := make([][]formWrite, len(stages))
 	views := make([]failover.StageView, len(stages))
 	for i, s := range stages {
-		if writes[i], err = r.writesOf(f, s, false, 0); err != nil {
+		if writes[i], err = r.writesOf(f, s, false, 0, nil); err != nil {
 			return 0, err
 		}
 		views[i].Active = len(writes[i])
@@ -175,6 +180,10 @@ type stageProgress struct {
 	readyAt     time.Time
 	timedOut    bool
 	message     string
+	// handoffSince is when the promotion first waited for the stage's handoff; handoff says
+	// how it went.
+	handoffSince time.Time
+	handoff      string
 }
 
 // promoteStep takes the service's objects a step towards their active form under the claim
@@ -221,7 +230,12 @@ func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease
 			}
 		}
 		i := step.Switch
-		writes, err := r.writesOf(f.form, stages[i], true, epoch)
+		adjust, wait := f.handoff(ctx, stages[i], &progress.stages[i], now)
+		if wait {
+			f.record(stages, progress, failover.StageStep{Switch: -1, Waiting: -1}, now)
+			return switched, lease.Progress{RecheckIn: stageRecheck}, nil
+		}
+		writes, err := r.writesOf(f.form, stages[i], true, epoch, adjust)
 		if err != nil {
 			return switched, lease.Progress{}, err
 		}
@@ -237,8 +251,12 @@ func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease
 			progress.stages[i].readyAt = now
 		}
 		if s := stages[i]; s.spec != nil {
+			handoff := ""
+			if h := progress.stages[i].handoff; h != "" {
+				handoff = "; handoff: " + h
+			}
 			r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventPromotionStageStarted, "Promote",
-				"Stage %s: %d object(s) switched to their active form (epoch %d)%s", s.spec.Name, n, epoch, waitingFor(s.spec))
+				"Stage %s: %d object(s) switched to their active form (epoch %d)%s%s", s.spec.Name, n, epoch, handoff, waitingFor(s.spec))
 		}
 	}
 }
@@ -303,21 +321,26 @@ func (r *SharedServiceReconciler) stageReady(s formStage) (bool, string) {
 }
 
 // stampPrefix stamps the epoch on the objects already in active form of the stages the
-// promotion has reached, which a switch did not stamp.
+// promotion has reached, which a switch did not stamp. It switches nothing: the stages were
+// listed before this step switched some of them, and those are in their active form now.
 func (f serviceFencer) stampPrefix(ctx context.Context, stages []formStage, step failover.StageStep, epoch int64) (int, error) {
 	last := len(stages) - 1
 	if !step.Done {
 		last = step.Waiting
 	}
-	var writes []formWrite
+	var stamps []formWrite
 	for _, s := range stages[:last+1] {
-		w, err := f.r.writesOf(f.form, s, true, epoch)
+		writes, err := f.r.writesOf(f.form, s, true, epoch, nil)
 		if err != nil {
 			return 0, err
 		}
-		writes = append(writes, w...)
+		for _, w := range writes {
+			if !w.switches {
+				stamps = append(stamps, w)
+			}
+		}
 	}
-	return f.r.doWrites(ctx, writes)
+	return f.r.doWrites(ctx, stamps)
 }
 
 // record keeps the promotion's progress for the status, and tells of a stage that became
@@ -453,14 +476,178 @@ func promotionStatus(svc *deichv1alpha1.SharedService, st *leaseState) *deichv1a
 			ss.ReadyAt = &metav1.Time{Time: s.readyAt}
 		case s.timedOut:
 			ss.Phase, ss.Message = deichv1alpha1.StageTimedOut, truncate(s.message, 1024)
-		case reached && !s.activeSince.IsZero():
+		case reached && (!s.activeSince.IsZero() || !s.handoffSince.IsZero()):
+			// Switched and waiting to be ready, or waiting for its handoff to be switched.
 			ss.Phase, ss.Message = deichv1alpha1.StagePromoting, truncate(s.message, 1024)
 		}
 		if !s.activeSince.IsZero() {
 			ss.StartedAt = &metav1.Time{Time: s.activeSince}
 		}
+		ss.Handoff = truncate(s.handoff, 1024)
 		reached = reached && !s.readyAt.IsZero()
 		out.Stages = append(out.Stages, ss)
 	}
 	return out
+}
+
+// promotionProblem says why a promotion of svc would stop at one of its stages: a readyWhen
+// that does not compile, or a target that is not a valid selector. Empty when none would.
+func (r *SharedServiceReconciler) promotionProblem(svc *deichv1alpha1.SharedService) string {
+	if svc.Spec.Promotion == nil {
+		return ""
+	}
+	probe := &unstructured.Unstructured{}
+	probe.SetAPIVersion("v1")
+	probe.SetKind("ConfigMap")
+	probe.SetName("probe")
+	for i := range svc.Spec.Promotion.Stages {
+		stage := &svc.Spec.Promotion.Stages[i]
+		if _, err := render.Selects(&stage.Target, probe); err != nil {
+			return fmt.Sprintf("stage %s: %v; no promotion can sort the objects into stages, so the RTO cannot be met", stage.Name, err)
+		}
+		if stage.ReplicationLag != "" {
+			if _, err := r.readiness.CompileLag(stage.ReplicationLag); err != nil {
+				return fmt.Sprintf("stage %s: %v; the data's lag cannot be read, so the RPO cannot be shown to hold", stage.Name, err)
+			}
+		}
+		if h := stage.Handoff; h != nil {
+			if _, err := r.readiness.CompileValue(h.From); err != nil {
+				return fmt.Sprintf("stage %s: handoff.from: %v; a planned move would promote it without the handoff", stage.Name, err)
+			}
+		}
+		if stage.ReadyWhen == "" {
+			continue
+		}
+		if _, err := r.readiness.Compile(stage.ReadyWhen); err != nil {
+			return fmt.Sprintf("stage %s: %v; a promotion would stop at this stage, so the RTO cannot be met", stage.Name, err)
+		}
+	}
+	return ""
+}
+
+// dataLag is what the replicationLag rules of a service's stages say at this site.
+type dataLag struct {
+	// known is set when a rule gave a lag; lag is the largest, from the object it names.
+	known bool
+	lag   time.Duration
+	from  string
+	// unknown says why a rule could not tell, empty when each could.
+	unknown string
+}
+
+// dataLagOf reads the replicationLag rules of the service's stages over the stage's objects
+// at this site, at now.
+func (r *SharedServiceReconciler) dataLagOf(ctx context.Context, f formSpec, now time.Time) dataLag {
+	var out dataLag
+	if f.svc == nil || f.svc.Spec.Promotion == nil || !slices.ContainsFunc(f.svc.Spec.Promotion.Stages, func(s deichv1alpha1.PromotionStage) bool { return s.ReplicationLag != "" }) {
+		return out
+	}
+	stages, err := r.stagesOf(ctx, f)
+	if err != nil {
+		out.unknown = err.Error()
+		return out
+	}
+	for _, s := range stages {
+		if s.spec == nil || s.spec.ReplicationLag == "" {
+			continue
+		}
+		rule, err := r.readiness.CompileLag(s.spec.ReplicationLag)
+		if err != nil {
+			out.unknown = fmt.Sprintf("stage %s: %v", s.spec.Name, err)
+			continue
+		}
+		for _, o := range s.objects {
+			lag, known, why, err := rule.Lag(o.obj.Object, now)
+			name := fmt.Sprintf("%s %s (stage %s)", o.k.gk.Kind, o.obj.GetName(), s.spec.Name)
+			switch {
+			case err != nil:
+				out.unknown = fmt.Sprintf("%s: %v", name, err)
+			case !known:
+				out.unknown = fmt.Sprintf("%s: %s", name, why)
+			case !out.known || lag > out.lag:
+				out.known, out.lag, out.from = true, lag, name
+			}
+		}
+	}
+	return out
+}
+
+// handoff prepares a stage's handoff before its switch: in a planned move it reads the value
+// from each object's copy at the site that hands the service over and returns an adjust that
+// puts it into the object's active form; it asks to wait (wait) while a value is missing,
+// within the stage's timeout. In a failover, or after the timeout, the adjust removes the
+// field, so a value of an earlier move is never used again. A stage without a handoff needs
+// nothing.
+func (f serviceFencer) handoff(ctx context.Context, s formStage, p *stageProgress, now time.Time) (adjust func(formObject) func(*unstructured.Unstructured) error, wait bool) {
+	if s.spec == nil || s.spec.Handoff == nil {
+		return nil, false
+	}
+	h := s.spec.Handoff
+	path := strings.Split(strings.TrimPrefix(h.To, "/"), "/")
+	for i := range path {
+		path[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(path[i])
+	}
+	without := func(formObject) func(*unstructured.Unstructured) error {
+		return func(want *unstructured.Unstructured) error {
+			unstructured.RemoveNestedField(want.Object, path...)
+			return nil
+		}
+	}
+	partner := peerSite(f.form.svc, f.r.site)
+	if !f.form.planned {
+		p.handoff = fmt.Sprintf("none: a failover, not a planned move, so %s was removed", h.To)
+		return without, false
+	}
+	if p.handoffSince.IsZero() {
+		p.handoffSince = now
+	}
+	values, why := f.handoffValues(ctx, s, h, partner)
+	if why == "" {
+		p.handoff = fmt.Sprintf("%s from %s", h.From, partner)
+		return func(o formObject) func(*unstructured.Unstructured) error {
+			return func(want *unstructured.Unstructured) error {
+				return unstructured.SetNestedField(want.Object, values[o.obj.GetName()], path...)
+			}
+		}, false
+	}
+	timeout := time.Duration(0)
+	if s.spec.Timeout != nil {
+		timeout = s.spec.Timeout.Duration
+	}
+	if timeout > 0 && now.Sub(p.handoffSince) >= timeout {
+		p.handoff = fmt.Sprintf("none: no value from %s within %s (%s), so %s was removed", partner, timeout, why, h.To)
+		return without, false
+	}
+	p.handoff = fmt.Sprintf("waiting for %s at %s: %s", h.From, partner, why)
+	p.message = p.handoff
+	return nil, true
+}
+
+// handoffValues reads the handoff's value from the copy of each of the stage's objects at
+// partner; why says what is missing, empty when every object has its value.
+func (f serviceFencer) handoffValues(ctx context.Context, s formStage, h *deichv1alpha1.StageHandoff, partner string) (map[string]string, string) {
+	rule, err := f.r.readiness.CompileValue(h.From)
+	if err != nil {
+		return nil, err.Error()
+	}
+	conn, ok := f.r.registry.Get(partner)
+	if !ok {
+		return nil, fmt.Sprintf("no connection to %s", partner)
+	}
+	values := make(map[string]string, len(s.objects))
+	for _, o := range s.objects {
+		other, err := conn.Dynamic.Resource(o.k.resource).Namespace(o.obj.GetNamespace()).Get(ctx, o.obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Sprintf("%s %s: %v", o.k.gk.Kind, o.obj.GetName(), err)
+		}
+		v, ok, why, err := rule.Value(other.Object)
+		switch {
+		case err != nil:
+			return nil, fmt.Sprintf("%s %s: %v", o.k.gk.Kind, o.obj.GetName(), err)
+		case !ok:
+			return nil, fmt.Sprintf("%s %s: %s", o.k.gk.Kind, o.obj.GetName(), why)
+		}
+		values[o.obj.GetName()] = v
+	}
+	return values, ""
 }

@@ -458,15 +458,22 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	}
 	slices.Sort(arbiters)
 	arbiters = slices.Compact(arbiters)
+	form := formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby,
+		planned: state.TakeOverRequested && s.switchover != ""}
+	var dataSyncedAt time.Time
+	if hadPrev && prev.Serving {
+		s.data = r.dataLagOf(ctx, form, s.now)
+		if s.data.known {
+			dataSyncedAt = s.now.Add(-s.data.lag)
+		}
+	}
 	r.keeper.Update(s.owner, lease.Inputs{
-		Policy:   policy,
-		State:    state,
-		ChecksAt: checksAt,
-		Stores:   asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
-		Fencer: serviceFencer{
-			r: r, owner: s.owner, state: ls,
-			form: formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby},
-		},
+		Policy:       policy,
+		State:        state,
+		ChecksAt:     checksAt,
+		DataSyncedAt: dataSyncedAt,
+		Stores:       asStores(r.leaseStores(ctx, svc, s.witness, arbiters)),
+		Fencer:       serviceFencer{r: r, owner: s.owner, state: ls, form: form},
 	})
 	snap, ok := r.keeper.Snapshot(s.owner)
 	if !ok {

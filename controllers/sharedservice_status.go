@@ -47,9 +47,17 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	} else {
 		lag = max(s.now.Sub(svc.CreationTimestamp.Time), 0)
 	}
+	// The data's lag, where the service's stages say how to read it, counts as much.
+	copyAge := lag
+	if s.data.known {
+		lag = max(lag, s.data.lag)
+	}
 	st.ReplicationLag = &metav1.Duration{Duration: lag.Round(time.Millisecond)}
 
-	objectives := objectivesCondition(svc.Generation, s.objective, st.LastSyncTime != nil, lag)
+	objectives := objectivesCondition(svc.Generation, objectiveInputs{
+		objective: s.objective, everSynced: st.LastSyncTime != nil, lag: copyAge, data: s.data,
+		promotionProblem: r.promotionProblem(svc), slowRecovery: slowRecovery(st.LastFailover, r.site, s.objective, s.now),
+	})
 	meta.SetStatusCondition(&st.Conditions, objectives)
 
 	lease := s.lease
@@ -60,7 +68,7 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		site: r.site, activeSite: st.ActiveSite, standbySite: peerSite(svc, st.ActiveSite),
 		terminal: s.terminal, lease: *lease, copyFromHolder: isCopyFrom(svc, lease.record.Holder),
 		everSynced: st.LastSyncTime != nil, synced: meta.FindStatusCondition(st.Conditions, deichv1alpha1.ServiceConditionSynced),
-		objectives: objectives, lastFailover: st.LastFailover,
+		objectives: objectives, lastFailover: st.LastFailover, promotion: st.Promotion,
 	}
 	st.Phase = servicePhase(in)
 	ready := readyCondition(svc.Generation, st.Phase, in)
@@ -216,23 +224,74 @@ func setMirrored(svc *deichv1alpha1.SharedService, items []deichv1alpha1.Mirrore
 	svc.Status.MirroredResources = mr
 }
 
-// objectivesCondition is the ObjectivesMet condition: whether the standby's copy, last
-// confirmed current lag ago (never, unless everSynced), is within the objective's RPO.
-func objectivesCondition(generation int64, objective *deichv1alpha1.RecoveryObjective, everSynced bool, lag time.Duration) metav1.Condition {
+// objectiveInputs is what the ObjectivesMet condition is decided from.
+type objectiveInputs struct {
+	objective *deichv1alpha1.RecoveryObjective
+	// everSynced is set once the standby's copy was confirmed current; lag is how long ago.
+	everSynced bool
+	lag        time.Duration
+	// data is the data's lag, as the stages' replicationLag rules read it at the site that
+	// serves.
+	data dataLag
+	// promotionProblem says why a promotion would stop at one of the service's stages;
+	// empty when none would.
+	promotionProblem string
+	// slowRecovery is this site's last promotion while it counts as missing the RTO (see
+	// slowRecovery); nil otherwise.
+	slowRecovery *deichv1alpha1.FailoverRecord
+}
+
+// rtoMissWindow is how long a promotion slower than the RTO keeps ObjectivesMet False: as
+// long as the chart's alert DeichRecoverySlowerThanRTO looks back by default.
+const rtoMissWindow = time.Hour
+
+// objectivesCondition is the ObjectivesMet condition: whether the service meets its objective,
+// and if not, which one it misses. The RPO: the standby's copy, last confirmed current lag ago
+// (never, unless everSynced), must be within it. The RTO: a promotion must be able to complete
+// (no stage that can never become ready), and the last one at this site did not take longer
+// within the last hour.
+func objectivesCondition(generation int64, in objectiveInputs) metav1.Condition {
 	c := metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, ObservedGeneration: generation}
+	objective := in.objective
 	switch {
 	case objective == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, deichv1alpha1.ServiceReasonObjectiveNotFound, "no RecoveryObjective to compare with"
-	case everSynced && lag <= objective.Spec.RPO.Duration:
+	case in.promotionProblem != "":
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonPromotionInvalid
+		c.Message = truncate("spec.promotion: "+in.promotionProblem, 1024)
+	case !in.everSynced || in.lag > objective.Spec.RPO.Duration:
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		c.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", in.lag.Round(time.Second), objective.Spec.RPO.Duration)
+	case in.data.known && in.data.lag > objective.Spec.RPO.Duration:
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		c.Message = truncate(fmt.Sprintf("the data of %s is %s behind, more than the RPO of %s", in.data.from, in.data.lag.Round(time.Second), objective.Spec.RPO.Duration), 1024)
+	case in.data.unknown != "":
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		c.Message = truncate(fmt.Sprintf("the data's lag is not known, so the RPO of %s cannot be shown to hold: %s", objective.Spec.RPO.Duration, in.data.unknown), 1024)
+	case in.slowRecovery != nil:
+		rec := in.slowRecovery
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonRecoverySlowerThanRTO
+		c.Message = fmt.Sprintf("the promotion of epoch %d completed at %s took %s after the failure was detected, longer than the RTO of %s",
+			rec.Epoch, rec.CompletedAt.UTC().Format(time.RFC3339), rec.RecoveryTime.Duration, objective.Spec.RTO.Duration)
+	default:
 		c.Status, c.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
 		// Its age is status.replicationLag: a message that moved with it would make every
 		// reconcile a status write.
 		c.Message = fmt.Sprintf("the standby's copy is within the RPO of %s", objective.Spec.RPO.Duration)
-	default:
-		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
-		c.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", lag.Round(time.Second), objective.Spec.RPO.Duration)
 	}
 	return c
+}
+
+// slowRecovery returns the last failover when it promoted site, took longer than the
+// objective's RTO and completed less than rtoMissWindow before now.
+func slowRecovery(last *deichv1alpha1.FailoverRecord, site string, objective *deichv1alpha1.RecoveryObjective, now time.Time) *deichv1alpha1.FailoverRecord {
+	if last == nil || objective == nil || last.To != site || last.CompletedAt == nil || last.RecoveryTime == nil {
+		return nil
+	}
+	if last.RecoveryTime.Duration <= objective.Spec.RTO.Duration || now.Sub(last.CompletedAt.Time) >= rtoMissWindow {
+		return nil
+	}
+	return last
 }
 
 // summaryInputs is what the phase and the Ready condition of a service are decided from.
@@ -253,6 +312,8 @@ type summaryInputs struct {
 	objectives metav1.Condition
 	// lastFailover is the last failover status records.
 	lastFailover *deichv1alpha1.FailoverRecord
+	// promotion is the progress of this site's latest promotion through its stages.
+	promotion *deichv1alpha1.PromotionStatus
 }
 
 // servicePhase is the one-word summary of a service at this site. What needs a human wins:
@@ -294,6 +355,14 @@ func readyCondition(generation int64, phase deichv1alpha1.Phase, in summaryInput
 		ready.Status, ready.Message = metav1.ConditionTrue, fmt.Sprintf("%s serves; %s holds a copy within the RPO", in.activeSite, in.standbySite)
 	case in.lease.recommend:
 		ready.Reason, ready.Message = deichv1alpha1.ServiceReasonFailoverRecommended, in.lease.message
+	case phase == deichv1alpha1.PhaseFailingOver && waitingStage(in.promotion) != nil:
+		stage := waitingStage(in.promotion)
+		if stage.Phase == deichv1alpha1.StageTimedOut {
+			ready.Reason = deichv1alpha1.ServiceReasonPromotionStageTimedOut
+			ready.Message = fmt.Sprintf("the promotion stopped at stage %s, not ready within its timeout: %s; the later stages stay in standby form until it is ready, or a Switchover moves the service", stage.Name, stage.Message)
+		} else {
+			ready.Message = fmt.Sprintf("the promotion waits for stage %s: %s", stage.Name, stage.Message)
+		}
 	case phase == deichv1alpha1.PhaseFenced || phase == deichv1alpha1.PhaseFailingOver:
 		ready.Message = in.lease.message
 	case in.synced != nil && in.synced.Status != metav1.ConditionTrue:
@@ -308,4 +377,17 @@ func readyCondition(generation int64, phase deichv1alpha1.Phase, in summaryInput
 	}
 	ready.Message = truncate(ready.Message, 32768)
 	return ready
+}
+
+// waitingStage is the stage an unfinished promotion waits for: switched, not ready yet.
+func waitingStage(p *deichv1alpha1.PromotionStatus) *deichv1alpha1.PromotionStageStatus {
+	if p == nil || p.CompletedAt != nil {
+		return nil
+	}
+	for i := range p.Stages {
+		if ph := p.Stages[i].Phase; ph == deichv1alpha1.StagePromoting || ph == deichv1alpha1.StageTimedOut {
+			return &p.Stages[i]
+		}
+	}
+	return nil
 }

@@ -24,7 +24,11 @@ func TestObjectivesCondition(t *testing.T) {
 		objective  *deichv1alpha1.RecoveryObjective
 		everSynced bool
 		lag        time.Duration
-		want       metav1.Condition
+		// promotionProblem and slowRecovery are the RTO's inputs.
+		promotionProblem string
+		slowRecovery     *deichv1alpha1.FailoverRecord
+		data             dataLag
+		want             metav1.Condition
 	}{{
 		name: "without an objective there is nothing to compare with",
 		lag:  time.Second, everSynced: true,
@@ -38,10 +42,36 @@ func TestObjectivesCondition(t *testing.T) {
 	}, {
 		name: "a copy never synced misses the RPO however young the service is", objective: objective, lag: time.Second,
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 1s old, older than the RPO of 30s"},
+	}, {
+		name: "a stage that can never be ready misses the RTO, whatever the copy's age", objective: objective, everSynced: true, lag: time.Second,
+		promotionProblem: "stage database: readyWhen \"self.status.phase ==\" does not compile; a promotion would stop at this stage, so the RTO cannot be met",
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonPromotionInvalid,
+			Message: "spec.promotion: stage database: readyWhen \"self.status.phase ==\" does not compile; a promotion would stop at this stage, so the RTO cannot be met"},
+	}, {
+		name: "data older than the RPO misses it, though the copies are current", objective: objective, everSynced: true, lag: time.Second,
+		data: dataLag{known: true, lag: 45 * time.Second, from: "VolumeReplication files (stage volume)"},
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld,
+			Message: "the data of VolumeReplication files (stage volume) is 45s behind, more than the RPO of 30s"},
+	}, {
+		name: "data whose lag is not known cannot be shown within the RPO", objective: objective, everSynced: true, lag: time.Second,
+		data: dataLag{unknown: "VolumeReplication files (stage volume): timestamp(self.status.lastSyncTime) cannot be evaluated yet: no such key: lastSyncTime"},
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld,
+			Message: "the data's lag is not known, so the RPO of 30s cannot be shown to hold: VolumeReplication files (stage volume): timestamp(self.status.lastSyncTime) cannot be evaluated yet: no such key: lastSyncTime"},
+	}, {
+		name: "data within the RPO meets it", objective: objective, everSynced: true, lag: time.Second,
+		data: dataLag{known: true, lag: 20 * time.Second, from: "VolumeReplication files (stage volume)"},
+		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is within the RPO of 30s"},
+	}, {
+		name: "a recent promotion slower than the RTO misses it", objective: objective, everSynced: true, lag: time.Second,
+		slowRecovery: &deichv1alpha1.FailoverRecord{Epoch: 7, CompletedAt: &metav1.Time{Time: time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)},
+			RecoveryTime: &metav1.Duration{Duration: 3 * time.Minute}},
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonRecoverySlowerThanRTO,
+			Message: "the promotion of epoch 7 completed at 2026-12-06T03:00:00Z took 3m0s after the failure was detected, longer than the RTO of 2m0s"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.want.Type, tc.want.ObservedGeneration = deichv1alpha1.ServiceConditionObjectivesMet, 4
-			got := objectivesCondition(4, tc.objective, tc.everSynced, tc.lag)
+			got := objectivesCondition(4, objectiveInputs{objective: tc.objective, everSynced: tc.everSynced, lag: tc.lag,
+				promotionProblem: tc.promotionProblem, slowRecovery: tc.slowRecovery, data: tc.data})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("objectivesCondition (-want +got):\n%s", diff)
 			}
@@ -88,6 +118,29 @@ func TestServicePhaseAndReady(t *testing.T) {
 		mutate:    func(in *summaryInputs) { in.lease.promoting, in.lease.message = true, "promoting with epoch 2" },
 		wantPhase: deichv1alpha1.PhaseFailingOver, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFailingOver),
 		wantMsg: "promoting with epoch 2",
+	}, {
+		name: "a promotion that waits for a stage says which and why",
+		mutate: func(in *summaryInputs) {
+			in.lease.promoting, in.lease.message = true, "promoting with epoch 2"
+			in.promotion = &deichv1alpha1.PromotionStatus{Stages: []deichv1alpha1.PromotionStageStatus{
+				{Name: "database", Phase: deichv1alpha1.StagePromoting, Message: "Cluster db: self.status.phase == 'Cluster in healthy state' is false"},
+				{Name: "app", Phase: deichv1alpha1.StagePending},
+			}}
+		},
+		wantPhase: deichv1alpha1.PhaseFailingOver, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseFailingOver),
+		wantMsg: "the promotion waits for stage database: Cluster db: self.status.phase == 'Cluster in healthy state' is false",
+	}, {
+		name: "a promotion stopped at a stage that timed out says what to do",
+		mutate: func(in *summaryInputs) {
+			in.lease.promoting = true
+			in.promotion = &deichv1alpha1.PromotionStatus{Stages: []deichv1alpha1.PromotionStageStatus{
+				{Name: "database", Phase: deichv1alpha1.StageReady},
+				{Name: "app", Phase: deichv1alpha1.StageTimedOut, Message: "Deployment web: self.status.readyReplicas >= 1 is false"},
+			}}
+		},
+		wantPhase: deichv1alpha1.PhaseFailingOver, wantReady: metav1.ConditionFalse, wantReason: deichv1alpha1.ServiceReasonPromotionStageTimedOut,
+		wantMsg: "the promotion stopped at stage app, not ready within its timeout: Deployment web: self.status.readyReplicas >= 1 is false; " +
+			"the later stages stay in standby form until it is ready, or a Switchover moves the service",
 	}, {
 		name:      "a site that lost its majority is Fenced",
 		mutate:    func(in *summaryInputs) { in.lease.fenced, in.lease.message = true, "cannot show a majority: fenced" },
@@ -348,6 +401,33 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 			s := &serviceScope{owner: owner, before: before, svc: after, objective: tc.objective, now: now}
 			if got := r.onlyClocksMoved(s); got != tc.skip {
 				t.Fatalf("onlyClocksMoved() = %v, want %v", got, tc.skip)
+			}
+		})
+	}
+}
+
+func TestSlowRecovery(t *testing.T) {
+	objective := testobjects.MakeRecoveryObjective("standard").RTO(2 * time.Minute).Obj()
+	done := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	record := func(to string, took time.Duration) *deichv1alpha1.FailoverRecord {
+		return &deichv1alpha1.FailoverRecord{To: to, CompletedAt: &metav1.Time{Time: done}, RecoveryTime: &metav1.Duration{Duration: took}}
+	}
+	for _, tc := range []struct {
+		name string
+		last *deichv1alpha1.FailoverRecord
+		now  time.Time
+		want bool
+	}{
+		{"slower than the RTO, just now", record("mv-schwerin", 3*time.Minute), done.Add(time.Minute), true},
+		{"as fast as the RTO", record("mv-schwerin", 2*time.Minute), done.Add(time.Minute), false},
+		{"slower, but an hour ago", record("mv-schwerin", 3*time.Minute), done.Add(time.Hour), false},
+		{"slower, at the other site", record("sh-kiel", 3*time.Minute), done.Add(time.Minute), false},
+		{"still running", &deichv1alpha1.FailoverRecord{To: "mv-schwerin"}, done, false},
+		{"none", nil, done, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := slowRecovery(tc.last, "mv-schwerin", objective, tc.now) != nil; got != tc.want {
+				t.Errorf("slowRecovery = %t, want %t", got, tc.want)
 			}
 		})
 	}

@@ -133,14 +133,14 @@ func (m movable) replicas(ctx context.Context, site *testenv.Site) func() (int32
 	}
 }
 
-// serviceCondition reads a condition of the SharedService at site.
-func (m movable) serviceCondition(ctx context.Context, site *testenv.Site, t string) func() *metav1.Condition {
+// objectivesMet reads the ObjectivesMet condition of the SharedService at site.
+func (m movable) objectivesMet(ctx context.Context, site *testenv.Site) func() *metav1.Condition {
 	return func() *metav1.Condition {
 		s, err := m.status(ctx, site)()
 		if err != nil {
 			return nil
 		}
-		return meta.FindStatusCondition(s.Status.Conditions, t)
+		return meta.FindStatusCondition(s.Status.Conditions, deichv1alpha1.ServiceConditionObjectivesMet)
 	}
 }
 
@@ -354,7 +354,7 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 	t.Run("a failback created at the target moves the service back", func(t *testing.T) {
 		g := newG(t)
 		// sh-kiel now holds a copy from mv-schwerin; it must be current before the move.
-		g.Eventually(m.serviceCondition(ctx, kiel, deichv1alpha1.ServiceConditionObjectivesMet)).
+		g.Eventually(m.objectivesMet(ctx, kiel)).
 			Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO))
 		back := m.switchover("back-to-kiel", testenv.SiteKiel, "CHG-4712: maintenance done")
 		m.create(ctx, t, g, kiel, back)
@@ -607,7 +607,7 @@ func TestSwitchoverWhileTheCopyIsOlderThanTheRPOIsRefusedUnlessForced(t *testing
 			}},
 		})
 	})
-	g.Eventually(m.serviceCondition(ctx, kiel, deichv1alpha1.ServiceConditionObjectivesMet)).
+	g.Eventually(m.objectivesMet(ctx, kiel)).
 		Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld))
 
 	unforced := m.switchover("move-stale", testenv.SiteSchwerin, "CHG-5")

@@ -59,6 +59,16 @@ const (
 	ServiceReasonMirroredFromActive = "MirroredFromActive"
 	// ServiceReasonCopyTooOld means the standby's copy is older than the RPO.
 	ServiceReasonCopyTooOld = "CopyOlderThanRPO"
+	// ServiceReasonPromotionInvalid means a stage of spec.promotion cannot work (its readyWhen
+	// does not compile, its target is not a valid selector): a promotion would stop at that
+	// stage, so the RTO cannot be met.
+	ServiceReasonPromotionInvalid = "PromotionInvalid"
+	// ServiceReasonRecoverySlowerThanRTO means the last promotion of the service at this site,
+	// within the last hour, took longer than the RTO.
+	ServiceReasonRecoverySlowerThanRTO = "RecoverySlowerThanRTO"
+	// ServiceReasonPromotionStageTimedOut means a promotion stopped at a stage that did not
+	// become ready within its timeout.
+	ServiceReasonPromotionStageTimedOut = "PromotionStageTimedOut"
 	// ServiceReasonWithinRPO means the standby's copy is younger than the RPO.
 	ServiceReasonWithinRPO = "WithinRPO"
 	// ServiceReasonNotParticipating means this site is neither the primary nor the standby
@@ -579,6 +589,25 @@ type PromotionStage struct {
 	// +kubebuilder:validation:MaxLength=2048
 	ReadyWhen string `json:"readyWhen,omitempty"`
 
+	// replicationLag is a CEL expression over each of the stage's objects as self, read at the
+	// site that serves, that says how far the data behind the object is behind: a duration
+	// ("duration(self.status.lag)"), or when the data was last replicated, a timestamp
+	// ("timestamp(self.status.lastSyncTime)" for a csi-addons VolumeReplication). The service's
+	// status.replicationLag, its ObjectivesMet condition and the RPO gate of an automatic
+	// promotion then use the larger of the copies' age and the data's lag.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	ReplicationLag string `json:"replicationLag,omitempty"`
+
+	// handoff carries a value from the stage's object at the site that hands the service over
+	// to the same object at the site that takes it over, in a planned move (a Switchover): for
+	// a CloudNativePG Cluster, the demoted primary's status.demotionToken becomes the replica's
+	// spec.replica.promotionToken, so that it is promoted without a rebuild of the old
+	// primary. In a failover, with nobody to hand over, the field is removed instead, and
+	// status.promotion records the promotion as one without a handoff.
+	// +optional
+	Handoff *StageHandoff `json:"handoff,omitempty"`
+
 	// timeout is how long the stage may take to become ready once its objects are in their
 	// active form. A stage that is not ready by then stops the promotion there: later stages
 	// stay in standby form, the site keeps serving what it switched, and the promotion goes on
@@ -587,6 +616,26 @@ type PromotionStage struct {
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="timeout must be between 1s and 24h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// StageHandoff carries a value between the two sites' copies of an object in a planned move.
+type StageHandoff struct {
+	// from is a CEL expression over the object at the site that hands the service over, as
+	// self, that gives the value as a string, for example "self.status.demotionToken". The
+	// stage waits, within its timeout, until it gives a string that is not empty; after the
+	// timeout it is promoted without the handoff.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	From string `json:"from"`
+
+	// to is the field of the object at the site that takes the service over that receives the
+	// value, as a JSON pointer, for example "/spec/replica/promotionToken".
+	// +required
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(/[^/]+)+$`
+	To string `json:"to"`
 }
 
 // StagePhase is where one stage of a promotion stands.
@@ -651,6 +700,13 @@ type PromotionStageStatus struct {
 	// readyAt is when the stage was first seen ready.
 	// +optional
 	ReadyAt *metav1.Time `json:"readyAt,omitempty"`
+
+	// handoff says, for a stage with a handoff, whether its objects received the value from
+	// the site that handed the service over, or why not (a failover, or no value within the
+	// timeout).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Handoff string `json:"handoff,omitempty"`
 
 	// message says what the stage waits for, such as the readiness rule that is still false
 	// and for which object.

@@ -83,6 +83,11 @@ type Inputs struct {
 	// CopyWithinRPO, CopyAge) come from started. A verdict handed in by PeerChecks that is
 	// newer replaces them.
 	ChecksAt time.Time
+	// DataSyncedAt, if set, is when the data behind the service's objects (a database, a
+	// volume) was last replicated to the partner, as the data layer reports it. The time the
+	// lease carries to the partner as SyncedAt is never later: the partner's RPO gate then
+	// judges the older of the copies and the data.
+	DataSyncedAt time.Time
 }
 
 // Checks is a verdict of the health checks that judge the partner: the fields of
@@ -464,6 +469,9 @@ func (r *runner) step(ctx context.Context) time.Time {
 			r.mu.Unlock()
 		}
 		st.SyncedAt = synced
+		if !in.DataSyncedAt.IsZero() && st.SyncedAt.After(in.DataSyncedAt) {
+			st.SyncedAt = in.DataSyncedAt
+		}
 	}
 	for a, store := range in.Stores {
 		if b, ok := store.(Batcher); ok && b.Open() {

@@ -453,6 +453,30 @@ func TestKeeperConfirmsTheCopyCurrentWithoutARound(t *testing.T) {
 	h.g.Expect(h.snapshot().SyncedAt).To(BeZero())
 }
 
+// TestKeeperCarriesNoSyncTimeLaterThanTheData caps the sync time the lease carries to the
+// partner at the time the data layer last replicated the data: a copy confirmed current is no
+// newer than the data behind it.
+func TestKeeperCarriesNoSyncTimeLaterThanTheData(t *testing.T) {
+	h := startWith(t, nil, true, Options{ConfirmSync: func(types.NamespacedName) bool { return true }})
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	dataSyncedAt := h.clock.Now().Add(-time.Minute)
+	h.in.DataSyncedAt = dataSyncedAt
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	h.advance(10*time.Second + 100*time.Millisecond)
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(HaveField("SyncedAt", BeTemporally("==", dataSyncedAt)), "the renewal at %s carries the data's time", a)
+	}
+
+	// Data replicated again: the copies' confirmation counts once more.
+	h.in.DataSyncedAt = h.clock.Now().Add(time.Hour)
+	confirmedFrom := h.clock.Now()
+	h.update(func(*failover.ServiceState) {})
+	h.advance(10*time.Second + 100*time.Millisecond)
+	h.g.Eventually(h.stores[kiel].record).Should(HaveField("SyncedAt", BeTemporally(">=", confirmedFrom)))
+}
+
 func TestKeeperPacesWritesToAnArbiterThatRefuses(t *testing.T) {
 	h := start(t, nil, true)
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })

@@ -211,8 +211,10 @@ const cacheSize = 256
 // so that evaluating a stage at every reconciliation does not compile its expression again.
 // The zero Cache is ready for use; it is safe for concurrent use.
 type Cache struct {
-	mu    sync.Mutex
-	rules map[string]compiled
+	mu     sync.Mutex
+	rules  map[string]compiled
+	lags   map[string]compiledLag
+	values map[string]compiledValue
 }
 
 // compiled is the outcome of compiling one expression.
