@@ -1309,8 +1309,8 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 	// The stamp is the evidence of the standby's RPO gate: never later than the data behind
 	// the objects was replicated, where the stages say how to read that.
 	stamp := s.now
-	if s.data.known {
-		stamp = s.now.Add(-s.data.lag)
+	if !s.data.syncedAt.IsZero() && s.data.syncedAt.Before(stamp) {
+		stamp = s.data.syncedAt
 	}
 	u.SetAnnotations(map[string]string{deichv1alpha1.AnnotationLastSyncTime: stamp.UTC().Format(time.RFC3339Nano)})
 	peerSite := s.conn.Writer()

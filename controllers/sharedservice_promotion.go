@@ -255,7 +255,7 @@ func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease
 			if h := progress.stages[i].handoff; h != "" {
 				handoff = "; handoff: " + h
 			}
-			r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventPromotionStageStarted, "Promote",
+			r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventPromotionStageStarted, stageAction(s.spec.Name),
 				"Stage %s: %d object(s) switched to their active form (epoch %d)%s%s", s.spec.Name, n, epoch, handoff, waitingFor(s.spec))
 		}
 	}
@@ -356,12 +356,12 @@ func (f serviceFencer) record(stages []formStage, p *promotionProgress, step fai
 		}
 		if !s.readyAt.IsZero() && !f.state.reported(i, "ready") {
 			changed = true
-			f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventPromotionStageReady, "Promote",
+			f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventPromotionStageReady, stageAction(s.name),
 				"Stage %s is ready %s after it was switched to its active form", s.name, s.readyAt.Sub(s.activeSince).Round(time.Millisecond))
 		}
 		if step.TimedOut && step.Waiting == i && !s.timedOut {
 			s.timedOut, changed = true, true
-			f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventPromotionStageTimedOut, "Promote",
+			f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeWarning, deichv1alpha1.ServiceEventPromotionStageTimedOut, stageAction(s.name),
 				"%s", stalledMessage(stages, i, s))
 		}
 	}
@@ -533,6 +533,32 @@ type dataLag struct {
 	from  string
 	// unknown says why a rule could not tell, empty when each could.
 	unknown string
+	// syncedAt is when the data was last known replicated, as the partner's RPO gate is told
+	// (leaseState.dataSyncedAt); zero when no stage reads a lag.
+	syncedAt time.Time
+}
+
+// neverSynced stands for data whose lag was never known: older than any RPO.
+var neverSynced = time.Unix(1, 0)
+
+// dataSyncedAt is the time the partner's RPO gate is told the data was last replicated: now
+// less the lag while every rule tells it, and while one cannot, the last time they all did —
+// or, if they never did, a time older than any RPO. Data whose age is unknown is not shown to
+// be within the RPO, so an automatic promotion, or a Switchover without force, does not take
+// it for current.
+func (st *leaseState) dataSyncedAt(d dataLag, now time.Time) time.Time {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case d.unknown != "" && st.lastDataSync.IsZero():
+		return neverSynced
+	case d.unknown != "":
+		return st.lastDataSync
+	case d.known:
+		st.lastDataSync = now.Add(-d.lag)
+		return st.lastDataSync
+	}
+	return time.Time{}
 }
 
 // dataLagOf reads the replicationLag rules of the service's stages over the stage's objects
@@ -650,4 +676,11 @@ func (f serviceFencer) handoffValues(ctx context.Context, s formStage, h *deichv
 		values[o.obj.GetName()] = v
 	}
 	return values, ""
+}
+
+// stageAction is the action of a stage's events. The events API folds events of one object
+// with the same reason and action into one series whatever their messages, so each stage
+// gets its own: two stages ready in one step are two events.
+func stageAction(stage string) string {
+	return "Promote/" + stage
 }

@@ -121,6 +121,9 @@ type leaseState struct {
 	lastSync   time.Time
 	servedHere bool
 	returned   bool
+	// lastDataSync is when the data behind the service's objects was last known replicated
+	// (see dataSyncedAt).
+	lastDataSync time.Time
 	// promotion is the progress of this site's latest promotion through its stages, and
 	// reportedStages what of it events told already.
 	promotion      *promotionProgress
@@ -460,13 +463,11 @@ func (r *SharedServiceReconciler) keepLease(ctx context.Context, s *serviceScope
 	arbiters = slices.Compact(arbiters)
 	form := formSpec{svc: svc.DeepCopy(), kinds: s.kinds, selector: sel, standby: s.objective.Spec.Standby,
 		planned: state.TakeOverRequested && s.switchover != ""}
-	var dataSyncedAt time.Time
 	if hadPrev && prev.Serving {
 		s.data = r.dataLagOf(ctx, form, s.now)
-		if s.data.known {
-			dataSyncedAt = s.now.Add(-s.data.lag)
-		}
+		s.data.syncedAt = ls.dataSyncedAt(s.data, s.now)
 	}
+	dataSyncedAt := s.data.syncedAt
 	r.keeper.Update(s.owner, lease.Inputs{
 		Policy:       policy,
 		State:        state,

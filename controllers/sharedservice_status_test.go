@@ -432,3 +432,24 @@ func TestSlowRecovery(t *testing.T) {
 		})
 	}
 }
+
+// TestDataSyncedAtForTheRPOGate tells the partner's RPO gate now less the data's lag while
+// every rule tells it, the last such time while one cannot, and a time older than any RPO if
+// none ever could.
+func TestDataSyncedAtForTheRPOGate(t *testing.T) {
+	now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	st := &leaseState{}
+	if got := st.dataSyncedAt(dataLag{}, now); !got.IsZero() {
+		t.Errorf("no rules: %s, want none", got)
+	}
+	if got := st.dataSyncedAt(dataLag{unknown: "lastSyncTime not set"}, now); !got.Equal(neverSynced) {
+		t.Errorf("never known: %s, want %s", got, neverSynced)
+	}
+	if got := st.dataSyncedAt(dataLag{known: true, lag: 20 * time.Second}, now); !got.Equal(now.Add(-20 * time.Second)) {
+		t.Errorf("known: %s", got)
+	}
+	later := now.Add(time.Minute)
+	if got := st.dataSyncedAt(dataLag{known: true, lag: time.Second, unknown: "another object's lastSyncTime not set"}, later); !got.Equal(now.Add(-20 * time.Second)) {
+		t.Errorf("unknown again: %s, want the last known %s", got, now.Add(-20*time.Second))
+	}
+}
