@@ -1,11 +1,14 @@
 // Package stateful tests a stateful service across a site loss and back: two real control
 // planes with the CustomResourceDefinitions of CloudNativePG, external-dns and csi-addons
 // installed beside Deich's, a manager per site, TCP proxies between the sites so a link can be
-// cut, and the test playing the data layer (the database operator and the Deployment
-// controller) by writing the objects' status. It checks what docs/stateful.md promises: the
-// standby promotes the database first, the application only once the database reports itself
-// primary, DNS only once the application is ready, fences in the reverse order, and at no
-// instant do both sites publish the record or run a primary database.
+// cut, and the test playing the data layer (CloudNativePG, the csi-addons controller and its
+// volume driver, the Deployment controller) by writing the objects' status. It checks what
+// docs/stateful.md promises: the standby promotes the volume first, the database once the
+// volume reports itself primary, the application only once the database reports itself
+// primary, DNS only once the application is ready, fences in the reverse order; a planned move
+// hands the demoted primary's token to the promoted Cluster, a failover none; the volume's
+// lastSyncTime counts against the RPO; and at no instant do both sites publish the record, run
+// a primary database or ask for a primary volume.
 package stateful
 
 import (
