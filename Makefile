@@ -150,7 +150,7 @@ helm: $(HELM) ## Build helm into bin/.
 DEMO_DIR ?= $(CURDIR)/.demo
 
 .PHONY: demo
-demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start sh-kiel, mv-schwerin and the witness hh-hamburg, share a service, lose each partner in turn; leaves the sites running.
+demo: build $(CONTROL_PLANE) $(DEMO_TOOLS) ## Start sh-kiel, mv-schwerin and the witness hh-hamburg, share a service with its database and hostname, lose each partner in turn, move it home; leaves the sites running.
 	DEMO_DIR=$(DEMO_DIR) LOCALBIN=$(LOCALBIN) KWOK=$(KWOK) KUBECTL=$(KUBECTL) KUSTOMIZE=$(KUSTOMIZE) hack/demo.sh up
 
 .PHONY: demo-down

@@ -4,7 +4,9 @@
 #   hack/demo.sh up     start sh-kiel, mv-schwerin and the witness hh-hamburg, install Deich,
 #                       share the citizen service account buergerkonto from sh-kiel, take
 #                       mv-schwerin dark (sh-kiel serves on), bring it back, take sh-kiel dark
-#                       (mv-schwerin takes over within the RTO); leaves the sites running
+#                       (mv-schwerin takes over within the RTO: database, application, DNS),
+#                       bring it back and move the service home with a Switchover; leaves the
+#                       sites running
 #   hack/demo.sh down   stop everything `up` started and remove $DEMO_DIR
 #
 # The story is told by one Go program, hack/demo (see its package documentation); this script

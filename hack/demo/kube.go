@@ -161,6 +161,7 @@ func printStatus(out *teller, cfg config, st state) {
 	for _, c := range []string{
 		"-n " + namespace + " get sharedservices -o wide",
 		"-n " + namespace + " get deployments,pods -o wide",
+		"-n " + namespace + " get clusters.postgresql.cnpg.io,dnsendpoints.externaldns.k8s.io -o wide",
 		"-n " + namespace + " describe sharedservice " + service,
 		"get replicationpeers,recoveryobjectives,nodes",
 	} {

@@ -2,11 +2,13 @@
 // `deich-demo up` and `make demo-down` runs `deich-demo down` (through hack/demo.sh).
 //
 //	deich-demo up    start three local sites — sh-kiel and mv-schwerin, which share the citizen
-//	                 service account buergerkonto, and the witness hh-hamburg — install Deich,
-//	                 share the service from sh-kiel, then take mv-schwerin's data centre dark
-//	                 (sh-kiel serves on), bring it back, and take sh-kiel's dark (mv-schwerin
-//	                 takes over within the RTO). The sites keep running afterwards; a second
-//	                 `up` shows their status.
+//	                 service account buergerkonto with its database and hostname, and the
+//	                 witness hh-hamburg — install Deich, share the service from sh-kiel, then
+//	                 take mv-schwerin's data centre dark (sh-kiel serves on), bring it back,
+//	                 take sh-kiel's dark (mv-schwerin takes over within the RTO: database,
+//	                 application, DNS, in that order), bring it back and move the service home
+//	                 with a Switchover. The sites keep running afterwards; a second `up` shows
+//	                 their status.
 //	deich-demo down  stop everything `up` started and remove the demo directory.
 //
 // `up` starts this program once more, detached from the terminal, as `deich-demo run`: that
@@ -18,7 +20,9 @@
 //
 // The story changes the sites with Go clients as a platform engineer would with
 // `kubectl apply --server-side` (the same manifests: config/, config/witness, config/samples,
-// hack/demo) and shows what an SRE would see with kubectl. Files in the demo directory:
+// hack/demo) and shows what an SRE would see with kubectl. No database operator runs: the
+// program plays CloudNativePG for the service's Cluster at each partner (datalayer.go). Files in
+// the demo directory:
 //
 //	<site>.kubeconfig          admin kubeconfigs of the three sites (0600)
 //	<site>-manager.kubeconfig  the managers' kubeconfigs: a token of deich-system/deich-manager

@@ -41,8 +41,8 @@ const (
 	managerTokenTTL = 24 * time.Hour
 )
 
-// story tells the demo: three sites, a shared service, the standby's data centre dark and back,
-// then the primary's dark.
+// story tells the demo: three sites, a shared service with its database and hostname, the
+// standby's data centre dark and back, the primary's dark, and a move home once it is back.
 type story struct {
 	cfg   config
 	sites *sites
@@ -51,6 +51,8 @@ type story struct {
 
 	// obj is the RecoveryObjective as applied.
 	obj deichv1alpha1.RecoveryObjectiveSpec
+	// wal is the history of the service's database, which the played CloudNativePGs share.
+	wal wal
 }
 
 // tell tells the whole story; it returns an error when a step fails or an objective is missed.
@@ -73,6 +75,7 @@ func (st *story) tell(ctx context.Context) error {
 		{"take the standby dark", st.standbyDark},
 		{"bring the standby back", st.standbyBack},
 		{"take the primary dark", st.primaryDark},
+		{"move back with a Switchover", st.moveBack},
 	}
 	for _, step := range steps {
 		if err := step.do(ctx); err != nil {
@@ -117,6 +120,9 @@ func (st *story) installDeich(ctx context.Context) error {
 			return err
 		}
 		if err := waitEstablished(ctx, site, tree); err != nil {
+			return err
+		}
+		if err := st.installDataLayer(ctx, site); err != nil {
 			return err
 		}
 		kubeconfig, err := site.ServiceAccountKubeconfig(ctx, operator.DefaultNamespace, "deich-manager", managerTokenTTL)
@@ -234,7 +240,13 @@ func (st *story) deploy(ctx context.Context) error {
 			return err
 		}
 	}
-	st.out.say("At %s: the citizen service account %s (Deployment, Service, ConfigMap, Secret, Ingress)", primary, service)
+	st.out.say("No database operator runs here: the demo plays CloudNativePG at both partners. It runs a Cluster whose spec.replica.primary names itself (spec.replica.self) as the primary, %s after it asked, any other as a replica cluster, and gives a demoted primary a status.demotionToken. kwok plays the kubelet; external-dns would publish what a DNSEndpoint's targets say.",
+		cnpgPromotion)
+	for _, name := range partners {
+		st.runCNPG(ctx, name)
+	}
+	st.out.say("At %s: the citizen service account %s (Deployment, Service, ConfigMap, Secret, Ingress), its database (CloudNativePG Cluster %s) and its hostname (DNSEndpoint %s -> 192.0.2.10)",
+		primary, service, database, hostname)
 	objs, err := decodeFile(filepath.Join(st.root, "hack", "demo", "buergerkonto.yaml"), nil)
 	if err != nil {
 		return err
@@ -249,8 +261,36 @@ func (st *story) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	err = st.waitFor(ctx, 30*time.Second, "cluster "+database+" primary at "+primary, func() (bool, error) {
+		c, err := st.cluster(ctx, primary)
+		return c.phase == healthy && c.currentPrimary != "", err
+	})
+	if err != nil {
+		return err
+	}
 	show(st.out, st.cfg, primary, "-n", namespace, "get", "pods", "-o", "wide")
 	return nil
+}
+
+// cluster reads the service's Cluster at site.
+func (st *story) cluster(ctx context.Context, site string) (cluster, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(clusterGVK)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := st.site(site).Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: database}, u); err != nil {
+		return cluster{}, err
+	}
+	return readCluster(u), nil
+}
+
+// showDataLayer shows the service's Cluster and DNSEndpoint at each site that is not dark.
+func (st *story) showDataLayer() {
+	for _, name := range partners {
+		if !st.sites.isDark(name) {
+			show(st.out, st.cfg, name, "-n", namespace, "get", "clusters.postgresql.cnpg.io,dnsendpoints.externaldns.k8s.io", "-o", dataLayerColumns)
+		}
+	}
 }
 
 // share declares the service a SharedService with the witness, waits until it is protected
@@ -260,11 +300,15 @@ func (st *story) share(ctx context.Context) error {
 	// The sample's public-endpoint check probes https://buergerkonto.example.de, which does not
 	// resolve on this machine; the demo judges each site by its Deployment's ready replicas.
 	st.out.say("  (without the sample's public-endpoint check: buergerkonto.example.de does not resolve here; the workload checks judge each site)")
+	st.out.say("  (with its database and hostname from hack/demo/sharedservice-datalayer.yaml: the kinds Cluster and DNSEndpoint, each site's own cluster and DNS target, a standby that follows the partner's cluster and publishes no record, and promotion stages database -> app -> dns)")
 	objs, err := decodeFile(st.sample("sharedservice"), nil)
 	if err != nil {
 		return err
 	}
 	for _, o := range objs {
+		if err := st.addDataLayer(o); err != nil {
+			return err
+		}
 		checks, _, _ := unstructured.NestedSlice(o.Object, "spec", "healthChecks")
 		checks = slices.DeleteFunc(checks, func(c any) bool {
 			m, _ := c.(map[string]any)
@@ -286,8 +330,18 @@ func (st *story) share(ctx context.Context) error {
 	}
 	st.out.say("Protected after %s: %s serves holding all 3 copies of the lease (at %s, %s and %s); %s holds a current copy",
 		since(began), primary, primary, standby, witness, standby)
-	show(st.out, st.cfg, standby, "-n", namespace, "get", "deployments,services,configmaps,secrets,ingresses",
+	show(st.out, st.cfg, standby, "-n", namespace, "get", "deployments,services,configmaps,secrets,ingresses,clusters.postgresql.cnpg.io,dnsendpoints.externaldns.k8s.io",
 		"-l", render.LabelSharedService+"="+service)
+	err = st.waitFor(ctx, 30*time.Second, "cluster "+database+" a replica at "+standby, func() (bool, error) {
+		c, err := st.cluster(ctx, standby)
+		return c.phase == healthy && c.currentPrimary == "", err
+	})
+	if err != nil {
+		return err
+	}
+	st.out.say("The database and the hostname: %s's copy of %s is its own cluster db-%s, a replica following db-%s; its DNSEndpoint has no endpoints, so only %s publishes %s",
+		standby, database, standby, primary, primary, hostname)
+	st.showDataLayer()
 	st.out.say("At %s: a Cold standby runs 0 replicas; its copy has its own hostname and starts read-only (the SharedService's overrides)", standby)
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "ingress", service, "-o", "jsonpath={.spec.rules[0].host}{\"\\n\"}")
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "configmap", "buergerkonto-config", "-o", "jsonpath=READ_ONLY={.data.READ_ONLY}{\"\\n\"}")
@@ -454,6 +508,7 @@ func (st *story) primaryDark(ctx context.Context) error {
 	st.out.say("Act 2: now the %s data centre goes dark.", primary)
 	st.out.say("  %s probes %s's %s check every %s and may promote after %d failures in a row, once it holds a majority of the lease's copies: its own and %s's, after %s's lease (%s) has run out there.",
 		standby, primary, check, fmtDur(fo.ProbeInterval.Duration), fo.FailureThreshold, witness, primary, fmtDur(fo.LeaseDuration.Duration))
+	st.out.say("  Its promotion goes in stages (spec.promotion): the database first, the application once the database reports itself primary, DNS once a pod is ready.")
 	dark, stopped, err := st.sites.takeDark(primary)
 	if err != nil {
 		return err
@@ -473,10 +528,11 @@ func (st *story) primaryDark(ctx context.Context) error {
 	}
 
 	var (
-		tDetect, tPromoted, tReady                 time.Time
+		tDetect, tPromoted, tPods, tReady          time.Time
 		lastFailures                               int32
 		lastPhase, lastHolder, lastReady, recorded string
 	)
+	stages := newStageWatch(standby, 0)
 	deadline := dark.Add(st.obj.RTO.Duration + 30*time.Second)
 	for time.Now().Before(deadline) {
 		if err := sleep(ctx, pollInterval); err != nil {
@@ -486,6 +542,8 @@ func (st *story) primaryDark(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
+		// One instant per sample: what one sample shows happened at the same time.
+		now := time.Now()
 		if hc := healthCheck(sb, check); hc != nil && tPromoted.IsZero() && hc.ConsecutiveFailures != lastFailures && hc.ConsecutiveFailures > 0 {
 			if lastFailures == 0 {
 				st.out.say("At %s: %s failed: %s", standby, check, hc.Message)
@@ -493,7 +551,7 @@ func (st *story) primaryDark(ctx context.Context) error {
 				st.out.say("At %s: %s failed %d times in a row", standby, check, hc.ConsecutiveFailures)
 			}
 			if tDetect.IsZero() && hc.ConsecutiveFailures >= fo.FailureThreshold {
-				tDetect = time.Now()
+				tDetect = now
 				st.out.say("At %s: failure detected (%d of %d), %s after %s went dark; promotion waits for a majority of the lease's copies",
 					standby, hc.ConsecutiveFailures, fo.FailureThreshold, tDetect.Sub(dark).Round(100*time.Millisecond), primary)
 			}
@@ -509,8 +567,9 @@ func (st *story) primaryDark(ctx context.Context) error {
 			st.out.say("At %s: phase %s, active site %s", standby, phase, sb.Status.ActiveSite)
 			lastPhase = phase
 		}
+		stages.follow(st.out, sb.Status.Promotion)
 		if lf := sb.Status.LastFailover; tPromoted.IsZero() && lf != nil && lf.CompletedAt != nil && sb.Status.ActiveSite == standby {
-			tPromoted = time.Now()
+			tPromoted = now
 			if tDetect.IsZero() {
 				tDetect = tPromoted
 			}
@@ -520,19 +579,25 @@ func (st *story) primaryDark(ctx context.Context) error {
 			st.out.say("At %s: promoted — the copies are in active form (lastFailover: detectedAt %s, completedAt %s, recoveryTime %s)",
 				standby, lf.DetectedAt.UTC().Format(time.RFC3339), lf.CompletedAt.UTC().Format(time.RFC3339), recorded)
 		}
-		if !tPromoted.IsZero() {
-			want, ready, err := st.deployment(ctx, standby)
-			if err != nil {
-				continue
-			}
-			if r := fmt.Sprintf("%d/%d", ready, want); r != lastReady {
-				st.out.say("At %s: deployment/%s %s pods Ready", standby, service, r)
-				lastReady = r
-			}
-			if want > 0 && ready == want {
-				tReady = time.Now()
-				break
-			}
+		if sb.Status.ActiveSite != standby {
+			continue
+		}
+		// The app stage scales the Deployment up once the database is primary; the promotion
+		// is complete once DNS points here too.
+		want, ready, err := st.deployment(ctx, standby)
+		if err != nil || want == 0 {
+			continue
+		}
+		if r := fmt.Sprintf("%d/%d", ready, want); r != lastReady {
+			st.out.say("At %s: deployment/%s %s pods Ready", standby, service, r)
+			lastReady = r
+		}
+		if tPods.IsZero() && ready == want {
+			tPods = now
+		}
+		if !tPods.IsZero() && !tPromoted.IsZero() {
+			tReady = now
+			break
 		}
 	}
 	if tReady.IsZero() {
@@ -542,15 +607,33 @@ func (st *story) primaryDark(ctx context.Context) error {
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "deployments,pods", "-o", "wide")
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "configmap", "buergerkonto-config", "-o", "jsonpath=READ_ONLY={.data.READ_ONLY}{\"\\n\"}")
 	st.out.say("  (the standby override is gone: the copies run in their active form)")
+	if err := st.showStages(ctx, standby, dark, primary+" went dark"); err != nil {
+		return err
+	}
+	st.out.say("At %s: the database is the primary cluster db-%s, and the record points citizens at %s's ingress", standby, standby, standby)
+	st.showDataLayer()
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "events", "--field-selector", "involvedObject.kind=SharedService",
 		"--sort-by=.lastTimestamp", "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
-	return st.summary(dark, tDetect, tPromoted, tReady, age, syncTime, recorded, check)
+	return st.summary(failoverTimes{dark: dark, detect: tDetect, promoted: tPromoted, pods: tPods, ready: tReady,
+		age: age, syncTime: syncTime, recorded: recorded, check: check})
+}
+
+// failoverTimes is what the story measured of a failover.
+type failoverTimes struct {
+	// dark is when the primary went dark; the others are when the story saw each step.
+	dark, detect, promoted, pods, ready time.Time
+	// age is how old the standby's copy was when the primary went dark (nil: unknown), as of
+	// lastSyncTime syncTime.
+	age      *time.Duration
+	syncTime string
+	// recorded is Deich's lastFailover.recoveryTime; check the primary's health check.
+	recorded, check string
 }
 
 // summary prints the failover's timings against the objective and fails when it was missed.
-func (st *story) summary(dark, tDetect, tPromoted, tReady time.Time, age *time.Duration, syncTime, recorded, check string) error {
+func (st *story) summary(t failoverTimes) error {
 	rto, rpo := st.obj.RTO.Duration, st.obj.RPO.Duration
-	recovery := tReady.Sub(dark)
+	recovery := t.ready.Sub(t.dark)
 	verdict := func(ok bool, what string, limit time.Duration) string {
 		if ok {
 			return fmt.Sprintf("within the %s of %s", what, fmtDur(limit))
@@ -561,20 +644,20 @@ func (st *story) summary(dark, tDetect, tPromoted, tReady time.Time, age *time.D
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
 
 	st.out.println("")
-	st.out.println("Failover summary (%s went dark at %s; times measured from then, sampled every %s):", primary, dark.Format("15:04:05.00"), pollInterval)
+	st.out.println("Failover summary (%s went dark at %s; times measured from then, sampled every %s):", primary, t.dark.Format("15:04:05.00"), pollInterval)
 	st.out.println("")
 	row("step", "after", "how it is measured")
-	row(standby+" detects the failure", secs(tDetect.Sub(dark)), fmt.Sprintf("%s failed %d times in a row", check, st.obj.Failover.FailureThreshold))
-	row(standby+" promotes its copies", secs(tPromoted.Sub(dark)), "status.lastFailover.completedAt set")
-	row(standby+"'s pods Ready", secs(recovery), "deployment/"+service+" readyReplicas = replicas")
+	row(standby+" detects the failure", secs(t.detect.Sub(t.dark)), fmt.Sprintf("%s failed %d times in a row", t.check, st.obj.Failover.FailureThreshold))
+	row(standby+"'s pods Ready", secs(t.pods.Sub(t.dark)), "deployment/"+service+" readyReplicas = replicas (stage app)")
+	row(standby+" promotes its copies", secs(t.promoted.Sub(t.dark)), "status.lastFailover.completedAt set: every stage ready, DNS last")
 	st.out.println("")
-	row("recovery time (dark -> pods Ready)", secs(recovery), verdict(recovery <= rto, "RTO", rto))
-	if recorded != "" {
-		row("  Deich's own record (lastFailover.recoveryTime)", recorded, "from the first failed probe to promotion")
+	row("recovery time (dark -> promoted, pods Ready)", secs(recovery), verdict(recovery <= rto, "RTO", rto))
+	if t.recorded != "" {
+		row("  Deich's own record (lastFailover.recoveryTime)", t.recorded, "from the first failed probe to the last stage ready")
 	}
-	rpoOK := age != nil && *age <= rpo
-	if age != nil {
-		row("data age of the copy when "+primary+" went dark", secs(*age), verdict(rpoOK, "RPO", rpo)+" (lastSyncTime "+syncTime+")")
+	rpoOK := t.age != nil && *t.age <= rpo
+	if t.age != nil {
+		row("data age of the copy when "+primary+" went dark", secs(*t.age), verdict(rpoOK, "RPO", rpo)+" (lastSyncTime "+t.syncTime+")")
 	} else {
 		row("data age of the copy when "+primary+" went dark", "?", "unknown: "+standby+" reported no lastSyncTime")
 	}
@@ -601,6 +684,7 @@ func (st *story) diagnose() {
 		show(st.out, st.cfg, name, "get", "replicationpeers", "-o", "wide")
 		show(st.out, st.cfg, name, "get", "sharedservices", "-A", "-o", "wide")
 		show(st.out, st.cfg, name, "-n", namespace, "describe", "sharedservice", service)
+		show(st.out, st.cfg, name, "-n", namespace, "get", "clusters.postgresql.cnpg.io,dnsendpoints.externaldns.k8s.io", "-o", dataLayerColumns)
 	}
 	logs, _ := filepath.Glob(st.cfg.logPath("manager-*.log"))
 	for _, f := range logs {
