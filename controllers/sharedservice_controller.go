@@ -1332,6 +1332,12 @@ func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *servi
 	r.rendered.forget(s.owner)
 	r.stamps.forget(s.owner)
 	resync := resyncPeriod(s.objective)
+	if s.lease != nil && s.lease.promoting {
+		// Not a failure to sync: the site mirrors once its promotion completes.
+		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonPromoting,
+			fmt.Sprintf("this site promotes itself; it mirrors to %s once it serves: %s", peerSite(s.svc, r.site), s.lease.message))
+		return periodic(jitter(resync)), nil
+	}
 	if s.lease != nil && s.lease.record.HeldBy(r.site) {
 		s.setSynced(metav1.ConditionFalse, deichv1alpha1.ServiceReasonFenced, s.lease.message)
 		return periodic(jitter(resync)), nil

@@ -69,6 +69,9 @@ const (
 	// ServiceReasonPromotionStageTimedOut means a promotion stopped at a stage that did not
 	// become ready within its timeout.
 	ServiceReasonPromotionStageTimedOut = "PromotionStageTimedOut"
+	// ServiceReasonPromoting means this site promotes itself: it mirrors to the partner once
+	// its promotion completes.
+	ServiceReasonPromoting = "Promoting"
 	// ServiceReasonWithinRPO means the standby's copy is younger than the RPO.
 	ServiceReasonWithinRPO = "WithinRPO"
 	// ServiceReasonNotParticipating means this site is neither the primary nor the standby

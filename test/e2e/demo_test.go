@@ -30,12 +30,14 @@ const (
 
 // TestDemoFailoverStory runs `hack/demo.sh up` as `make demo` does, non-interactively: two
 // partner sites with running pods and the witness hh-hamburg, Deich installed from config/,
-// the citizen service account shared from sh-kiel, mv-schwerin taken dark (sh-kiel must serve
-// throughout) and brought back, then sh-kiel taken dark and mv-schwerin taking over. It checks
+// the citizen service account with its database and hostname shared from sh-kiel, mv-schwerin
+// taken dark (sh-kiel must serve throughout) and brought back, then sh-kiel taken dark,
+// mv-schwerin taking over stage by stage, and the service moved home by a Switchover. It checks
 // that the story says sh-kiel served throughout, that the summary shows mv-schwerin serving
-// within the RTO and the copy within the RPO, that mv-schwerin's and the witness's processes
-// keep running while sh-kiel's are gone, then runs `hack/demo.sh down` and checks that nothing
-// of the demo is left: no process, no files, nothing written to $HOME.
+// within the RTO and the copy within the RPO, that the stages ran and the move home handed the
+// database's demotion token over, that every site's processes run at the end, then runs
+// `hack/demo.sh down` and checks that nothing of the demo is left: no process, no files,
+// nothing written to $HOME.
 func TestDemoFailoverStory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two control planes with their controllers, kwok and two managers")
@@ -120,7 +122,7 @@ func TestDemoFailoverStory(t *testing.T) {
 	if line == "" || !strings.Contains(line, "within the RTO of 2m") || strings.Contains(line, "NOT within") {
 		t.Errorf("the summary does not say that %s served within the RTO; its result line: %q", testenv.SiteSchwerin, line)
 	}
-	if row := lineWith(out, "recovery time (dark -> pods Ready)"); !strings.Contains(row, "within the RTO") || strings.Contains(row, "NOT within") {
+	if row := lineWith(out, "recovery time (dark -> promoted, pods Ready)"); !strings.Contains(row, "within the RTO") || strings.Contains(row, "NOT within") {
 		t.Errorf("summary row for the recovery time: %q, want it within the RTO", row)
 	}
 	if row := lineWith(out, "data age of the copy"); !strings.Contains(row, "within the RPO") || strings.Contains(row, "NOT within") {
@@ -136,8 +138,21 @@ func TestDemoFailoverStory(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if !strings.Contains(out, testenv.SiteKiel+" is dark") {
-		t.Errorf("output does not say that %s stays dark", testenv.SiteKiel)
+	// The failover went stage by stage, the database without a token (a failover), and the
+	// move home handed the demotion token over.
+	for _, want := range []string{
+		"stage database switched to its active form",
+		"none: a failover, not a planned move",
+		"stage app switched to its active form",
+		"stage dns switched to its active form",
+		"self.status.demotionToken from " + testenv.SiteSchwerin,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if line := lineWith(out, "Result: "+testenv.SiteKiel+" serves buergerkonto again"); !strings.Contains(line, "demotion token") {
+		t.Errorf("the story does not end with %s serving again after a move home with the demotion token; its result: %q", testenv.SiteKiel, line)
 	}
 
 	pidText, err := os.ReadFile(filepath.Join(demoDir, "demo.pid"))
@@ -148,11 +163,10 @@ func TestDemoFailoverStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo.pid: %v", err)
 	}
-	// sh-kiel is dark: only its etcd is left. mv-schwerin runs everything, the witness its
-	// control plane.
+	// Both partners run everything again, the witness its control plane.
 	wantRunning := map[string]int{
-		"deich-demo": 1, "etcd": 3, "kube-apiserver": 2, "kube-controller-manager": 1,
-		"kube-scheduler": 1, filepath.Base(kwok): 1, "manager": 1,
+		"deich-demo": 1, "etcd": 3, "kube-apiserver": 3, "kube-controller-manager": 2,
+		"kube-scheduler": 2, filepath.Base(kwok): 2, "manager": 2,
 	}
 	procs := processesMentioning(demoDir)
 	if got := countByName(procs); !maps.Equal(got, wantRunning) {
@@ -164,9 +178,8 @@ func TestDemoFailoverStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second hack/demo.sh up: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "already running") || !strings.Contains(out, testenv.SiteKiel+" is dark") ||
-		!strings.Contains(lineWith(out, "buergerkonto   "+testenv.SiteSchwerin), "FailedOver") {
-		t.Errorf("second hack/demo.sh up did not report the running demo with %s serving:\n%s", testenv.SiteSchwerin, out)
+	if !strings.Contains(out, "already running") || !strings.Contains(lineWith(out, "buergerkonto   "+testenv.SiteKiel), "Protected") {
+		t.Errorf("second hack/demo.sh up did not report the running demo with %s serving:\n%s", testenv.SiteKiel, out)
 	}
 
 	out, err = demo(demoDownTimeout, "down")
