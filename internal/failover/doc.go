@@ -30,8 +30,10 @@
 // when its holder last confirmed the partner's copy of the service complete (SyncedAt, from
 // ServiceState.SyncedAt): the partner's evidence for its RPO gate, carried by the writes the
 // lease makes anyway. No rule reads it; it only rides along. Its holder may advance it at any
-// decision (the keeper confirms the partner's copy current between rounds of mirroring), and
-// since no rule reads it, that changes no decision and nothing in the argument below.
+// decision (the keeper confirms the partner's copy current between rounds of mirroring), or
+// hold it back (to when the data behind the objects was last replicated, lease.Inputs
+// DataSyncedAt), and since no rule reads it, that changes no decision and nothing in the
+// argument below.
 //
 // Each site's spec gives Step a target configuration (ServiceState.Target):
 //   - With a witness (spec.witnessSite), QuorumConfig: the primary's cluster, the standby's

@@ -1,9 +1,17 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deich-io/deich/internal/testobjects"
 )
 
 // Link is the network between two sites of an [Env]: one [Proxy] per direction, so that a
@@ -26,7 +34,7 @@ type Link struct {
 func newLink(a, b *Site) (*Link, error) {
 	l := &Link{ends: [2]*Site{a, b}}
 	for i, to := range []*Site{b, a} {
-		p, err := NewProxy(to.hostPort())
+		p, err := NewProxy(to.HostPort())
 		if err != nil {
 			if closeErr := l.close(); closeErr != nil {
 				err = errors.Join(err, closeErr)
@@ -126,4 +134,32 @@ func linkKey(a, b string) [2]string {
 		a, b = b, a
 	}
 	return [2]string{a, b}
+}
+
+// Connect gives each end of the link, in namespace, a peer Secret and a ReplicationPeer
+// (heartbeat as given) for the other end whose kubeconfig reaches it through the link, so that
+// cutting the link cuts the two sites' managers off from each other's API servers.
+func (l *Link) Connect(ctx context.Context, namespace string, heartbeat time.Duration) error {
+	for _, on := range l.ends {
+		other := l.Other(on.Name)
+		kubeconfig, err := l.Kubeconfig(on.Name)
+		if err != nil {
+			return err
+		}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+		if err := on.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create manager namespace at %s: %w", on.Name, err)
+		}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "peer-" + other.Name},
+			Data:       map[string][]byte{PeerSecretKey: kubeconfig},
+		}
+		if err := on.Client.Create(ctx, secret); err != nil {
+			return fmt.Errorf("create peer Secret for %s at %s: %w", other.Name, on.Name, err)
+		}
+		if err := on.Client.Create(ctx, testobjects.MakeReplicationPeer(other.Name).Heartbeat(heartbeat).Obj()); err != nil {
+			return fmt.Errorf("create ReplicationPeer %s at %s: %w", other.Name, on.Name, err)
+		}
+	}
+	return nil
 }

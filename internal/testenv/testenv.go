@@ -120,8 +120,8 @@ func (s *Site) URL() string {
 	return s.url
 }
 
-// hostPort is the API server's address, 127.0.0.1:<port>.
-func (s *Site) hostPort() string {
+// HostPort is the API server's address, 127.0.0.1:<port>.
+func (s *Site) HostPort() string {
 	return strings.TrimPrefix(s.url, "https://")
 }
 
@@ -199,7 +199,7 @@ func (s *Site) StopAPIServer() error {
 		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
 	}
 	// After a kill the process may take a moment to release its port.
-	if err := waitPortClosed(s.hostPort(), 10*time.Second); err != nil {
+	if err := waitPortClosed(s.HostPort(), 10*time.Second); err != nil {
 		return fmt.Errorf("site %s: stop kube-apiserver: %w", s.Name, err)
 	}
 	s.apiStopped = true

@@ -29,7 +29,7 @@ func TestStandbyPromotesWhenTheActiveSiteIsLost(t *testing.T) {
 	// The RTO leaves room for the stopping API server, which may accept connections for a
 	// few seconds while it shuts down.
 	objective := testobjects.MakeRecoveryObjective("").Failover(2, time.Second, 6*time.Second).RTO(45 * time.Second)
-	s := setUp(ctx, t, g, "failover-site-lost", objective, kielReachable(hostPort(kiel)))
+	s := setUp(ctx, t, g, "failover-site-lost", objective, kielReachable(kiel.HostPort()))
 	inv := watchInvariant(ctx, s)
 
 	// sh-kiel's data centre goes dark: its manager and its API server stop.

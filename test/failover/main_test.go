@@ -12,12 +12,8 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
-	"github.com/deich-io/deich/internal/testobjects"
 )
 
 const (
@@ -59,12 +55,12 @@ func run(m *testing.M) int {
 		}
 	}()
 	kiel, schwerin = env.Site(testenv.SiteKiel), env.Site(testenv.SiteSchwerin)
-	if err := connect(); err != nil {
+	link := env.Link(kiel.Name, schwerin.Name)
+	toKiel, toSchwerin = link.Proxy(schwerin.Name), link.Proxy(kiel.Name)
+	if err := link.Connect(context.Background(), managerNamespace, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = toKiel.Close() }()
-	defer func() { _ = toSchwerin.Close() }()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		if err := startManager(site); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -72,48 +68,6 @@ func run(m *testing.M) int {
 		}
 	}
 	return m.Run()
-}
-
-// connect puts a proxy in front of each API server and gives each site a ReplicationPeer for
-// the other whose kubeconfig points at the proxy, so a test can cut the link.
-func connect() error {
-	ctx := context.Background()
-	var err error
-	if toKiel, err = testenv.NewProxy(hostPort(kiel)); err != nil {
-		return err
-	}
-	if toSchwerin, err = testenv.NewProxy(hostPort(schwerin)); err != nil {
-		return err
-	}
-	for _, link := range []struct {
-		on, peer *testenv.Site
-		proxy    *testenv.Proxy
-	}{{kiel, schwerin, toSchwerin}, {schwerin, kiel, toKiel}} {
-		kubeconfig, err := link.peer.KubeconfigFor(link.proxy.URL())
-		if err != nil {
-			return err
-		}
-		if err := link.on.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
-			return fmt.Errorf("create manager namespace at %s: %w", link.on.Name, err)
-		}
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + link.peer.Name},
-			Data:       map[string][]byte{testenv.PeerSecretKey: kubeconfig},
-		}
-		if err := link.on.Client.Create(ctx, secret); err != nil {
-			return fmt.Errorf("create peer Secret at %s: %w", link.on.Name, err)
-		}
-		peer := testobjects.MakeReplicationPeer(link.peer.Name).Heartbeat(time.Second).Obj()
-		if err := link.on.Client.Create(ctx, peer); err != nil {
-			return fmt.Errorf("create ReplicationPeer at %s: %w", link.on.Name, err)
-		}
-	}
-	return nil
-}
-
-// hostPort is the host:port of a site's API server.
-func hostPort(s *testenv.Site) string {
-	return s.URL()[len("https://"):]
 }
 
 // startManager starts an in-process manager for site.

@@ -19,13 +19,8 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
-	"github.com/deich-io/deich/internal/testobjects"
 )
 
 const (
@@ -88,7 +83,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := connectPartners(ctx); err != nil {
+	if err := env.Link(kiel.Name, schwerin.Name).Connect(ctx, managerNamespace, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -100,36 +95,6 @@ func run(m *testing.M) int {
 	}
 	code = m.Run()
 	return code
-}
-
-// connectPartners gives each partner a ReplicationPeer for the other whose kubeconfig reaches
-// it through the link between the two, so that cutting that link cuts the managers off from
-// each other's API servers. StartWitness already did the same for the witness.
-func connectPartners(ctx context.Context) error {
-	link := env.Link(kiel.Name, schwerin.Name)
-	for _, on := range []*testenv.Site{kiel, schwerin} {
-		other := link.Other(on.Name)
-		kubeconfig, err := link.Kubeconfig(on.Name)
-		if err != nil {
-			return err
-		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}
-		if err := on.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create manager namespace at %s: %w", on.Name, err)
-		}
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + other.Name},
-			Data:       map[string][]byte{testenv.PeerSecretKey: kubeconfig},
-		}
-		if err := on.Client.Create(ctx, secret); err != nil {
-			return fmt.Errorf("create peer Secret for %s at %s: %w", other.Name, on.Name, err)
-		}
-		peer := testobjects.MakeReplicationPeer(other.Name).Heartbeat(time.Second).Obj()
-		if err := on.Client.Create(ctx, peer); err != nil {
-			return fmt.Errorf("create ReplicationPeer %s at %s: %w", other.Name, on.Name, err)
-		}
-	}
-	return nil
 }
 
 // startManager starts what runs at site as its manager: one in-process manager, or, while a
