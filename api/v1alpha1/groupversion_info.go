@@ -1,6 +1,7 @@
 // Package v1alpha1 contains the resilience.deich.io/v1alpha1 API: the partner sites
 // (ReplicationPeer), the disaster-recovery standards (RecoveryObjective), the services shared
-// between sites (SharedService) and the requests to move them (Switchover).
+// between sites (SharedService), the requests to move them (Switchover) and the drills
+// rehearsed on a schedule (DrillSchedule).
 //
 // +kubebuilder:object:generate=true
 // +groupName=resilience.deich.io
@@ -30,6 +31,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&RecoveryObjective{}, &RecoveryObjectiveList{},
 		&SharedService{}, &SharedServiceList{},
 		&Switchover{}, &SwitchoverList{},
+		&DrillSchedule{}, &DrillScheduleList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -977,3 +977,47 @@ func createMinimal(t *testing.T, into client.Object, spec string) {
 		t.Fatalf("get %s %s: %v", gvk.Kind, u.GetName(), err)
 	}
 }
+
+func drillSchedule(mutate ...func(*v1alpha1.DrillSchedule)) *v1alpha1.DrillSchedule {
+	ds := &v1alpha1.DrillSchedule{
+		Spec: v1alpha1.DrillScheduleSpec{
+			Schedule: "0 3 1 * *",
+			TimeZone: "Europe/Berlin",
+			Owner:    "Plattformbetrieb SH",
+		},
+	}
+	for _, m := range mutate {
+		m(ds)
+	}
+	return ds
+}
+
+// dp is a pointer to d(s).
+func dp(s string) *metav1.Duration {
+	v := d(s)
+	return &v
+}
+
+func TestDrillScheduleValidation(t *testing.T) {
+	needAPIServer(t)
+	type s = v1alpha1.DrillSchedule
+	runCases(t, []validationCase{
+		{name: "accepts a monthly schedule", obj: drillSchedule()},
+		{name: "accepts a schedule with every bound at its limit", obj: drillSchedule(func(s *s) {
+			s.Spec.Timeout, s.Spec.StartingDeadline, s.Spec.HistoryLimit = dp("24h"), dp("10s"), 50
+		})},
+
+		{name: "rejects a missing owner", want: "spec.owner: Required value",
+			obj: raw(drillSchedule(), func(o map[string]any) { unstructured.RemoveNestedField(o, "spec", "owner") })},
+		{name: "rejects an empty schedule", want: "spec.schedule in body should be at least 1 chars long",
+			obj: drillSchedule(func(s *s) { s.Spec.Schedule = "" })},
+		{name: "rejects a timeout under 30s", want: "timeout must be between 30s and 24h",
+			obj: drillSchedule(func(s *s) { s.Spec.Timeout = dp("20s") })},
+		{name: "rejects a timeout over a day", want: "timeout must be between 30s and 24h",
+			obj: drillSchedule(func(s *s) { s.Spec.Timeout = dp("25h") })},
+		{name: "rejects a starting deadline under 10s", want: "startingDeadline must be at least 10s",
+			obj: drillSchedule(func(s *s) { s.Spec.StartingDeadline = dp("5s") })},
+		{name: "rejects a history of more than 50 reports", want: "spec.historyLimit in body should be less than or equal to 50",
+			obj: drillSchedule(func(s *s) { s.Spec.HistoryLimit = 51 })},
+	})
+}

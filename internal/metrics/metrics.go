@@ -38,6 +38,36 @@ var (
 )
 
 var (
+	// PeerCredentialsExpiry is when the credentials of a peer's kubeconfig expire, as Unix
+	// seconds: the expiry of its bearer token when that is a JWT, else of its client
+	// certificate. Absent when neither says.
+	PeerCredentialsExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_peer_credentials_expiry_timestamp_seconds",
+		Help: "When the credentials in the peer's kubeconfig Secret expire (Unix seconds): the bearer token's exp claim when it is a JWT, else the client certificate's notAfter.",
+	}, []string{"peer", "site"})
+)
+
+var (
+	// DrillFailed is 1 while the last run of a DrillSchedule failed and 0 once one passed.
+	DrillFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_drill_failed",
+		Help: "Whether the last run of a DrillSchedule failed (1) or passed (0).",
+	}, []string{"namespace", "schedule", "site"})
+
+	// DrillLastRun is when a DrillSchedule's last run completed, as Unix seconds.
+	DrillLastRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deich_drill_last_run_timestamp_seconds",
+		Help: "When the last run of a DrillSchedule completed (Unix seconds).",
+	}, []string{"namespace", "schedule", "site"})
+
+	// Drills counts the completed runs of each DrillSchedule by result.
+	Drills = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deich_drills_total",
+		Help: "Completed runs of a DrillSchedule, by result (Passed or Failed).",
+	}, []string{"namespace", "schedule", "site", "result"})
+)
+
+var (
 	// ReplicationLag is the age of the standby's copy of a service: how long ago it was last
 	// confirmed complete and current. Compare it with the service's RPO.
 	ReplicationLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -197,7 +227,19 @@ func init() {
 		HealthCheckUp,
 		MirrorRounds,
 		CopiesRendered,
+		PeerCredentialsExpiry,
+		DrillFailed,
+		DrillLastRun,
+		Drills,
 	)
+}
+
+// ForgetDrillSchedule removes the series of a deleted DrillSchedule.
+func ForgetDrillSchedule(namespace, schedule string) {
+	labels := prometheus.Labels{"namespace": namespace, "schedule": schedule}
+	DrillFailed.DeletePartialMatch(labels)
+	DrillLastRun.DeletePartialMatch(labels)
+	Drills.DeletePartialMatch(labels)
 }
 
 // ForgetService removes the series of a deleted SharedService.

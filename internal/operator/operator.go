@@ -295,6 +295,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Switchover controller: %w", err)
 	}
+	if err := controllers.NewDrillScheduleReconciler(
+		mgr.GetClient(), mgr.GetEventRecorder("deich-drillschedule"), opts.Site,
+		controllers.WithDrillScheduleClock(opts.Clock),
+	).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up DrillSchedule controller: %w", err)
+	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
