@@ -275,11 +275,21 @@ func serves(svc *deichv1alpha1.SharedService) bool {
 // condition was computed a while ago), with a sentence saying how old it is.
 func (r *SwitchoverReconciler) copyWithinRPO(svc *deichv1alpha1.SharedService, now time.Time) (bool, string) {
 	c := meta.FindStatusCondition(svc.Status.Conditions, deichv1alpha1.ServiceConditionObjectivesMet)
+	msg := ""
 	switch {
 	case c == nil:
 		return false, "the age of the copy is not known yet"
+	case c.Status == metav1.ConditionFalse && c.Reason == deichv1alpha1.ServiceReasonRecoverySlowerThanRTO:
+		// The last promotion was slow; the condition says so only once the copy was found
+		// within the RPO, which the age below checks again.
+		msg = "the standby's copy is within the RPO"
+		if obj := svc.Status.Objective; obj != nil && obj.RPO != nil {
+			msg = fmt.Sprintf("the standby's copy is within the RPO of %s", obj.RPO.Duration)
+		}
 	case c.Status != metav1.ConditionTrue:
 		return false, c.Message
+	default:
+		msg = c.Message
 	}
 	if obj := svc.Status.Objective; obj != nil && obj.RPO != nil && svc.Status.LastSyncTime != nil {
 		// lastSyncTime may come from the other site's clock: allow for the skew.
@@ -287,7 +297,7 @@ func (r *SwitchoverReconciler) copyWithinRPO(svc *deichv1alpha1.SharedService, n
 			return false, fmt.Sprintf("the copy was last confirmed current %s ago, longer than the RPO of %s", age.Round(time.Second), obj.RPO.Duration)
 		}
 	}
-	return true, c.Message
+	return true, msg
 }
 
 // connection returns the connection to site when its ReplicationPeer is Ready, and otherwise
