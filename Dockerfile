@@ -19,13 +19,18 @@ COPY main.go ./
 COPY api/ api/
 COPY controllers/ controllers/
 COPY internal/ internal/
+COPY cmd/ cmd/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/manager .
+    go build -trimpath -ldflags="-s -w" -o /out/manager . && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags="-s -w" -o /out/kubectl-deich ./cmd/kubectl-deich
 
 FROM gcr.io/distroless/static:nonroot
 LABEL org.opencontainers.image.source="https://github.com/deich-io/deich" \
       org.opencontainers.image.description="Deich: mirrors shared services to a partner site and fails over without split-brain" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/manager /manager
+# The kubectl plugin, for a toolbox pod: kubectl cp it out, or run it with --entrypoint.
+COPY --from=builder /out/kubectl-deich /kubectl-deich
 USER 65532:65532
 ENTRYPOINT ["/manager"]
