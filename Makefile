@@ -19,6 +19,9 @@ KUSTOMIZE_VERSION ?= v5.8.2
 CRD_REF_DOCS_VERSION ?= v0.3.0
 HELM_VERSION ?= v4.3.1
 KWOK_VERSION ?= v0.8.0
+# promtool is built from hack/tools/promtool, a module of its own whose go.mod pins
+# github.com/prometheus/prometheus at this version; the rule refuses to build when the two differ.
+PROMTOOL_VERSION ?= v0.316.0
 
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -26,6 +29,7 @@ KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 CRD_REF_DOCS ?= $(LOCALBIN)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
 
 # Control-plane binaries are built from the module in hack/tools, whose go.mod pins
 # k8s.io/kubernetes and go.etcd.io/etcd/server/v3.
@@ -101,8 +105,8 @@ GOLANGCI_LINT_TARGET = $(if $(SKIP_LINT),@echo "lint skipped",$(MAKE) --no-print
 test: verify test-all ## Verify, then run every test: unit tests and the two-site tests on real API servers.
 
 .PHONY: test-all
-test-all: $(CONTROL_PLANE) $(DEMO_TOOLS) $(HELM) $(KUSTOMIZE) ## Run every test without verifying first.
-	KUBEBUILDER_ASSETS=$(LOCALBIN) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) KWOK=$(KWOK) KUBECTL=$(KUBECTL) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/scale$$')
+test-all: $(CONTROL_PLANE) $(DEMO_TOOLS) $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run every test without verifying first.
+	KUBEBUILDER_ASSETS=$(LOCALBIN) HELM=$(HELM) PROMTOOL=$(PROMTOOL) KUSTOMIZE=$(KUSTOMIZE) KWOK=$(KWOK) KUBECTL=$(KUBECTL) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/scale$$')
 	# test/scale loads the machine with a catalogue of services: it runs after the
 	# timing-sensitive fault tests, not beside them.
 	KUBEBUILDER_ASSETS=$(LOCALBIN) $(GO) test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./test/scale/
@@ -114,8 +118,27 @@ test-unit: ## Run only the tests that need no API server.
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager into bin/manager and the kubectl plugin into bin/kubectl-deich.
 	$(GO) build -trimpath -o $(LOCALBIN)/manager .
+	$(GO) build -trimpath -o $(LOCALBIN)/kubectl-deich ./cmd/kubectl-deich
+
+# The kubectl plugin's release archives, one per platform, with their SHA-256 sums: what a krew
+# index entry (hack/krew/deich.yaml) points at.
+DIST ?= $(CURDIR)/dist
+RELEASE_TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+.PHONY: dist
+dist: ## Build the kubectl-deich release archives for every platform into dist/ (RELEASE_TAG names them).
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(PLUGIN_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=""; [ "$$os" = windows ] && ext=.exe; \
+		dir=$(DIST)/kubectl-deich_$(RELEASE_TAG)_$${os}_$${arch}; mkdir -p $$dir; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w" -o $$dir/kubectl-deich$$ext ./cmd/kubectl-deich; \
+		tar -C $$dir -czf $$dir.tar.gz kubectl-deich$$ext; rm -rf $$dir; \
+		echo "$$dir.tar.gz"; \
+	done
+	@cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
 .PHONY: run
 run: ## Run a manager against the cluster of the current kubeconfig (SITE=<name>).
@@ -182,7 +205,7 @@ soak: $(CONTROL_PLANE) ## Inject random faults of the fault matrix for SOAK_DURA
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(CRD_REF_DOCS) $(HELM) $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build every tool into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(CRD_REF_DOCS) $(HELM) $(PROMTOOL) $(CONTROL_PLANE) $(DEMO_TOOLS) ## Build every tool into bin/.
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
@@ -229,6 +252,15 @@ $(LOCALBIN)/kube-scheduler: $(TOOLS_MOD) | $(LOCALBIN)
 
 $(LOCALBIN)/kubectl: $(TOOLS_MOD) | $(LOCALBIN)
 	cd hack/tools && $(GO) build -trimpath -ldflags "-s -w $$(./version-ldflags.sh)" -o $@.tmp k8s.io/kubernetes/cmd/kubectl
+	mv $@.tmp $@
+
+# promtool checks and unit-tests the chart's alerting rules (test/chart). The ldflag sets the
+# version `promtool --version` reports: the module version (v0.316.0 is Prometheus 3.16.0).
+$(PROMTOOL): hack/tools/promtool/go.mod hack/tools/promtool/go.sum | $(LOCALBIN)
+	@pinned="$$(cd hack/tools/promtool && $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)"; \
+	if [ "$$pinned" != "$(PROMTOOL_VERSION)" ]; then \
+		echo "hack/tools/promtool/go.mod pins github.com/prometheus/prometheus $$pinned, but PROMTOOL_VERSION is $(PROMTOOL_VERSION)"; exit 1; fi
+	cd hack/tools/promtool && $(GO) build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=$(PROMTOOL_VERSION)" -o $@.tmp github.com/prometheus/prometheus/cmd/promtool
 	mv $@.tmp $@
 
 # kwok's k8s.io dependencies differ from k8s.io/kubernetes', so, like helm, it is installed at

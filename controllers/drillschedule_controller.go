@@ -463,20 +463,33 @@ func (r *DrillScheduleReconciler) pruneDrills(ctx context.Context, ds *deichv1al
 	return nil
 }
 
-// exportMetrics sets the schedule's gauges from its newest completed report.
+// exportMetrics sets the schedule's gauges from its reports: failed while the newest run that
+// passed, failed or was missed did not pass; the last run when the newest run that drilled
+// something completed — the last success, or the schedule's creation, when no report shows
+// one, so that a schedule that never runs becomes overdue too.
 func (r *DrillScheduleReconciler) exportMetrics(ds *deichv1alpha1.DrillSchedule) {
+	lastRun := ds.CreationTimestamp.Time
+	if t := ds.Status.LastSuccessfulTime; t != nil {
+		lastRun = t.Time
+	}
+	judged, ran := false, false
 	for _, rep := range ds.Status.Reports {
-		if rep.Result == deichv1alpha1.DrillRunning || rep.Result == deichv1alpha1.DrillSkipped || rep.CompletedAt == nil {
+		if rep.CompletedAt == nil {
 			continue
 		}
-		failed := 0.0
-		if rep.Result != deichv1alpha1.DrillPassed {
-			failed = 1
+		switch rep.Result {
+		case deichv1alpha1.DrillPassed, deichv1alpha1.DrillFailed, deichv1alpha1.DrillMissed:
+			if !judged {
+				judged = true
+				metrics.DrillFailed.WithLabelValues(ds.Namespace, ds.Name, r.site).Set(boolGauge(rep.Result != deichv1alpha1.DrillPassed))
+			}
+			if !ran && rep.Result != deichv1alpha1.DrillMissed {
+				ran = true
+				lastRun = rep.CompletedAt.Time
+			}
 		}
-		metrics.DrillFailed.WithLabelValues(ds.Namespace, ds.Name, r.site).Set(failed)
-		metrics.DrillLastRun.WithLabelValues(ds.Namespace, ds.Name, r.site).Set(float64(rep.CompletedAt.Unix()))
-		return
 	}
+	metrics.DrillLastRun.WithLabelValues(ds.Namespace, ds.Name, r.site).Set(float64(lastRun.Unix()))
 }
 
 // trimReports keeps spec.historyLimit reports, the running one always.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -50,10 +51,18 @@ type ReplicationPeerReconciler struct {
 	// follow holds, per ReplicationPeer, until when an inventory is taken at every heartbeat:
 	// for one inventoryInterval after its egress policy changed, while the services withdraw
 	// what it no longer allows.
-	mu       sync.Mutex
-	reported map[string]string
-	follow   map[string]time.Time
+	// expiryWarned holds, per ReplicationPeer, the expiry of its credentials that the last
+	// CredentialsExpiring event was recorded for, so that each expiry is reported once (and
+	// once more by a manager that restarts or takes over the lead).
+	mu           sync.Mutex
+	reported     map[string]string
+	follow       map[string]time.Time
+	expiryWarned map[string]time.Time
 }
+
+// credentialsExpiryWarning is how long before its credentials expire a peer gets a
+// CredentialsExpiring event.
+const credentialsExpiryWarning = 7 * 24 * time.Hour
 
 // DefaultInventoryInterval is how often a partner's inventory is taken by default
 // (--egress-inventory-interval).
@@ -81,14 +90,15 @@ func WithInventoryInterval(d time.Duration) ReplicationPeerOption {
 // Secrets live in namespace.
 func NewReplicationPeerReconciler(c client.Client, registry *peer.Registry, recorder events.EventRecorder, site, namespace string, opts ...ReplicationPeerOption) *ReplicationPeerReconciler {
 	r := &ReplicationPeerReconciler{
-		client:    c,
-		registry:  registry,
-		recorder:  recorder,
-		clock:     clock.RealClock{},
-		site:      site,
-		namespace: namespace,
-		reported:  map[string]string{},
-		follow:    map[string]time.Time{},
+		client:       c,
+		registry:     registry,
+		recorder:     recorder,
+		clock:        clock.RealClock{},
+		site:         site,
+		namespace:    namespace,
+		reported:     map[string]string{},
+		follow:       map[string]time.Time{},
+		expiryWarned: map[string]time.Time{},
 
 		inventoryInterval: DefaultInventoryInterval,
 	}
@@ -180,6 +190,13 @@ type peerObservation struct {
 	rebuilt      bool
 	// conn is the connection the heartbeat went through.
 	conn *peer.Connection
+	// credentials is when the credentials in the peer's kubeconfig expire; nil when they do
+	// not say or were refused. secretUnread is set when the Secret could not be read, so
+	// what was last reported of them stands.
+	credentials  *peer.Expiry
+	secretUnread bool
+	// secret is the peer's Secret as namespace/name, for messages.
+	secret string
 }
 
 // Reconcile connects to one peer and records what it found.
@@ -263,6 +280,7 @@ func (r *ReplicationPeerReconciler) observe(ctx context.Context, obj *deichv1alp
 func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alpha1.ReplicationPeer) (*peer.Connection, peerObservation) {
 	var obs peerObservation
 	ref := obj.Spec.KubeconfigSecretRef
+	obs.secret = ref.Namespace + "/" + ref.Name
 
 	if obj.Spec.Site == r.site {
 		obs.refusedReason = deichv1alpha1.PeerReasonSiteIsLocal
@@ -286,6 +304,7 @@ func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alp
 			return nil, obs
 		}
 		obs.heartbeatErr = fmt.Errorf("get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		obs.secretUnread = true
 		return nil, obs
 	}
 	key := ref.Key
@@ -300,11 +319,15 @@ func (r *ReplicationPeerReconciler) connect(ctx context.Context, obj *deichv1alp
 		return nil, obs
 	}
 
+	if exp, ok := peer.CredentialsExpiry(kubeconfig); ok {
+		obs.credentials = &exp
+	}
 	conn, _, err := r.registry.Ensure(obj.Name, obj.Spec.Site, kubeconfig)
 	if err != nil {
 		var credErr *peer.CredentialError
 		switch {
 		case errors.As(err, &credErr):
+			obs.credentials = nil
 			obs.refusedReason = deichv1alpha1.PeerReasonCredentialsRefused
 			obs.refusedMessage = fmt.Sprintf("kubeconfig in Secret %s/%s refused (%s): %s", ref.Namespace, ref.Name, credErr.Reason, credErr.Message)
 		case errors.Is(err, peer.ErrSiteTaken):
@@ -383,8 +406,48 @@ func (r *ReplicationPeerReconciler) report(obj, before *deichv1alpha1.Replicatio
 
 	metrics.PeerReachable.WithLabelValues(obj.Name, obj.Spec.Site).Set(boolGauge(reachable.Status == metav1.ConditionTrue))
 	metrics.PeerReady.WithLabelValues(obj.Name, obj.Spec.Site).Set(boolGauge(ready.Status == metav1.ConditionTrue))
+	r.reportCredentialsExpiry(obj, obs)
 
 	r.recordTransitions(obj, before, obs)
+}
+
+// reportCredentialsExpiry records when the peer's credentials expire in status and as a
+// metric, and warns once for each expiry that is less than credentialsExpiryWarning away. The
+// series is removed when the credentials do not say, so no alert works from a stale value.
+func (r *ReplicationPeerReconciler) reportCredentialsExpiry(obj *deichv1alpha1.ReplicationPeer, obs peerObservation) {
+	switch {
+	case obs.secretUnread:
+		return
+	case obs.credentials == nil:
+		obj.Status.CredentialsExpiryTime = nil
+		metrics.PeerCredentialsExpiry.DeletePartialMatch(prometheus.Labels{"peer": obj.Name})
+		return
+	}
+	exp := *obs.credentials
+	obj.Status.CredentialsExpiryTime = &metav1.Time{Time: exp.At}
+	metrics.PeerCredentialsExpiry.WithLabelValues(obj.Name, obj.Spec.Site).Set(float64(exp.At.Unix()))
+
+	left := exp.At.Sub(r.clock.Now())
+	if left > credentialsExpiryWarning {
+		return
+	}
+	r.mu.Lock()
+	warned := r.expiryWarned[obj.Name].Equal(exp.At)
+	r.expiryWarned[obj.Name] = exp.At
+	r.mu.Unlock()
+	if warned {
+		return
+	}
+	at := exp.At.Format(time.RFC3339)
+	if left <= 0 {
+		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.PeerEventCredentialsExpiring, "CheckCredentials",
+			"The %s in Secret %s expired at %s, so peer %s refuses it; put renewed credentials into the Secret",
+			exp.Credential, obs.secret, at, obj.Spec.Site)
+		return
+	}
+	r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, deichv1alpha1.PeerEventCredentialsExpiring, "CheckCredentials",
+		"The %s in Secret %s expires at %s (in %s); put renewed credentials for peer %s into the Secret before then",
+		exp.Credential, obs.secret, at, left.Round(time.Minute), obj.Spec.Site)
 }
 
 // answered returns the round trip and server version of the heartbeat that was answered.
@@ -447,6 +510,7 @@ func (r *ReplicationPeerReconciler) forget(name string) {
 	r.mu.Lock()
 	delete(r.reported, name)
 	delete(r.follow, name)
+	delete(r.expiryWarned, name)
 	r.mu.Unlock()
 	metrics.ForgetPeer(name)
 }

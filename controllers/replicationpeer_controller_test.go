@@ -2,17 +2,23 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -286,4 +292,134 @@ func TestPeerNamingTheLocalSiteIsRefused(t *testing.T) {
 	cleanup(t, kiel, peerObj)
 	g.Eventually(peerCondition(ctx, kiel, peerObj.Name, deichv1alpha1.ConditionReady)).
 		Should(haveStatusReason(metav1.ConditionFalse, deichv1alpha1.PeerReasonSiteIsLocal))
+}
+
+// jwtExpiring returns a bearer token in JWT form whose exp claim is exp. It is unsigned: the
+// manager only reads the expiry, and the test kubeconfigs authenticate with their client
+// certificate, which the API server tries first.
+func jwtExpiring(exp time.Time) string {
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"alg":"RS256"}`)) + "." +
+		enc.EncodeToString(fmt.Appendf(nil, `{"sub":"system:serviceaccount:deich-system:deich-peer","exp":%d}`, exp.Unix())) + "." +
+		enc.EncodeToString([]byte("unsigned"))
+}
+
+// peerCredentialsExpiry returns the value of deich_peer_credentials_expiry_timestamp_seconds
+// for the named peer, or nil when the manager exports no such series.
+func peerCredentialsExpiry(peerName string) *float64 {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		metrics.PeerCredentialsExpiry.Collect(ch)
+		close(ch)
+	}()
+	var found *float64
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "peer" && l.GetValue() == peerName {
+				found = ptr.To(d.GetGauge().GetValue())
+			}
+		}
+	}
+	return found
+}
+
+// credentialsExpiringEvents returns the CredentialsExpiring events recorded at site about
+// peer, not about earlier ReplicationPeers of the same name.
+func credentialsExpiringEvents(ctx context.Context, site *testenv.Site, peer *deichv1alpha1.ReplicationPeer) ([]eventsv1.Event, error) {
+	var list eventsv1.EventList
+	if err := site.Client.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.UID == peer.UID && e.Reason == deichv1alpha1.PeerEventCredentialsExpiring {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func TestPeerReportsWhenItsCredentialsExpire(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	withToken := func(token string) []byte {
+		return mutatedKubeconfig(t, schwerin, func(cfg *clientcmdapi.Config) {
+			for _, u := range cfg.AuthInfos {
+				u.Token = token
+			}
+		})
+	}
+	expiryOf := func(name string) func() *time.Time {
+		return func() *time.Time {
+			p, err := getPeer(ctx, kiel, name)
+			if err != nil || p.Status.CredentialsExpiryTime == nil {
+				return nil
+			}
+			return &p.Status.CredentialsExpiryTime.Time
+		}
+	}
+	heartbeats := func(name string) int64 {
+		p, err := getPeer(ctx, kiel, name)
+		if err != nil || p.Status.LastHeartbeatTime == nil {
+			return 0
+		}
+		return p.Status.LastHeartbeatTime.Unix()
+	}
+	events := func(peer *deichv1alpha1.ReplicationPeer) func() ([]eventsv1.Event, error) {
+		return func() ([]eventsv1.Event, error) { return credentialsExpiringEvents(ctx, kiel, peer) }
+	}
+
+	// A token that expires in three days: status and metric show when, and one Warning event
+	// says so.
+	soon := time.Now().Add(72 * time.Hour).Truncate(time.Second)
+	putSecret(ctx, t, kiel, managerNamespace, "peer-mv-schwerin", withToken(jwtExpiring(soon)))
+	peerObj := testobjects.MakeReplicationPeer(testenv.SiteSchwerin).Heartbeat(time.Second).Obj()
+	g.Expect(kiel.Client.Create(ctx, peerObj)).To(Succeed())
+	cleanup(t, kiel, peerObj)
+	g.Eventually(expiryOf(peerObj.Name)).Should(HaveValue(BeTemporally("==", soon)))
+	g.Expect(peerCredentialsExpiry(peerObj.Name)).To(HaveValue(Equal(float64(soon.Unix()))))
+	g.Eventually(events(peerObj)).Should(HaveLen(1))
+	g.Eventually(peerCondition(ctx, kiel, peerObj.Name, deichv1alpha1.ConditionReady)).
+		Should(haveStatusReason(metav1.ConditionTrue, deichv1alpha1.PeerReasonConnected))
+	first, err := credentialsExpiringEvents(ctx, kiel, peerObj)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(first[0].Type).To(Equal(corev1.EventTypeWarning))
+	g.Expect(first[0].Note).To(ContainSubstring("bearer token in Secret deich-system/peer-mv-schwerin expires at " + soon.UTC().Format(time.RFC3339)))
+
+	// Later heartbeats do not repeat it: the event is neither recorded again nor counted in a
+	// series.
+	since := heartbeats(peerObj.Name)
+	g.Eventually(func() int64 { return heartbeats(peerObj.Name) }).Should(BeNumerically(">=", since+3))
+	g.Expect(credentialsExpiringEvents(ctx, kiel, peerObj)).To(And(HaveLen(1), HaveEach(HaveField("Series", BeNil()))))
+
+	// A token that says nothing of its expiry: status and metric drop it.
+	opaque := mutatedKubeconfig(t, schwerin, func(cfg *clientcmdapi.Config) {
+		for _, u := range cfg.AuthInfos {
+			u.Token = "an-opaque-token"
+			u.ClientCertificateData, u.ClientKeyData = nil, nil
+		}
+	})
+	putSecret(ctx, t, kiel, managerNamespace, "peer-mv-schwerin", opaque)
+	g.Eventually(expiryOf(peerObj.Name)).Should(BeNil())
+	g.Expect(peerCredentialsExpiry(peerObj.Name)).To(BeNil())
+
+	// Renewed for 30 days: shown, and no warning.
+	later := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	putSecret(ctx, t, kiel, managerNamespace, "peer-mv-schwerin", withToken(jwtExpiring(later)))
+	g.Eventually(expiryOf(peerObj.Name)).Should(HaveValue(BeTemporally("==", later)))
+	g.Expect(peerCredentialsExpiry(peerObj.Name)).To(HaveValue(Equal(float64(later.Unix()))))
+
+	// A new token that expires within 7 days again gets its own warning.
+	again := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	putSecret(ctx, t, kiel, managerNamespace, "peer-mv-schwerin", withToken(jwtExpiring(again)))
+	g.Eventually(expiryOf(peerObj.Name)).Should(HaveValue(BeTemporally("==", again)))
+	g.Eventually(events(peerObj)).Should(HaveLen(2))
+
+	// A deleted peer leaves no series behind.
+	g.Expect(kiel.Client.Delete(ctx, peerObj)).To(Succeed())
+	g.Eventually(func() *float64 { return peerCredentialsExpiry(peerObj.Name) }).Should(BeNil())
 }

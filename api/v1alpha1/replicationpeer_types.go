@@ -65,6 +65,10 @@ const (
 	// PeerEventInventoryChanged is recorded when what the peer holds of this site's objects
 	// changed between two inventories (status.egress): objects arrived or were withdrawn.
 	PeerEventInventoryChanged = "EgressInventoryChanged"
+	// PeerEventCredentialsExpiring is recorded (as a Warning) when the credentials in the
+	// peer's kubeconfig Secret expire within 7 days, or have expired: once for each expiry
+	// time, so a renewed credential that again comes close is reported again.
+	PeerEventCredentialsExpiring = "CredentialsExpiring"
 )
 
 // DefaultKubeconfigKey is the Secret key read when kubeconfigSecretRef.key is not set.
@@ -278,6 +282,16 @@ type ReplicationPeerStatus struct {
 	// consecutiveFailures counts the heartbeats that failed since the last success.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// credentialsExpiryTime is when the credentials in the kubeconfig Secret expire: the exp
+	// claim of the user's bearer token when it is a JWT (a token from the TokenRequest API,
+	// kubectl create token), else the notAfter of its client certificate. After it the peer
+	// refuses them and Reachable turns False with reason Unauthorized; put renewed credentials
+	// into the Secret before then (the connection is rebuilt without a restart). Unset when
+	// the credentials carry no expiry (a long-lived service account token) or the kubeconfig
+	// is refused. A CredentialsExpiring event warns 7 days ahead.
+	// +optional
+	CredentialsExpiryTime *metav1.Time `json:"credentialsExpiryTime,omitempty"`
 
 	// egress is the inventory of what a partner holds of this site's objects, as its API
 	// server lists them: the objects labelled resilience.deich.io/source-site with this

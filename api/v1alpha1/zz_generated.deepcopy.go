@@ -935,6 +935,10 @@ func (in *ReplicationPeerStatus) DeepCopyInto(out *ReplicationPeerStatus) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.CredentialsExpiryTime != nil {
+		in, out := &in.CredentialsExpiryTime, &out.CredentialsExpiryTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Egress != nil {
 		in, out := &in.Egress, &out.Egress
 		*out = new(EgressInventory)

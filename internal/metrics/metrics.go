@@ -54,16 +54,17 @@ var (
 		Help: "Whether the last run of a DrillSchedule failed (1) or passed (0).",
 	}, []string{"namespace", "schedule", "site"})
 
-	// DrillLastRun is when a DrillSchedule's last run completed, as Unix seconds.
+	// DrillLastRun is when a DrillSchedule's last run completed, as Unix seconds; its creation
+	// until a run completed.
 	DrillLastRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "deich_drill_last_run_timestamp_seconds",
-		Help: "When the last run of a DrillSchedule completed (Unix seconds).",
+		Help: "When the last run of a DrillSchedule completed, or the schedule was created if none has (Unix seconds).",
 	}, []string{"namespace", "schedule", "site"})
 
-	// Drills counts the completed runs of each DrillSchedule by result.
+	// Drills counts the runs of each DrillSchedule by result, missed and skipped ones included.
 	Drills = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deich_drills_total",
-		Help: "Completed runs of a DrillSchedule, by result (Passed or Failed).",
+		Help: "Runs of a DrillSchedule by result: Passed, Failed, Missed (not started within its starting deadline) or Skipped (this site served none of its services).",
 	}, []string{"namespace", "schedule", "site", "result"})
 )
 
@@ -266,4 +267,5 @@ func ForgetPeer(peer string) {
 	PeerHeartbeatLatency.DeletePartialMatch(labels)
 	PeerHeartbeatFailures.DeletePartialMatch(labels)
 	EgressHeldObjects.DeletePartialMatch(labels)
+	PeerCredentialsExpiry.DeletePartialMatch(labels)
 }

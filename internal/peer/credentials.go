@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"k8s.io/client-go/rest"
@@ -437,4 +442,102 @@ func quoteName(name string) string {
 		cut--
 	}
 	return strconv.Quote(name[:cut] + "…")
+}
+
+// Credentials whose expiry CredentialsExpiry reports, as Expiry.Credential.
+const (
+	// CredentialBearerToken is the token of the kubeconfig's user, when it is a JWT with an exp
+	// claim (a service account token from the TokenRequest API, an OIDC ID token).
+	CredentialBearerToken = "bearer token"
+	// CredentialClientCertificate is the client certificate of the kubeconfig's user.
+	CredentialClientCertificate = "client certificate"
+)
+
+// maxExpiry is the latest expiry CredentialsExpiry reports: the end of year 9999, the last
+// instant a Kubernetes timestamp can hold. A later one is no expiry an SRE has to plan for.
+var maxExpiry = time.Date(9999, time.December, 31, 23, 59, 59, 0, time.UTC)
+
+// Expiry is when the credentials of a peer's kubeconfig stop being accepted.
+type Expiry struct {
+	// At is the instant the credential expires, to the second, in UTC.
+	At time.Time
+	// Credential says which credential expires at At: CredentialBearerToken or
+	// CredentialClientCertificate.
+	Credential string
+}
+
+// CredentialsExpiry returns when the credentials of the current context's user in kubeconfig
+// expire: the exp claim of its bearer token when that is a JWT, else the notAfter of its
+// client certificate. It returns false when neither tells: a token that is no JWT or has no
+// exp (a long-lived service account token from a Secret), no client certificate, or a
+// kubeconfig it cannot read (RESTConfigFromKubeconfig says why).
+//
+// The token is decoded without verifying its signature, which is the peer API server's job:
+// only the expiry is read, to warn before the peer starts refusing the token. Nothing of the
+// token is returned.
+func CredentialsExpiry(kubeconfig []byte) (Expiry, bool) {
+	cfg, err := clientcmd.Load(kubeconfig)
+	if err != nil {
+		return Expiry{}, false
+	}
+	context := cfg.Contexts[cfg.CurrentContext]
+	if context == nil {
+		return Expiry{}, false
+	}
+	user := cfg.AuthInfos[context.AuthInfo]
+	if user == nil {
+		return Expiry{}, false
+	}
+	if at, ok := tokenExpiry(user.Token); ok {
+		return Expiry{At: at, Credential: CredentialBearerToken}, true
+	}
+	if at, ok := certificateExpiry(user.ClientCertificateData); ok {
+		return Expiry{At: at, Credential: CredentialClientCertificate}, true
+	}
+	return Expiry{}, false
+}
+
+// tokenExpiry reads the exp claim (RFC 7519, seconds since the epoch) from the payload of a
+// JWT in compact serialization (header.payload.signature, base64url without padding).
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[1] == "" {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == "" {
+		return time.Time{}, false
+	}
+	exp, err := claims.Exp.Float64()
+	if err != nil || exp <= 0 || exp > float64(maxExpiry.Unix()) {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(math.Floor(exp)), 0).UTC(), true
+}
+
+// certificateExpiry returns the notAfter of the first certificate in PEM data: the client
+// certificate itself, which precedes any intermediates in a kubeconfig.
+func certificateExpiry(data []byte) (time.Time, bool) {
+	for len(data) > 0 {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return time.Time{}, false
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || cert.NotAfter.After(maxExpiry) {
+			return time.Time{}, false
+		}
+		return cert.NotAfter.UTC(), true
+	}
+	return time.Time{}, false
 }

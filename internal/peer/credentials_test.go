@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -650,6 +651,189 @@ func FuzzRESTConfigFromKubeconfig(f *testing.F) {
 					t.Fatalf("Error() = %q contains secret material", err.Error())
 				}
 			}
+		}
+	})
+}
+
+// expiryTestJWT returns a JWT in compact serialization whose payload is claims (JSON). The
+// signature is a placeholder: CredentialsExpiry does not verify it.
+func expiryTestJWT(claims string) string {
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"alg":"RS256","kid":"test"}`)) + "." +
+		enc.EncodeToString([]byte(claims)) + "." + enc.EncodeToString([]byte("not-a-signature"))
+}
+
+// expiryTestCertificate returns a PEM-encoded self-signed client certificate valid until
+// notAfter, and its key.
+func expiryTestCertificate(tb testing.TB, notAfter time.Time) (certPEM, keyPEM []byte) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(notAfter.Unix()),
+		Subject:      pkix.Name{CommonName: "deich", Organization: []string{"deich:peers"}},
+		NotBefore:    notAfter.Add(-90 * 24 * time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+func TestCredentialsExpiry(t *testing.T) {
+	tokenExp := time.Date(2031, time.March, 1, 12, 0, 0, 0, time.UTC)
+	certExp := time.Date(2030, time.June, 30, 23, 59, 59, 0, time.UTC)
+	certPEM, keyPEM := expiryTestCertificate(t, certExp)
+	intermediatePEM, _ := expiryTestCertificate(t, certExp.Add(-24*time.Hour))
+	jwt := expiryTestJWT(fmt.Sprintf(`{"aud":["https://kubernetes.default.svc"],"exp":%d,"sub":"system:serviceaccount:deich-system:deich-peer"}`, tokenExp.Unix()))
+	withToken := func(token string) func(cfg *clientcmdapi.Config) {
+		return func(cfg *clientcmdapi.Config) { cfg.AuthInfos["deich"].Token = token }
+	}
+	withCertificate := func(token string) func(cfg *clientcmdapi.Config) {
+		return func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["deich"] = &clientcmdapi.AuthInfo{Token: token, ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+		}
+	}
+
+	tests := []struct {
+		name       string
+		kubeconfig []byte
+		want       Expiry
+		wantKnown  bool
+	}{{
+		name:       "a JWT bearer token expires at its exp claim",
+		kubeconfig: credKubeconfig(t, withToken(jwt)),
+		want:       Expiry{At: tokenExp, Credential: CredentialBearerToken},
+		wantKnown:  true,
+	}, {
+		name:       "a JWT with a fractional exp is read to the second",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(fmt.Sprintf(`{"exp":%d.75}`, tokenExp.Unix())))),
+		want:       Expiry{At: tokenExp, Credential: CredentialBearerToken},
+		wantKnown:  true,
+	}, {
+		name:       "a JWT whose payload keeps its base64 padding is read too",
+		kubeconfig: credKubeconfig(t, withToken(strings.Replace(expiryTestJWT(fmt.Sprintf(`{"exp":%d}`, tokenExp.Unix())), ".", "==.", 2))),
+		want:       Expiry{At: tokenExp, Credential: CredentialBearerToken},
+		wantKnown:  true,
+	}, {
+		name:       "the token's expiry comes before the client certificate's",
+		kubeconfig: credKubeconfig(t, withCertificate(jwt)),
+		want:       Expiry{At: tokenExp, Credential: CredentialBearerToken},
+		wantKnown:  true,
+	}, {
+		name:       "a client certificate expires at its notAfter",
+		kubeconfig: credKubeconfig(t, withCertificate("")),
+		want:       Expiry{At: certExp, Credential: CredentialClientCertificate},
+		wantKnown:  true,
+	}, {
+		name: "the client certificate is the first of a chain",
+		kubeconfig: credKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			withCertificate("")(cfg)
+			cfg.AuthInfos["deich"].ClientCertificateData = append(append([]byte{}, certPEM...), intermediatePEM...)
+		}),
+		want:      Expiry{At: certExp, Credential: CredentialClientCertificate},
+		wantKnown: true,
+	}, {
+		name:       "an opaque token next to a client certificate leaves the certificate's expiry",
+		kubeconfig: credKubeconfig(t, withCertificate(credToken)),
+		want:       Expiry{At: certExp, Credential: CredentialClientCertificate},
+		wantKnown:  true,
+	}, {
+		name:       "a JWT without exp next to a client certificate leaves the certificate's expiry",
+		kubeconfig: credKubeconfig(t, withCertificate(expiryTestJWT(`{"sub":"system:serviceaccount:deich-system:deich-peer"}`))),
+		want:       Expiry{At: certExp, Credential: CredentialClientCertificate},
+		wantKnown:  true,
+	}, {
+		name: "only the current context's user counts",
+		kubeconfig: credKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["other"] = &clientcmdapi.AuthInfo{Token: jwt}
+			withCertificate("")(cfg)
+		}),
+		want:      Expiry{At: certExp, Credential: CredentialClientCertificate},
+		wantKnown: true,
+	}, {
+		name:       "an opaque token alone says nothing",
+		kubeconfig: credKubeconfig(t, nil),
+	}, {
+		name:       "a JWT without exp says nothing",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(`{"sub":"system:serviceaccount:deich-system:deich-peer"}`))),
+	}, {
+		name:       "a JWT whose exp is not a number says nothing",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(`{"exp":"next year"}`))),
+	}, {
+		name:       "a JWT whose exp is not positive says nothing",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(`{"exp":-1}`))),
+	}, {
+		name:       "a JWT that expires after the year 9999 says nothing",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(`{"exp":1e15}`))),
+	}, {
+		name:       "a JWT whose payload is not JSON says nothing",
+		kubeconfig: credKubeconfig(t, withToken(expiryTestJWT(`exp=1900000000`))),
+	}, {
+		name:       "a token whose payload is not base64url says nothing",
+		kubeconfig: credKubeconfig(t, withToken("eyJhbGciOiJub25lIn0.!!!.c2ln")),
+	}, {
+		name:       "a token of two parts says nothing",
+		kubeconfig: credKubeconfig(t, withToken(strings.Join(strings.Split(jwt, ".")[:2], "."))),
+	}, {
+		name:       "an encrypted JWT (five parts) says nothing",
+		kubeconfig: credKubeconfig(t, withToken(jwt+".a.b")),
+	}, {
+		name: "a client certificate that is not PEM says nothing",
+		kubeconfig: credKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["deich"] = &clientcmdapi.AuthInfo{ClientCertificateData: []byte("not a certificate"), ClientKeyData: keyPEM}
+		}),
+	}, {
+		name: "a current context without a user says nothing",
+		kubeconfig: credKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			withToken(jwt)(cfg)
+			cfg.Contexts["peer"].AuthInfo = "missing"
+		}),
+	}, {
+		name:       "a kubeconfig that cannot be parsed says nothing",
+		kubeconfig: []byte("users: [:"),
+	}, {
+		name: "an empty kubeconfig says nothing",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, known := CredentialsExpiry(tc.kubeconfig)
+			if known != tc.wantKnown {
+				t.Errorf("CredentialsExpiry() known = %t, want %t", known, tc.wantKnown)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("CredentialsExpiry() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzTokenExpiry(f *testing.F) {
+	f.Add(expiryTestJWT(`{"exp":1900000000}`))
+	f.Add(expiryTestJWT(`{"exp":1.9e9}`))
+	f.Add(expiryTestJWT(`{"exp":"1900000000"}`))
+	f.Add(credToken)
+	f.Fuzz(func(t *testing.T, token string) {
+		at, ok := tokenExpiry(token)
+		if !ok {
+			if !at.IsZero() {
+				t.Fatalf("tokenExpiry(%q) = %v, false; want the zero time with false", token, at)
+			}
+			return
+		}
+		if at.Unix() <= 0 || at.After(maxExpiry) || at.Nanosecond() != 0 || at.Location() != time.UTC {
+			t.Fatalf("tokenExpiry(%q) = %v, want a whole second in UTC after the epoch and before year 10000", token, at)
 		}
 	})
 }

@@ -355,6 +355,7 @@ func TestRenderedObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 			"Secret/deich-system/hamburg-kubeconfig",
 			"RecoveryObjective/buergerdienste", "RecoveryObjective/register",
 			"ServiceMonitor/deich-system/deich-manager", "PrometheusRule/deich-system/deich",
+			"ConfigMap/deich-system/deich-dashboard",
 		),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -446,6 +447,13 @@ func TestPrometheusRuleAlertsOnDeichMetrics(t *testing.T) {
 		"DeichRecoverySlowerThanRTO": "increase(deich_recovery_slower_than_rto_total[1h]) > 0",
 		"DeichSiteFenced":            "deich_fenced == 1",
 		"DeichServiceNotServed":      "sum by (namespace, service) (deich_serving) == 0",
+		"DeichServiceNotServedHere":  "count by (namespace, service, site) (deich_health_check_up == 0)\n  and on (namespace, service, site)\n(deich_serving == 0)",
+		"DeichHealthCheckFailing":    "(deich_health_check_up == 0)\n  and on (namespace, service, site)\n(deich_serving == 1)",
+		"DeichDrillFailed":           "deich_drill_failed == 1",
+		"DeichDrillOverdue":          "time() - deich_drill_last_run_timestamp_seconds > 31622400",
+		// Two rules of this name, a warning at 7 days and a critical one at 1 day: the map keeps
+		// the last.
+		"DeichPeerCredentialsExpiring": "deich_peer_credentials_expiry_timestamp_seconds < time() + 86400",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
