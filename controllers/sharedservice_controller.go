@@ -780,16 +780,9 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 		}
 	}()
 
-	sources, ready, listErr := r.collectSources(s)
-	if !ready {
-		msg := "listing the selected objects"
-		if listErr != nil {
-			msg = fmt.Sprintf("cannot list the selected objects at %s: %v", r.site, listErr)
-		}
-		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches, msg)
-		return ctrl.Result{RequeueAfter: min(resync, 5*time.Second)}, nil
-	}
-
+	// Nothing is watched or listed for a standby that cannot take copies: after a site is
+	// lost, the services promoted at its partner would otherwise all start their watches at
+	// once, while the other promotions still wait for the same API server.
 	standby := peerSite(s.svc, r.site)
 	conn, ok := r.registry.Get(standby)
 	if !ok || !r.peerReady(ctx, standby) {
@@ -814,6 +807,15 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	if !r.peerAccepts(ctx, s) {
 		r.stamps.forget(s.owner)
 		return ctrl.Result{RequeueAfter: resync}, nil
+	}
+	sources, ready, listErr := r.collectSources(s)
+	if !ready {
+		msg := "listing the selected objects"
+		if listErr != nil {
+			msg = fmt.Sprintf("cannot list the selected objects at %s: %v", r.site, listErr)
+		}
+		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches, msg)
+		return ctrl.Result{RequeueAfter: min(resync, 5*time.Second)}, nil
 	}
 
 	if done, result := r.mirrorChanges(ctx, s, resync, standby); done {

@@ -186,11 +186,23 @@ func (f serviceFencer) Serve(ctx context.Context, epoch int64) (lease.Progress, 
 		return lease.Progress{}, err
 	}
 	staged := f.form.svc.Spec.Promotion != nil
-	if first || n > 0 && !staged {
+	// A promotion from another site is told by FailingOver and FailedOver (recordPromotion);
+	// Serving tells a claim of a service no other site served, and a restart that serves on.
+	if (first || n > 0 && !staged) && !f.takesOver() {
 		f.r.recorder.Eventf(f.form.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventServing, "Serve",
 			"This site holds a majority of the lease's copies (epoch %d) and serves: %d object(s) switched to their active form", epoch, n)
 	}
 	return progress, nil
+}
+
+// takesOver reports whether the service was last reported served by another site: the
+// switch is a promotion.
+func (f serviceFencer) takesOver() bool {
+	st := f.form.svc.Status
+	if st.Lease != nil && st.Lease.Holder != "" {
+		return st.Lease.Holder != f.r.site
+	}
+	return st.ActiveSite != "" && st.ActiveSite != f.r.site
 }
 
 // Fence switches the objects to their standby form. While the service is handed over it
