@@ -7,14 +7,12 @@ import (
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/metrics"
-	"github.com/deich-io/deich/internal/render"
 	"github.com/deich-io/deich/internal/testenv"
 )
 
@@ -129,21 +127,7 @@ func TestDrillScheduleRunsDrillsAndKeepsTheirReports(t *testing.T) {
 
 	t.Run("a run whose drill fails reports the failed check, alerts and warns", func(t *testing.T) {
 		g := newG(t)
-		// An Active override mv-schwerin's API server rejects: the promotion would fail there.
-		updateService(ctx, g, kiel, client.ObjectKey{Namespace: m.ns, Name: m.name}, func(svc *deichv1alpha1.SharedService) {
-			svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
-				Site: testenv.SiteSchwerin, Role: deichv1alpha1.RoleActive,
-				Patches: []deichv1alpha1.Patch{{
-					Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"},
-					Patch:  `[{"op": "replace", "path": "/spec/replicas", "value": -1}]`,
-				}},
-			})
-		})
-		g.Eventually(func() string {
-			dep := &appsv1.Deployment{}
-			_ = schwerin.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
-			return dep.Annotations[render.AnnotationActivePatch]
-		}).Should(ContainSubstring(`"replicas":-1`))
+		m.breakPromotionAtSchwerin(ctx, g)
 
 		var failed deichv1alpha1.DrillReport
 		g.Eventually(func(g Gomega) {

@@ -145,6 +145,26 @@ func (m movable) objectivesMet(ctx context.Context, site *testenv.Site) func() *
 }
 
 // switchover returns a Switchover of the service to target.
+// breakPromotionAtSchwerin gives the service an Active override for mv-schwerin that its API
+// server rejects — the standby copy is fine, but its promotion would fail — and returns once
+// mv-schwerin's copy carries it.
+func (m movable) breakPromotionAtSchwerin(ctx context.Context, g Gomega) {
+	updateService(ctx, g, kiel, client.ObjectKey{Namespace: m.ns, Name: m.name}, func(svc *deichv1alpha1.SharedService) {
+		svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
+			Site: testenv.SiteSchwerin, Role: deichv1alpha1.RoleActive,
+			Patches: []deichv1alpha1.Patch{{
+				Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"},
+				Patch:  `[{"op": "replace", "path": "/spec/replicas", "value": -1}]`,
+			}},
+		})
+	})
+	g.Eventually(func() string {
+		dep := &appsv1.Deployment{}
+		_ = schwerin.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
+		return dep.Annotations[render.AnnotationActivePatch]
+	}).Should(ContainSubstring(`"replicas":-1`))
+}
+
 func (m movable) switchover(name, target, reason string) *deichv1alpha1.Switchover {
 	return &deichv1alpha1.Switchover{
 		ObjectMeta: metav1.ObjectMeta{Namespace: m.ns, Name: name},
@@ -503,24 +523,7 @@ func TestSwitchoverDrillChangesNothingAndEstimatesTheRecoveryTime(t *testing.T) 
 
 	t.Run("a drill whose promoted copy the target would reject fails and says why", func(t *testing.T) {
 		g := newG(t)
-		// An Active override for mv-schwerin that its API server rejects: the standby copy is
-		// fine, but its promotion would fail.
-		svc, err := m.status(ctx, kiel)()
-		g.Expect(err).NotTo(HaveOccurred())
-		updateService(ctx, g, kiel, client.ObjectKeyFromObject(svc), func(svc *deichv1alpha1.SharedService) {
-			svc.Spec.Overrides = append(svc.Spec.Overrides, deichv1alpha1.Override{
-				Site: testenv.SiteSchwerin, Role: deichv1alpha1.RoleActive,
-				Patches: []deichv1alpha1.Patch{{
-					Target: &deichv1alpha1.PatchTarget{Kind: "Deployment"},
-					Patch:  `[{"op": "replace", "path": "/spec/replicas", "value": -1}]`,
-				}},
-			})
-		})
-		g.Eventually(func() string {
-			dep := &appsv1.Deployment{}
-			_ = schwerin.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "web"}, dep)
-			return dep.Annotations[render.AnnotationActivePatch]
-		}).Should(ContainSubstring(`"replicas":-1`))
+		m.breakPromotionAtSchwerin(ctx, g)
 
 		broken := m.switchover("drill-broken-override", testenv.SiteSchwerin, "drill after an override change")
 		broken.Spec.Drill = true
