@@ -108,6 +108,11 @@ func (r *DrillScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 	s := &drillScope{ds: ds, before: ds.DeepCopy(), now: r.clock.Now()}
+	if meta.FindStatusCondition(ds.Status.Conditions, deichv1alpha1.DrillScheduleConditionLastRunPassed) == nil {
+		meta.SetStatusCondition(&ds.Status.Conditions, metav1.Condition{Type: deichv1alpha1.DrillScheduleConditionLastRunPassed,
+			Status: metav1.ConditionUnknown, Reason: deichv1alpha1.DrillScheduleReasonNoRunYet, ObservedGeneration: ds.Generation,
+			Message: "no run has completed yet"})
+	}
 	defer func() {
 		ds.Status.ObservedGeneration = ds.Generation
 		r.exportMetrics(ds)
@@ -431,11 +436,6 @@ func (r *DrillScheduleReconciler) setReady(s *drillScope, status metav1.Conditio
 	old := meta.FindStatusCondition(s.before.Status.Conditions, deichv1alpha1.DrillScheduleConditionReady)
 	meta.SetStatusCondition(&ds.Status.Conditions, metav1.Condition{Type: deichv1alpha1.DrillScheduleConditionReady,
 		Status: status, Reason: reason, Message: msg, ObservedGeneration: ds.Generation})
-	if meta.FindStatusCondition(ds.Status.Conditions, deichv1alpha1.DrillScheduleConditionLastRunPassed) == nil {
-		meta.SetStatusCondition(&ds.Status.Conditions, metav1.Condition{Type: deichv1alpha1.DrillScheduleConditionLastRunPassed,
-			Status: metav1.ConditionUnknown, Reason: deichv1alpha1.DrillScheduleReasonNoRunYet, ObservedGeneration: ds.Generation,
-			Message: "no run has completed yet"})
-	}
 	if eventReason != "" && changed(old, meta.FindStatusCondition(ds.Status.Conditions, deichv1alpha1.DrillScheduleConditionReady)) {
 		r.recorder.Eventf(ds, nil, eventType, eventReason, "Schedule", "%s", msg)
 	}

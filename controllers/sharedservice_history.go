@@ -125,7 +125,7 @@ func mergeHistory(ours, theirs []deichv1alpha1.FailoverRecord) []deichv1alpha1.F
 		}
 	}
 	slices.SortStableFunc(out, func(a, b deichv1alpha1.FailoverRecord) int {
-		return cmp.Or(moveTime(b).Compare(moveTime(a)), cmp.Compare(b.Epoch, a.Epoch))
+		return cmp.Or(b.MovedAt().Compare(a.MovedAt()), cmp.Compare(b.Epoch, a.Epoch))
 	})
 	if len(out) > maxFailoverHistory {
 		out = out[:maxFailoverHistory]
@@ -139,15 +139,4 @@ func sameMove(a, b deichv1alpha1.FailoverRecord) bool {
 		return a.Epoch == b.Epoch
 	}
 	return a.From == b.From && a.To == b.To && a.CompletedAt.Equal(b.CompletedAt) && a.DetectedAt.Equal(b.DetectedAt)
-}
-
-// moveTime is when a move completed, or was detected while it runs.
-func moveTime(rec deichv1alpha1.FailoverRecord) time.Time {
-	switch {
-	case rec.CompletedAt != nil:
-		return rec.CompletedAt.Time
-	case rec.DetectedAt != nil:
-		return rec.DetectedAt.Time
-	}
-	return time.Time{}
 }

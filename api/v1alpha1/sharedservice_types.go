@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -798,6 +800,18 @@ type FailoverRecord struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	RequestedBy string `json:"requestedBy,omitempty"`
+}
+
+// MovedAt is when the move completed, or, while it runs, when the failure (or the request) that
+// started it was detected; zero when neither is recorded. Histories are ordered by it.
+func (r FailoverRecord) MovedAt() time.Time {
+	switch {
+	case r.CompletedAt != nil:
+		return r.CompletedAt.Time
+	case r.DetectedAt != nil:
+		return r.DetectedAt.Time
+	}
+	return time.Time{}
 }
 
 // LeaseStatus shows the lease that decides which site may serve, as this site last read its

@@ -19,9 +19,7 @@ import (
 
 // newDrillsCommand builds `kubectl deich drills`.
 func newDrillsCommand(o *options) *cobra.Command {
-	var allNamespaces bool
-	var output string
-	cmd := &cobra.Command{
+	return listCommand(&cobra.Command{
 		Use:   "drills [SCHEDULE]",
 		Short: "Show the DrillSchedules at every site and their last reports",
 		Long: `Show the DrillSchedules of the namespace at each site: the cron schedule, who answers for
@@ -30,39 +28,22 @@ keep of it, one row per drilled service, newest first.`,
 		Example: `  kubectl deich drills -n buergerkonto
   kubectl deich drills monthly -n buergerkonto
   kubectl deich drills -A -o yaml`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			name := ""
-			if len(args) == 1 {
-				name = args[0]
-			}
-			return o.runDrills(cmd.Context(), name, allNamespaces, output)
-		},
-	}
-	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "show the DrillSchedules of every namespace")
-	addOutputFlag(cmd, &output)
-	return cmd
+	}, "show the DrillSchedules of every namespace", o.runDrills)
 }
 
 // runDrills reads the DrillSchedules at every site and prints them.
 func (o *options) runDrills(ctx context.Context, name string, allNamespaces bool, output string) error {
-	ns, err := o.namespace()
+	ns, err := o.listNamespace(allNamespaces)
 	if err != nil {
 		return err
 	}
-	if allNamespaces {
-		ns = ""
-	}
-	sites, warnings, err := o.sites(ctx)
+	var missing []string
+	sites, schedules, err := readSites(ctx, o, func(ctx context.Context, sites []*site) map[string][]deichv1alpha1.DrillSchedule {
+		schedules, m := o.readDrills(ctx, sites, ns, name)
+		missing = m
+		return schedules
+	})
 	if err != nil {
-		return err
-	}
-	schedules, missing := o.readDrills(ctx, sites, ns, name)
-	o.warn(warnings)
-	if err := anyReachable(sites); err != nil {
 		return err
 	}
 	for _, s := range missing {

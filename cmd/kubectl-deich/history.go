@@ -50,13 +50,10 @@ func (o *options) runHistory(ctx context.Context, name, output string) error {
 	if err != nil {
 		return err
 	}
-	sites, warnings, err := o.sites(ctx)
+	sites, found, err := readSites(ctx, o, func(ctx context.Context, sites []*site) map[string][]deichv1alpha1.SharedService {
+		return o.readServices(ctx, sites, ns, name)
+	})
 	if err != nil {
-		return err
-	}
-	found := o.readServices(ctx, sites, ns, name)
-	o.warn(warnings)
-	if err := anyReachable(sites); err != nil {
 		return err
 	}
 
@@ -133,7 +130,7 @@ func mergeMoves(in []siteRecords, rto *metav1.Duration) []MoveView {
 		}
 	}
 	slices.SortStableFunc(moves, func(a, b *entry) int {
-		return cmp.Or(moveTime(b.rec).Compare(moveTime(a.rec)), cmp.Compare(b.rec.Epoch, a.rec.Epoch))
+		return cmp.Or(b.rec.MovedAt().Compare(a.rec.MovedAt()), cmp.Compare(b.rec.Epoch, a.rec.Epoch))
 	})
 	out := make([]MoveView, 0, len(moves))
 	for _, e := range moves {
@@ -170,17 +167,6 @@ func better(rec deichv1alpha1.FailoverRecord, site string, cur deichv1alpha1.Fai
 		return rec.CompletedAt != nil
 	}
 	return site == rec.To && curSite != cur.To
-}
-
-// moveTime is when a move completed, or was detected while it runs.
-func moveTime(rec deichv1alpha1.FailoverRecord) time.Time {
-	switch {
-	case rec.CompletedAt != nil:
-		return rec.CompletedAt.Time
-	case rec.DetectedAt != nil:
-		return rec.DetectedAt.Time
-	}
-	return time.Time{}
 }
 
 // trigger says what moved the service: a Switchover (its record's reason names it, as the

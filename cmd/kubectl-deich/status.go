@@ -23,9 +23,7 @@ import (
 
 // newStatusCommand builds `kubectl deich status`.
 func newStatusCommand(o *options) *cobra.Command {
-	var allNamespaces bool
-	var output string
-	cmd := &cobra.Command{
+	return listCommand(&cobra.Command{
 		Use:   "status [SERVICE]",
 		Short: "Show the SharedServices at every site side by side",
 		Long: `Show the SharedServices of the namespace (or one of them) at each of their sites, one row
@@ -35,39 +33,40 @@ RTO, and why the service is not Protected there.`,
 		Example: `  kubectl deich status -n buergerkonto
   kubectl deich status buergerkonto -n buergerkonto -o yaml
   kubectl deich status -A --peer-context mv-schwerin`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			name := ""
-			if len(args) == 1 {
-				name = args[0]
-			}
-			return o.runStatus(cmd.Context(), name, allNamespaces, output)
-		},
+	}, "show the SharedServices of every namespace", o.runStatus)
+}
+
+// listCommand completes cmd as a command that reads one kind at every site: an optional NAME,
+// -A (allHelp says what it shows) and -o, handed to run.
+func listCommand(cmd *cobra.Command, allHelp string, run func(ctx context.Context, name string, allNamespaces bool, output string) error) *cobra.Command {
+	var allNamespaces bool
+	var output string
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(output); err != nil {
+			return err
+		}
+		name := ""
+		if len(args) == 1 {
+			name = args[0]
+		}
+		return run(cmd.Context(), name, allNamespaces, output)
 	}
-	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "show the SharedServices of every namespace")
+	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, allHelp)
 	addOutputFlag(cmd, &output)
 	return cmd
 }
 
 // runStatus reads the services at every site and prints them.
 func (o *options) runStatus(ctx context.Context, name string, allNamespaces bool, output string) error {
-	ns, err := o.namespace()
+	ns, err := o.listNamespace(allNamespaces)
 	if err != nil {
 		return err
 	}
-	if allNamespaces {
-		ns = ""
-	}
-	sites, warnings, err := o.sites(ctx)
+	sites, found, err := readSites(ctx, o, func(ctx context.Context, sites []*site) map[string][]deichv1alpha1.SharedService {
+		return o.readServices(ctx, sites, ns, name)
+	})
 	if err != nil {
-		return err
-	}
-	found := o.readServices(ctx, sites, ns, name)
-	o.warn(warnings)
-	if err := anyReachable(sites); err != nil {
 		return err
 	}
 	view := buildStatus(sites, found, o.now())
@@ -88,6 +87,31 @@ func (o *options) runStatus(ctx context.Context, name string, allNamespaces bool
 		return nil
 	}
 	return printStatusTable(o.streams.Out, view, allNamespaces, o.now())
+}
+
+// listNamespace is the namespace a command that lists reads: every namespace ("") with -A,
+// else namespace().
+func (o *options) listNamespace(allNamespaces bool) (string, error) {
+	if allNamespaces {
+		return "", nil
+	}
+	return o.namespace()
+}
+
+// readSites finds the sites, reads each with read, prints on stderr what finding them warned
+// of, and fails when no site could be read. It returns the sites and what read returned.
+func readSites[T any](ctx context.Context, o *options, read func(context.Context, []*site) T) ([]*site, T, error) {
+	var zero T
+	sites, warnings, err := o.sites(ctx)
+	if err != nil {
+		return nil, zero, err
+	}
+	got := read(ctx, sites)
+	o.warn(warnings)
+	if err := anyReachable(sites); err != nil {
+		return nil, zero, err
+	}
+	return sites, got, nil
 }
 
 // warn prints warnings on stderr.

@@ -77,13 +77,10 @@ func (o *options) runSwitchover(ctx context.Context, service string, f switchove
 	if err != nil {
 		return err
 	}
-	sites, warnings, err := o.sites(ctx)
+	sites, found, err := readSites(ctx, o, func(ctx context.Context, sites []*site) map[string][]deichv1alpha1.SharedService {
+		return o.readServices(ctx, sites, ns, service)
+	})
 	if err != nil {
-		return err
-	}
-	found := o.readServices(ctx, sites, ns, service)
-	o.warn(warnings)
-	if err := anyReachable(sites); err != nil {
 		return err
 	}
 	at, note, err := switchoverSite(service, ns, f.to, sites, found)
