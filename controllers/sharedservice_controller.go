@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -228,7 +229,8 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 	if !ok {
 		tick = clock.RealClock{}
 	}
-	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.probed, Observe: r.observeProbe})
+	r.probes = probes.New(tick, probes.Options{Workers: r.probeWorkers, Notify: r.probed, Observe: r.observeProbe,
+		Probed: func(shared bool) { metrics.HealthProbes.WithLabelValues(site, strconv.FormatBool(shared)).Inc() }})
 	r.records = lease.NewRecords(tick, lease.RecordOptions{
 		WriteTimeout: leaseCallTimeout,
 		ObserveRecordWrite: func(arbiter string, err error) {
@@ -704,6 +706,9 @@ func (r *SharedServiceReconciler) reconcileWorkload(ctx context.Context, s *serv
 		if snap.message != "" {
 			s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonLeaseUnknown, snap.message)
 		}
+		if r.firstClaim(s) {
+			r.warmSources(ctx, s)
+		}
 		return ctrl.Result{RequeueAfter: time.Second}, true, nil
 	case snap.serving:
 		result, err := r.reconcileActive(ctx, s)
@@ -941,21 +946,47 @@ func (r *SharedServiceReconciler) resolveKinds(s *serviceScope) bool {
 	return true
 }
 
+// firstClaim reports whether this site is the primary of a service whose lease has never
+// been claimed: the service is being put under protection here, and this site will serve it.
+func (r *SharedServiceReconciler) firstClaim(s *serviceScope) bool {
+	return r.site == s.svc.Spec.PrimarySite && (s.svc.Status.Lease == nil || s.svc.Status.Lease.Epoch == 0)
+}
+
+// warmSources starts the watches of the service's sources while the service is put under
+// protection at this site (firstClaim), so that their first list runs beside the claim rather
+// than after it: the first round then finds them listed. A promotion after a failure starts
+// none: the watches of a thousand promoted services would all start at once, at the API
+// server the promotions wait for. As in reconcileActive, nothing is watched for a standby that
+// cannot take copies.
+func (r *SharedServiceReconciler) warmSources(ctx context.Context, s *serviceScope) {
+	standby := peerSite(s.svc, r.site)
+	if _, ok := r.registry.Get(standby); !ok || !r.peerReady(ctx, standby) {
+		r.sources.Retain(s.owner)
+		return
+	}
+	keys, err := r.sourceKeys(s)
+	if err != nil {
+		return // reported by the round that needs them
+	}
+	for _, key := range keys {
+		// A list that fails is reported by the round that needs it.
+		r.sources.Start(key, s.owner)
+	}
+	r.sources.Retain(s.owner, keys...)
+}
+
 // collectSources returns the selected objects of every kind, from watches started on demand.
 func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirroredKind][]*informers.Object, bool, error) {
-	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
+	keys, err := r.sourceKeys(s)
 	if err != nil {
 		s.fail(deichv1alpha1.ServiceReasonResourceNotMirrorable, fmt.Sprintf("spec.selector: %v", err), true)
 		return nil, false, nil
 	}
 	var firstErr error
 	out := make(map[*mirroredKind][]*informers.Object, len(s.kinds))
-	keys := make([]informers.Key, 0, len(s.kinds))
 	ready := true
-	for _, k := range s.kinds {
-		key := informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel.String()}
-		keys = append(keys, key)
-		objs, synced, err := r.sources.Ensure(key, s.owner)
+	for i, k := range s.kinds {
+		objs, synced, err := r.sources.Ensure(keys[i], s.owner)
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("%s: %w", k.gk, err)
 		}
@@ -964,6 +995,20 @@ func (r *SharedServiceReconciler) collectSources(s *serviceScope) (map[*mirrored
 	}
 	r.sources.Retain(s.owner, keys...)
 	return out, ready, firstErr
+}
+
+// sourceKeys are the keys of the watches of the service's sources, one per kind, in the order
+// of s.kinds.
+func (r *SharedServiceReconciler) sourceKeys(s *serviceScope) ([]informers.Key, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&s.svc.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]informers.Key, 0, len(s.kinds))
+	for _, k := range s.kinds {
+		keys = append(keys, informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel.String()})
+	}
+	return keys, nil
 }
 
 // peerReady reports whether the ReplicationPeer for site is Ready.
@@ -1330,11 +1375,16 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 // reconcileStandby reports what this site holds for a service another site serves.
 func (r *SharedServiceReconciler) reconcileStandby(ctx context.Context, s *serviceScope) (ctrl.Result, error) {
 	r.confirmed.suspend(s.owner)
-	r.sources.Retain(s.owner)
+	promoting := s.lease != nil && s.lease.promoting
+	if promoting && r.firstClaim(s) {
+		r.warmSources(ctx, s)
+	} else {
+		r.sources.Retain(s.owner)
+	}
 	r.rendered.forget(s.owner)
 	r.stamps.forget(s.owner)
 	resync := resyncPeriod(s.objective)
-	if s.lease != nil && s.lease.promoting {
+	if promoting {
 		// Not a failure to sync: the site mirrors once its promotion completes.
 		s.setSynced(metav1.ConditionUnknown, deichv1alpha1.ServiceReasonPromoting,
 			fmt.Sprintf("this site promotes itself; it mirrors to %s once it serves: %s", peerSite(s.svc, r.site), s.lease.message))

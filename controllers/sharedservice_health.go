@@ -57,7 +57,7 @@ func (r *SharedServiceReconciler) checkHealth(s *serviceScope) {
 	run := make([]probes.Check, 0, len(checks))
 	for _, hc := range checks {
 		namespace, workloads := s.svc.Namespace, r.workloadReader(s, hc)
-		run = append(run, probes.Check{Name: hc.Name, Run: func(ctx context.Context) health.Result {
+		run = append(run, probes.Check{Name: hc.Name, Share: probeShare(hc, namespace), Run: func(ctx context.Context) health.Result {
 			return r.prober.Probe(ctx, hc, namespace, workloads, caBundle(ctx, r.apiReader, namespace, hc))
 		}})
 	}
@@ -190,4 +190,24 @@ func setHealthCondition(s *serviceScope) {
 		return
 	}
 	meta.SetStatusCondition(&s.svc.Status.Conditions, healthCondition(s.svc, failover.PolicyFrom(s.objective, 0).FailureThreshold))
+}
+
+// probeShare says which checks of other services probe the same thing in the same way as hc
+// in namespace, so that the probe scheduler runs one probe for all of them: an HTTP check
+// with the same name (its User-Agent), URL, expected status, timeout and CA (a CA is read from
+// the service's namespace), a TCP check of the same address and timeout. A workload check
+// reads the service's own objects and is never shared.
+func probeShare(hc deichv1alpha1.HealthCheck, namespace string) string {
+	switch {
+	case hc.HTTP != nil:
+		key := fmt.Sprintf("http name=%q url=%q status=%d timeout=%s", hc.Name, hc.HTTP.URL, hc.HTTP.ExpectedStatus, hc.HTTP.Timeout.Duration)
+		if ref := hc.HTTP.CASecretRef; ref != nil {
+			key += fmt.Sprintf(" ca=%s/%s[%s]", namespace, ref.Name, ref.Key)
+		}
+		return key
+	case hc.TCP != nil:
+		return fmt.Sprintf("tcp address=%q timeout=%s", hc.TCP.Address, hc.TCP.Timeout.Duration)
+	default:
+		return ""
+	}
 }

@@ -263,28 +263,37 @@ func (s *Set) record(owner types.NamespacedName, c *Change) {
 	}
 }
 
-// Ensure makes sure an informer for key runs and that owner is among its users, and returns
-// the informer's current objects, in no particular order. synced is false until the informer's first list completed;
-// the objects are then incomplete and must not be used to decide what to prune. While it is
-// not synced, err is the last error listing or watching met (for example "forbidden"), if any.
-func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*Object, synced bool, err error) {
+// Start makes sure an informer for key runs and that owner is among its users, as Ensure
+// does, for an owner that needs the objects soon but not yet.
+func (s *Set) Start(key Key, owner types.NamespacedName) {
+	s.use(key, owner)
+}
+
+// use makes sure an informer for key runs and that owner is among its users.
+func (s *Set) use(key Key, owner types.NamespacedName) *entry {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	e, ok := s.entries[key]
 	if !ok {
 		e = s.start(key)
 		s.entries[key] = e
 	}
-	if _, known := e.owners[owner]; !known {
-		e.owners[owner] = struct{}{}
-	}
+	e.owners[owner] = struct{}{}
 	keys, ok := s.keys[owner]
 	if !ok {
 		keys = map[Key]struct{}{}
 		s.keys[owner] = keys
 	}
 	keys[key] = struct{}{}
-	s.mu.Unlock()
+	return e
+}
 
+// Ensure makes sure an informer for key runs and that owner is among its users, and returns
+// the informer's current objects, in no particular order. synced is false until the informer's first list completed;
+// the objects are then incomplete and must not be used to decide what to prune. While it is
+// not synced, err is the last error listing or watching met (for example "forbidden"), if any.
+func (s *Set) Ensure(key Key, owner types.NamespacedName) (objs []*Object, synced bool, err error) {
+	e := s.use(key, owner)
 	if !e.informer.HasSynced() {
 		if p := e.lastErr.Load(); p != nil {
 			return nil, false, *p

@@ -50,17 +50,24 @@ func waitSynced(t *testing.T, s *Set, key Key, owner types.NamespacedName) []*Ob
 	return nil
 }
 
+// watchConfigMaps returns a Set over a fake client holding objs, and the channel its owners'
+// notifications arrive on.
+func watchConfigMaps(t *testing.T, objs ...runtime.Object) (*Set, chan types.NamespacedName) {
+	t.Helper()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}, objs...)
+	notified := make(chan types.NamespacedName, 100)
+	s := New(client, func(o types.NamespacedName) { notified <- o })
+	t.Cleanup(s.Stop)
+	return s, notified
+}
+
 func TestSetWatchesOnlyWhatIsSelectedAndStopsUnusedInformers(t *testing.T) {
-	scheme := runtime.NewScheme()
-	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"},
+	s, notified := watchConfigMaps(t,
 		configMap("a", "selected", map[string]string{"app": "x"}),
 		configMap("a", "other-label", map[string]string{"app": "y"}),
 		configMap("b", "other-namespace", map[string]string{"app": "x"}),
 	)
-	notified := make(chan types.NamespacedName, 100)
-	s := New(client, func(o types.NamespacedName) { notified <- o })
-	t.Cleanup(s.Stop)
 	owner := types.NamespacedName{Namespace: "a", Name: "svc"}
 	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
 
@@ -95,6 +102,34 @@ func TestSetWatchesOnlyWhatIsSelectedAndStopsUnusedInformers(t *testing.T) {
 			t.Fatalf("Len() = %d, want 0", s.Len())
 		}
 	})
+}
+
+func TestStartListsBeforeTheOwnerAsksForTheObjects(t *testing.T) {
+	s, notified := watchConfigMaps(t, configMap("a", "selected", map[string]string{"app": "x"}))
+	owner := types.NamespacedName{Namespace: "a", Name: "svc"}
+	key := Key{Resource: configMaps, Namespace: "a", Selector: "app=x"}
+
+	s.Start(key, owner)
+	s.Start(key, owner) // a second start of the same key is the same informer
+	select {
+	case got := <-notified:
+		if got != owner {
+			t.Fatalf("notified %v, want %v", got, owner)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the owner was not told that the informer Start began has listed")
+	}
+	objs, synced, err := s.Ensure(key, owner)
+	if err != nil || !synced || len(objs) != 1 || objs[0].GetName() != "selected" {
+		t.Fatalf("Ensure() after Start = %v, %v, %v; want the selected ConfigMap, listed", objs, synced, err)
+	}
+	if s.Len() != 1 {
+		t.Fatalf("Len() = %d, want 1", s.Len())
+	}
+	s.Retain(owner)
+	if s.Len() != 0 {
+		t.Fatalf("Len() after Retain() = %d, want 0: the owner's started informer must stop with it", s.Len())
+	}
 }
 
 func TestSetReportsWhyListingFails(t *testing.T) {

@@ -117,6 +117,13 @@ var HealthCheckUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Whether a SharedService's health check passed (1) or failed or could not be evaluated (0) at the checking site.",
 }, []string{"namespace", "service", "check", "site"})
 
+// HealthProbes counts the probes a site's manager ran; a probe of a check that services
+// share counts once, however many services took its result.
+var HealthProbes = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "deich_health_probes_total",
+	Help: "Health probes this site's manager ran; shared is true for a probe whose result answered every service with the same check.",
+}, []string{"site", "shared"})
+
 // Failover metrics.
 var (
 	// LeaseRemaining is, at the site that holds a service's lease and serves, how long until
@@ -226,6 +233,7 @@ func init() {
 		EgressWithdrawals,
 		EgressHeldObjects,
 		HealthCheckUp,
+		HealthProbes,
 		MirrorRounds,
 		CopiesRendered,
 		PeerCredentialsExpiry,

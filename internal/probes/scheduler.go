@@ -15,6 +15,14 @@
 // own service only. How many probes run at once across
 // all services is bounded by Options.Workers.
 //
+// Services often share a check — the front door of a state's portal, say, which a thousand
+// services behind it name alike. A check with a Share key is probed once for all services
+// whose checks have the same key and interval: a round takes the result of the probe of its
+// key that started less than half an interval before it (waiting for it when it still runs),
+// or starts one. The observation then carries the time that probe started, so that services
+// sharing a check fall into step and one probe per interval answers them all, and no round
+// ever takes a result an earlier round of the same service already took.
+//
 // The Scheduler is a manager.Runnable that runs only in the elected manager, like the lease
 // keeper that decides from its observations. Tests drive it with a fake clock.
 package probes
@@ -42,6 +50,10 @@ type Check struct {
 	// Run probes once. It must return when ctx ends; the health.Prober bounds each probe by
 	// the check's timeout.
 	Run func(ctx context.Context) health.Result
+	// Share, when set, says that any check with the same Share probes the same thing in the
+	// same way, whichever service it belongs to: their probes are shared (see the package
+	// documentation).
+	Share string
 }
 
 // Observation is the latest that is known of one check.
@@ -69,6 +81,9 @@ type Options struct {
 	// Observe, when set, is called after every probe with its check's new observation (for
 	// metrics). It must not block.
 	Observe func(key types.NamespacedName, check string, o Observation)
+	// Probed, when set, is called once for every probe run, shared or not: a shared probe
+	// counts once, however many services take its result. It must not block.
+	Probed func(shared bool)
 }
 
 // Scheduler probes the checks of every registered service.
@@ -80,14 +95,34 @@ type Scheduler struct {
 	mu       sync.Mutex
 	ctx      context.Context
 	services map[types.NamespacedName]*service
+
+	sharedMu  sync.Mutex
+	shared    map[shareKey]*sharedProbe
+	lastSweep time.Time
 }
+
+// shareKey identifies the checks that share probes: the same Share and interval.
+type shareKey struct {
+	share    string
+	interval time.Duration
+}
+
+// sharedProbe is one probe of a shared check; result is set when done is closed.
+type sharedProbe struct {
+	started time.Time
+	done    chan struct{}
+	result  health.Result
+}
+
+// sharedKept is how long a shared check's last probe is remembered after no round took it.
+const sharedKept = 10 * time.Minute
 
 // New returns a Scheduler measuring time with c.
 func New(c clock.WithTicker, opts Options) *Scheduler {
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}
-	return &Scheduler{clock: c, opts: opts, workers: make(chan struct{}, opts.Workers), services: map[types.NamespacedName]*service{}}
+	return &Scheduler{clock: c, opts: opts, workers: make(chan struct{}, opts.Workers), services: map[types.NamespacedName]*service{}, shared: map[shareKey]*sharedProbe{}}
 }
 
 // NeedLeaderElection reports that only the elected manager probes.
@@ -267,8 +302,14 @@ func (svc *service) round(ctx context.Context) {
 	probeCtx, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
 	results := make([]health.Result, len(checks))
+	probedAt := make([]time.Time, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
+		if c.Share != "" {
+			// The probe's runner takes a worker; a round that waits for it takes none.
+			wg.Go(func() { results[i], probedAt[i] = svc.s.probeShared(ctx, probeCtx, c, interval, started) })
+			continue
+		}
 		select {
 		case svc.s.workers <- struct{}{}:
 		case <-ctx.Done():
@@ -277,7 +318,8 @@ func (svc *service) round(ctx context.Context) {
 		}
 		wg.Go(func() {
 			defer func() { <-svc.s.workers }()
-			results[i] = c.Run(probeCtx)
+			results[i], probedAt[i] = c.Run(probeCtx), started
+			svc.s.probed(false)
 		})
 	}
 	wg.Wait()
@@ -295,8 +337,8 @@ func (svc *service) round(ctx context.Context) {
 		}
 		prev, had := svc.obs[c.Name]
 		next := Observation{
-			Tally:     prev.Tally.Add(results[i], started),
-			LastProbe: started,
+			Tally:     prev.Tally.Add(results[i], probedAt[i]),
+			LastProbe: probedAt[i],
 			Latency:   results[i].Latency,
 			Message:   results[i].Message,
 		}
@@ -319,6 +361,64 @@ func (svc *service) round(ctx context.Context) {
 	}
 	if notify && svc.s.opts.Notify != nil {
 		svc.s.opts.Notify(svc.key)
+	}
+}
+
+// probeShared returns the result of a probe of c's shared check, and when that probe started:
+// the probe that started less than half an interval before now (waiting until it is done or
+// waitCtx ends), or else a new one it runs itself, bounded by the interval. ctx is the
+// scheduler's.
+func (s *Scheduler) probeShared(ctx, waitCtx context.Context, c Check, interval time.Duration, now time.Time) (health.Result, time.Time) {
+	key := shareKey{share: c.Share, interval: interval}
+	s.sharedMu.Lock()
+	p, ok := s.shared[key]
+	if ok && p.started.After(now.Add(-interval/2)) {
+		s.sharedMu.Unlock()
+		select {
+		case <-p.done:
+			return p.result, p.started
+		case <-waitCtx.Done():
+			return health.Result{Status: health.StatusUnknown, Message: "the shared probe of this check did not answer within the interval"}, now
+		}
+	}
+	p = &sharedProbe{started: now, done: make(chan struct{})}
+	s.shared[key] = p
+	s.sweepShared(now)
+	s.sharedMu.Unlock()
+
+	defer close(p.done)
+	select {
+	case s.workers <- struct{}{}:
+	case <-ctx.Done():
+		p.result = health.Result{Status: health.StatusUnknown, Message: "the scheduler stopped"}
+		return p.result, now
+	}
+	defer func() { <-s.workers }()
+	probeCtx, cancel := context.WithTimeout(ctx, interval)
+	defer cancel()
+	p.result = c.Run(probeCtx)
+	s.probed(true)
+	return p.result, now
+}
+
+// probed tells Options.Probed of a probe that ran.
+func (s *Scheduler) probed(shared bool) {
+	if s.opts.Probed != nil {
+		s.opts.Probed(shared)
+	}
+}
+
+// sweepShared forgets, at most once a minute, the shared checks no round has probed for
+// sharedKept. Call it with sharedMu held.
+func (s *Scheduler) sweepShared(now time.Time) {
+	if now.Sub(s.lastSweep) < time.Minute {
+		return
+	}
+	s.lastSweep = now
+	for k, p := range s.shared {
+		if now.Sub(p.started) > sharedKept {
+			delete(s.shared, k)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,4 +330,89 @@ func TestAProbeIsCutOffAtItsInterval(t *testing.T) {
 	g.Eventually(func() int32 { return s.Observations(kiel)["lost-site"].ConsecutiveFailures }).
 		WithTimeout(5*time.Second).Should(Equal(int32(1)), "a probe that never answers ends at its interval and counts as a failure")
 	g.Expect(s.Observations(kiel)["lost-site"].Message).To(ContainSubstring("deadline exceeded"))
+}
+
+func TestServicesThatShareACheckShareItsProbes(t *testing.T) {
+	g := NewWithT(t)
+	c := clocktesting.NewFakeClock(epoch)
+	var n notifications
+	var sharedProbes, ownProbes atomic.Int32
+	s := New(c, Options{Notify: n.notify, Probed: func(shared bool) {
+		if shared {
+			sharedProbes.Add(1)
+		} else {
+			ownProbes.Add(1)
+		}
+	}})
+	front := &script{results: []health.Status{health.StatusHealthy, health.StatusUnhealthy, health.StatusUnhealthy}}
+	shared := front.check("front-door")
+	shared.Share = "tcp portal.example.de:443"
+	const services = 100
+	keys := make([]types.NamespacedName, services)
+	for i := range keys {
+		keys[i] = types.NamespacedName{Namespace: fmt.Sprintf("procedure-%03d", i), Name: "web"}
+		s.Set(keys[i], Schedule{Interval: 2 * time.Second}, []Check{shared}, nil)
+	}
+	start(t, s)
+
+	for round, want := range []struct {
+		status   health.Status
+		failures int32
+	}{{health.StatusHealthy, 0}, {health.StatusUnhealthy, 1}, {health.StatusUnhealthy, 2}} {
+		if round > 0 {
+			c.Step(2 * time.Second)
+		}
+		g.Eventually(func() int {
+			done := 0
+			for _, k := range keys {
+				if o, ok := s.Observations(k)["front-door"]; ok && o.LastProbe.Equal(epoch.Add(time.Duration(round)*2*time.Second)) {
+					done++
+				}
+			}
+			return done
+		}).Should(Equal(services), "every service has round %d's result", round+1)
+		settle(g, c, services)
+		g.Expect(front.count()).To(Equal(round+1), "one probe per interval answers all %d services", services)
+		for _, k := range keys {
+			o := s.Observations(k)["front-door"]
+			g.Expect(o.LastStatus).To(Equal(want.status))
+			g.Expect(o.ConsecutiveFailures).To(Equal(want.failures), "each round counts its own result once")
+		}
+	}
+	g.Expect(n.of(keys[0])).To(Equal(3), "notified of the first result, the change to Unhealthy and the second failure, as without sharing")
+	g.Expect(sharedProbes.Load()).To(Equal(int32(3)), "Probed counts each shared probe once")
+	g.Expect(ownProbes.Load()).To(BeZero())
+}
+
+func TestASharedProbeIsTakenOnlyWithinHalfAnInterval(t *testing.T) {
+	g := NewWithT(t)
+	c := clocktesting.NewFakeClock(epoch)
+	s := New(c, Options{})
+	front := &script{results: []health.Status{health.StatusHealthy}}
+	shared := front.check("front-door")
+	shared.Share = "http https://portal.example.de/healthz 200"
+	first := types.NamespacedName{Namespace: "procedure-001", Name: "web"}
+	s.Set(first, Schedule{Interval: 2 * time.Second}, []Check{shared}, nil)
+	start(t, s)
+	g.Eventually(front.count).Should(Equal(1))
+	settle(g, c, 1)
+
+	c.Step(999 * time.Millisecond)
+	early := types.NamespacedName{Namespace: "procedure-002", Name: "web"}
+	s.Set(early, Schedule{Interval: 2 * time.Second}, []Check{shared}, nil)
+	g.Eventually(func() bool { _, ok := s.Observations(early)["front-door"]; return ok }).Should(BeTrue())
+	g.Expect(front.count()).To(Equal(1), "a round 999ms after the shared probe takes its result")
+	g.Expect(s.Observations(early)["front-door"].LastProbe).To(Equal(epoch), "and the time that probe started, so that the two fall into step")
+	settle(g, c, 2)
+
+	c.Step(time.Millisecond)
+	late := types.NamespacedName{Namespace: "procedure-003", Name: "web"}
+	s.Set(late, Schedule{Interval: 2 * time.Second}, []Check{shared}, nil)
+	g.Eventually(front.count).Should(Equal(2), "a round a whole half interval after the shared probe probes anew")
+	g.Eventually(func() time.Time { return s.Observations(late)["front-door"].LastProbe }).Should(Equal(epoch.Add(time.Second)))
+	settle(g, c, 3)
+
+	other := types.NamespacedName{Namespace: "procedure-004", Name: "web"}
+	s.Set(other, Schedule{Interval: 5 * time.Second}, []Check{shared}, nil)
+	g.Eventually(front.count).Should(Equal(3), "a service with another interval does not share the probes")
 }

@@ -46,6 +46,7 @@ const (
 // probes every 2s.
 var (
 	leaseDuration = 15 * time.Second
+	probeInterval = 2 * time.Second
 	rto           = 2 * time.Minute
 )
 
@@ -61,7 +62,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	g.SetDefaultEventuallyPollingInterval(time.Second)
 
 	objective := testobjects.MakeRecoveryObjective(objectiveName).RPO(30*time.Second).RTO(rto).
-		Failover(3, 2*time.Second, leaseDuration).Obj()
+		Failover(3, probeInterval, leaseDuration).Obj()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		g.Expect(site.Client.Create(ctx, objective.DeepCopy())).To(Succeed())
 	}

@@ -48,6 +48,7 @@ func logSteadyState(ctx context.Context, t *testing.T, services int) {
 	t.Helper()
 	kielReq0, schwerinReq0 := apiServerRequests(ctx, t, kiel), apiServerRequests(ctx, t, schwerin)
 	cpu0, writes0, records0, rec0 := processCPU(t), leaseWrites(t, testenv.SiteKiel), recordWrites(t, testenv.SiteKiel), gatherReconcileStats(t)
+	probes0 := siteMetric(t, "deich_health_probes_total", testenv.SiteKiel) + siteMetric(t, "deich_health_probes_total", testenv.SiteSchwerin)
 	start := time.Now()
 	stopProfile := profileCPU(t, "DEICH_SCALE_STEADY_CPUPROFILE")
 	time.Sleep(steadyWindow / 2)
@@ -65,6 +66,9 @@ func logSteadyState(ctx context.Context, t *testing.T, services int) {
 		services, elapsed.Round(time.Second), cores, writes, perService, records, perRecord)
 	logRequests(t, kiel.Name, "at steady state", kielReq0, apiServerRequests(ctx, t, kiel), elapsed)
 	logRequests(t, schwerin.Name, "at steady state", schwerinReq0, apiServerRequests(ctx, t, schwerin), elapsed)
+	probes := (siteMetric(t, "deich_health_probes_total", testenv.SiteKiel) + siteMetric(t, "deich_health_probes_total", testenv.SiteSchwerin) - probes0) / elapsed.Seconds()
+	t.Logf("health probes of both managers: %.1f/s; each service's check probed on its own would be services × sites / probeInterval = %.1f/s",
+		probes, float64(services*2)/probeInterval.Seconds())
 	reconciles := rec.reconciles - rec0.reconciles
 	t.Logf("SharedService reconciles of both managers meanwhile: %.1f/s, %.1f ms each on average, after %.1f ms in the queue on average",
 		reconciles/elapsed.Seconds(), 1000*(rec.reconcileSeconds-rec0.reconcileSeconds)/max(reconciles, 1),
