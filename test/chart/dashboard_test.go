@@ -39,6 +39,7 @@ var managerMetrics = map[string]string{
 	"deich_failovers_total":                           counter,
 	"deich_fenced":                                    gauge,
 	"deich_health_check_up":                           gauge,
+	"deich_health_probes_total":                       counter,
 	"deich_lease_record_writes_total":                 counter,
 	"deich_lease_remaining_seconds":                   gauge,
 	"deich_lease_write_duration_seconds":              histogram,
