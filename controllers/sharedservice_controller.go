@@ -1478,6 +1478,17 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		return ctrl.Result{}, nil
 	}
 	standby := peerSite(s.svc, r.site)
+	if !r.servesForDeletion(s) {
+		// The partner serves the service: what Deich manages for it there is its running
+		// workload, not copies of this site's, and a deletion here must not take it down.
+		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesRetained, "Delete",
+			"Deleted at %s, which does not serve the service: the objects at %s are left as they are", r.site, standby)
+		r.forget(s.owner)
+		if conn, ok := r.registry.Get(standby); ok {
+			conn.Copies.Retain(s.owner)
+		}
+		return r.removeFinalizer(ctx, s)
+	}
 	if s.svc.Spec.DeletionPolicy != deichv1alpha1.DeletionPolicyRetain {
 		conn, ok := r.registry.Get(standby)
 		if !ok && !r.peerExists(ctx, standby) {
@@ -1506,6 +1517,17 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		conn.Copies.Retain(s.owner)
 	}
 	return r.removeFinalizer(ctx, s)
+}
+
+// servesForDeletion reports whether this site serves the service, or may, as far as a deletion
+// needs to know: the lease keeper says it serves or holds what it served before a restart, or
+// the keeper does not know the service yet and status names this site active. Only then are
+// the objects Deich manages for the service at the partner copies of this site's.
+func (r *SharedServiceReconciler) servesForDeletion(s *serviceScope) bool {
+	if snap, ok := r.keeper.Snapshot(s.owner); ok && snap.OwnRead {
+		return snap.Serving || snap.Plan.Hold && !snap.Fenced
+	}
+	return activeSite(s.svc) == r.site
 }
 
 // removeFinalizer lets the SharedService go.

@@ -688,3 +688,28 @@ func TestSwitchoverToTheStandbyWorksWhileTheActiveSiteIsCutOff(t *testing.T) {
 	g.Expect(m.replicas(ctx, kiel)()).To(BeEquivalentTo(0))
 	inv.check(t)
 }
+
+// After a move, the former active still carries the finalizer it added while it served.
+// Deleting the SharedService there must not take down what now serves at the partner.
+func TestDeletingTheServiceAtTheFormerActiveLeavesThePartnerServing(t *testing.T) {
+	ctx := context.Background()
+	g := newG(t)
+	m := setUpMovable(ctx, t, g, "delete-former-active", fastManualObjective())
+	sw := m.switchover("move-to-schwerin", testenv.SiteSchwerin, "CHG-4712: Kiel leaves the service")
+	m.create(ctx, t, g, kiel, sw)
+	finished(ctx, g, kiel, sw, deichv1alpha1.SwitchoverSucceeded, 45*time.Second)
+	g.Eventually(m.status(ctx, kiel)).Should(HaveField("Status.ActiveSite", testenv.SiteSchwerin))
+	former := &deichv1alpha1.SharedService{}
+	g.Expect(kiel.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: m.name}, former)).To(Succeed())
+	g.Expect(former.Finalizers).To(ContainElement(deichv1alpha1.SharedServiceFinalizer), "the former active still carries the finalizer")
+
+	g.Expect(kiel.Client.Delete(ctx, former)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(kiel.Client.Get(ctx, client.ObjectKeyFromObject(former), &deichv1alpha1.SharedService{}))
+	}).Should(BeTrue(), "the SharedService goes at sh-kiel")
+	g.Eventually(func() ([]string, error) { return eventReasons(ctx, kiel, "SharedService", m.name) }).
+		Should(ContainElement(deichv1alpha1.ServiceEventCopiesRetained))
+	g.Consistently(m.replicas(ctx, schwerin), 3*time.Second).Should(BeEquivalentTo(webReplicas), "mv-schwerin's Deployment keeps serving")
+	g.Expect(schwerin.Client.Get(ctx, client.ObjectKeyFromObject(former), &deichv1alpha1.SharedService{})).To(Succeed(), "mv-schwerin's SharedService stays")
+	g.Expect(schwerin.Client.Get(ctx, client.ObjectKey{Namespace: m.ns, Name: "settings"}, &corev1.ConfigMap{})).To(Succeed(), "mv-schwerin's ConfigMap stays")
+}

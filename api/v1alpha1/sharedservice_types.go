@@ -134,6 +134,9 @@ const (
 	// ServiceEventCopiesDeleted is recorded when a deleted service's copies were removed from
 	// the standby.
 	ServiceEventCopiesDeleted = "CopiesDeleted"
+	// ServiceEventCopiesRetained is recorded when a service was deleted at a site that does not
+	// serve it: the objects at the partner, which serves it, are left as they are.
+	ServiceEventCopiesRetained = "CopiesRetained"
 	// ServiceEventPeerForbidden is recorded when the standby starts refusing this site the
 	// writes mirroring needs in the service's namespace.
 	ServiceEventPeerForbidden = "PeerForbidden"
