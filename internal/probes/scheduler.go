@@ -387,6 +387,10 @@ func (s *Scheduler) probeShared(ctx, waitCtx context.Context, c Check, interval 
 	s.sharedMu.Unlock()
 
 	defer close(p.done)
+	// As in a round, the interval counts from the start, the wait for a worker included: the
+	// rounds that take this probe wait no longer than their own interval.
+	probeCtx, cancel := context.WithTimeout(ctx, interval)
+	defer cancel()
 	select {
 	case s.workers <- struct{}{}:
 	case <-ctx.Done():
@@ -394,8 +398,6 @@ func (s *Scheduler) probeShared(ctx, waitCtx context.Context, c Check, interval 
 		return p.result, now
 	}
 	defer func() { <-s.workers }()
-	probeCtx, cancel := context.WithTimeout(ctx, interval)
-	defer cancel()
 	p.result = c.Run(probeCtx)
 	s.probed(true)
 	return p.result, now
