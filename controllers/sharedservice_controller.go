@@ -789,8 +789,8 @@ func (r *SharedServiceReconciler) reconcileActive(ctx context.Context, s *servic
 	// lost, the services promoted at its partner would otherwise all start their watches at
 	// once, while the other promotions still wait for the same API server.
 	standby := peerSite(s.svc, r.site)
-	conn, ok := r.registry.Get(standby)
-	if !ok || !r.peerReady(ctx, standby) {
+	conn, ok := r.readyPeer(ctx, standby)
+	if !ok {
 		msg := fmt.Sprintf("no Ready ReplicationPeer for site %s; the copies there are left as they are", standby)
 		if p, err := findPeer(ctx, r.client, standby); err == nil && p != nil && p.Spec.IsWitness() {
 			msg = fmt.Sprintf("site %s is a witness (ReplicationPeer %s has role Witness) and nothing is mirrored to a witness; a SharedService's sites must be partners, its witness goes in spec.witnessSite", standby, p.Name)
@@ -959,8 +959,7 @@ func (r *SharedServiceReconciler) firstClaim(s *serviceScope) bool {
 // server the promotions wait for. As in reconcileActive, nothing is watched for a standby that
 // cannot take copies.
 func (r *SharedServiceReconciler) warmSources(ctx context.Context, s *serviceScope) {
-	standby := peerSite(s.svc, r.site)
-	if _, ok := r.registry.Get(standby); !ok || !r.peerReady(ctx, standby) {
+	if _, ok := r.readyPeer(ctx, peerSite(s.svc, r.site)); !ok {
 		r.sources.Retain(s.owner)
 		return
 	}
@@ -1009,6 +1008,12 @@ func (r *SharedServiceReconciler) sourceKeys(s *serviceScope) ([]informers.Key, 
 		keys = append(keys, informers.Key{Resource: k.resource, Namespace: s.svc.Namespace, Selector: sel.String()})
 	}
 	return keys, nil
+}
+
+// readyPeer returns the connection to site while its ReplicationPeer is Ready.
+func (r *SharedServiceReconciler) readyPeer(ctx context.Context, site string) (*peer.Connection, bool) {
+	conn, ok := r.registry.Get(site)
+	return conn, ok && r.peerReady(ctx, site)
 }
 
 // peerReady reports whether the ReplicationPeer for site is Ready.
@@ -1483,11 +1488,7 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		// workload, not copies of this site's, and a deletion here must not take it down.
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesRetained, "Delete",
 			"Deleted at %s, which does not serve the service: the objects at %s are left as they are", r.site, standby)
-		r.forget(s.owner)
-		if conn, ok := r.registry.Get(standby); ok {
-			conn.Copies.Retain(s.owner)
-		}
-		return r.removeFinalizer(ctx, s)
+		return r.letGo(ctx, s, standby)
 	}
 	if s.svc.Spec.DeletionPolicy != deichv1alpha1.DeletionPolicyRetain {
 		conn, ok := r.registry.Get(standby)
@@ -1512,6 +1513,12 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 		r.recorder.Eventf(s.svc, nil, corev1.EventTypeNormal, deichv1alpha1.ServiceEventCopiesDeleted, "Delete",
 			"Removed %d copies and the SharedService from %s", deleted, standby)
 	}
+	return r.letGo(ctx, s, standby)
+}
+
+// letGo forgets a deleted service, stops watching its copies at standby, and removes its
+// finalizer.
+func (r *SharedServiceReconciler) letGo(ctx context.Context, s *serviceScope, standby string) (ctrl.Result, error) {
 	r.forget(s.owner)
 	if conn, ok := r.registry.Get(standby); ok {
 		conn.Copies.Retain(s.owner)
@@ -1525,7 +1532,7 @@ func (r *SharedServiceReconciler) reconcileDelete(ctx context.Context, s *servic
 // the objects Deich manages for the service at the partner copies of this site's.
 func (r *SharedServiceReconciler) servesForDeletion(s *serviceScope) bool {
 	if snap, ok := r.keeper.Snapshot(s.owner); ok && snap.OwnRead {
-		return snap.Serving || snap.Plan.Hold && !snap.Fenced
+		return snap.Serving || holds(snap)
 	}
 	return activeSite(s.svc) == r.site
 }

@@ -277,10 +277,16 @@ type leaseSnapshot struct {
 	formErr string
 }
 
+// holds reports whether a manager that has just started leaves what its predecessor served
+// as it is, until it has read its own cluster's copy of the lease.
+func holds(snap lease.Snapshot) bool {
+	return snap.Plan.Hold && !snap.Fenced
+}
+
 // snapshotOf reads the keeper's Snapshot for the reconcile.
 func snapshotOf(site string, snap lease.Snapshot, st *leaseState, now time.Time) leaseSnapshot {
 	out := leaseSnapshot{
-		read: snap.OwnRead, serving: snap.Serving && snap.Promoted, hold: snap.Plan.Hold && !snap.Fenced,
+		read: snap.OwnRead, serving: snap.Serving && snap.Promoted, hold: holds(snap),
 		epoch: snap.Claim.Epoch, recommend: snap.Plan.Recommend,
 		// A promotion through stages goes on after the keeper's claim serves, until the last
 		// stage is ready.

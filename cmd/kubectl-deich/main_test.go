@@ -138,11 +138,15 @@ func writeKubeconfig(path string) error {
 	return clientcmd.WriteToFile(*out, path)
 }
 
-// requireSites skips a test that needs the sites when they are not running (-short).
+// requireSites skips a test that needs the sites under -short, which starts none, and fails
+// it when they did not start otherwise.
 func requireSites(t *testing.T) {
 	t.Helper()
-	if env == nil {
+	if testing.Short() {
 		t.Skip("needs real API servers (not run with -short)")
+	}
+	if env == nil {
+		t.Fatal("the sites did not start")
 	}
 }
 
