@@ -53,14 +53,20 @@ func TestChangesAreMirroredObjectByObject(t *testing.T) {
 	rounds := func(scope string) float64 {
 		return testutil.ToFloat64(metrics.MirrorRounds.WithLabelValues(ns, svc.Name, scope))
 	}
+	// settled waits until at least atLeast rounds of scope ran and then none for a second,
+	// and returns their count.
+	settled := func(g Gomega, scope string, atLeast float64) float64 {
+		var n float64
+		g.Eventually(func() bool {
+			n = rounds(scope)
+			time.Sleep(time.Second)
+			return n >= atLeast && rounds(scope) == n
+		}).Should(BeTrue(), "the %s rounds of what happened before come to an end", scope)
+		return n
+	}
 	// The watches' first lists are not known object by object: the full rounds they call
 	// for come first.
-	var full float64
-	g.Eventually(func() bool {
-		full = rounds(metrics.RoundFull)
-		time.Sleep(time.Second)
-		return full >= 1 && rounds(metrics.RoundFull) == full
-	}).Should(BeTrue())
+	full := settled(g, metrics.RoundFull, 1)
 	copyOf := func(name string) func() (map[string]string, error) {
 		return func() (map[string]string, error) {
 			cm := &corev1.ConfigMap{}
@@ -135,7 +141,9 @@ func TestChangesAreMirroredObjectByObject(t *testing.T) {
 			}
 			return time.Time{}, nil
 		}
-		changes := rounds(metrics.RoundChanges)
+		// The deletion before this ends with the copy's removal seen by the watch of the copies,
+		// which may come after the test saw it gone.
+		changes := settled(g, metrics.RoundChanges, 0)
 		for range 2 {
 			since := time.Now()
 			g.Eventually(syncedAt).WithTimeout(30*time.Second).Should(BeTemporally(">", since),
