@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -36,6 +37,8 @@ type round struct {
 	// egressVersion is the serviceScope's: a new egress policy needs a full round.
 	egressVersion string
 	at            time.Time
+	// status is, for statusWrites, the digest of the status written (statusSum).
+	status [sha256.Size]byte
 }
 
 // roundLog records, per service, when a round of some kind last succeeded.

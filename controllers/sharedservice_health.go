@@ -162,7 +162,13 @@ func healthCondition(svc *deichv1alpha1.SharedService, threshold int32) metav1.C
 	for _, st := range svc.Status.HealthChecks {
 		switch st.Status {
 		case deichv1alpha1.HealthUnhealthy:
-			failing = append(failing, fmt.Sprintf("%s (%d of %d failures: %s)", st.Name, st.ConsecutiveFailures, threshold, st.Message))
+			// The count itself is in status.healthChecks; the message changes only when the
+			// run of failures reaches the threshold, so that it is not written at every probe.
+			if st.ConsecutiveFailures >= threshold {
+				failing = append(failing, fmt.Sprintf("%s (failed %d times in a row, the failureThreshold: %s)", st.Name, threshold, st.Message))
+			} else {
+				failing = append(failing, fmt.Sprintf("%s (failing, not yet %d times in a row: %s)", st.Name, threshold, st.Message))
+			}
 		case deichv1alpha1.HealthUnknown:
 			unknown = append(unknown, fmt.Sprintf("%s (%s)", st.Name, st.Message))
 		}

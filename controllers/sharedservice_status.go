@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/metrics"
 )
 
@@ -96,18 +98,22 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	if err := patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status); err != nil {
 		return err
 	}
-	r.statusWrites.set(s.owner, round{at: s.now})
+	r.statusWrites.set(s.owner, round{at: s.now, status: s.statusSum(r.failureThreshold(s))})
 	r.notePromotionRecorded(s)
 	return nil
 }
 
 // onlyClocksMoved reports whether the status need not be written: nothing in it changed but
-// the times and durations that move at every reconcile (the copy's age, the lease's renewal
-// and when it was read, the checks' last probe and latency), and this process wrote it less
-// than statusRefresh ago. The statuses are compared as they are stored, as JSON: a time kept
-// in memory to the nanosecond is stored to the second.
-// Writing those alone at every reconcile would cost every service a status write per resync;
-// the decisions never read them from the stored status.
+// what moves at every reconcile or probe — the copy's age, the lease's renewal and when it was
+// read, the checks' last probe and latency, and a check's count of failures between the first
+// and failureThreshold, or past it — and this process wrote it less than statusRefresh ago.
+// The status is compared with the one stored and with the one this process last wrote, whose
+// write the cache this reconcile read may not show yet; as they are stored, as JSON: a time
+// kept in memory to the nanosecond is stored to the second.
+// Writing those alone would cost every service a status write per resync, and one per probe
+// while a check fails: after a site is lost, a thousand services' statuses would be written
+// once per probe interval, competing with their promotions for the API server. The decisions
+// never read them from the stored status.
 func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope) bool {
 	if s.objective == nil {
 		return false
@@ -116,20 +122,52 @@ func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope) bool {
 	if !ok || s.now.Sub(last.at) >= statusRefresh(s.objective) {
 		return false
 	}
-	before, errBefore := json.Marshal(withoutClocks(&s.before.Status))
-	after, errAfter := json.Marshal(withoutClocks(&s.svc.Status))
-	return errBefore == nil && errAfter == nil && bytes.Equal(before, after)
+	threshold := r.failureThreshold(s)
+	after, errAfter := json.Marshal(withoutClocks(&s.svc.Status, threshold))
+	if errAfter != nil {
+		return false
+	}
+	if last.status == sha256.Sum256(after) {
+		return true
+	}
+	before, errBefore := json.Marshal(withoutClocks(&s.before.Status, threshold))
+	return errBefore == nil && bytes.Equal(before, after)
 }
 
-// withoutClocks is a copy of st without the fields onlyClocksMoved ignores.
-func withoutClocks(st *deichv1alpha1.SharedServiceStatus) *deichv1alpha1.SharedServiceStatus {
+// statusSum is the digest of the status s writes, as onlyClocksMoved compares it.
+func (s *serviceScope) statusSum(threshold int32) [sha256.Size]byte {
+	b, err := json.Marshal(withoutClocks(&s.svc.Status, threshold))
+	if err != nil {
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256(b)
+}
+
+// failureThreshold is the objective's failureThreshold.
+func (r *SharedServiceReconciler) failureThreshold(s *serviceScope) int32 {
+	if s.objective == nil {
+		return 0
+	}
+	return failover.PolicyFrom(s.objective, 0).FailureThreshold
+}
+
+// withoutClocks is a copy of st without the fields onlyClocksMoved ignores. A check's run of
+// failures counts as changed when it starts and when it reaches threshold.
+func withoutClocks(st *deichv1alpha1.SharedServiceStatus, threshold int32) *deichv1alpha1.SharedServiceStatus {
 	out := st.DeepCopy()
 	out.LastSyncTime, out.ReplicationLag = nil, nil
 	if out.Lease != nil {
 		out.Lease.RenewTime, out.Lease.ExpiryTime, out.Lease.ObservedTime = nil, nil, nil
 	}
 	for i := range out.HealthChecks {
-		out.HealthChecks[i].LastProbeTime, out.HealthChecks[i].Latency = nil, nil
+		hc := &out.HealthChecks[i]
+		hc.LastProbeTime, hc.Latency = nil, nil
+		switch n := hc.ConsecutiveFailures; {
+		case threshold > 1 && n > 1 && n < threshold:
+			hc.ConsecutiveFailures = 1
+		case threshold > 0 && n > threshold:
+			hc.ConsecutiveFailures = threshold
+		}
 	}
 	return out
 }

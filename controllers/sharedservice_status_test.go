@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -367,7 +368,12 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 		name      string
 		written   *time.Duration // since this process last wrote the status; nil: never
 		objective *deichv1alpha1.RecoveryObjective
-		change    func(*deichv1alpha1.SharedServiceStatus)
+		// base, if set, changes the stored status before change changes it further.
+		base   func(*deichv1alpha1.SharedServiceStatus)
+		change func(*deichv1alpha1.SharedServiceStatus)
+		// lastWrote says this process last wrote the status change makes, which the stored
+		// status the reconcile read does not show yet.
+		lastWrote bool
 		skip      bool
 	}{
 		{name: "clocks only, written recently", written: ptr.To(5 * time.Second), objective: objective, change: clocksMoved, skip: true},
@@ -387,18 +393,50 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 		{name: "the lease's epoch", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
 			st.Lease.Epoch = 2
 		}},
+		// A run of failures is written when it starts and when it reaches failureThreshold (3).
+		{name: "a check's second failure", written: ptr.To(time.Second), objective: objective, base: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 1
+		}, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 2
+		}, skip: true},
+		{name: "a check's failures reach the threshold", written: ptr.To(time.Second), objective: objective, base: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 2
+		}, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 3
+		}},
+		{name: "a check's failures past the threshold", written: ptr.To(time.Second), objective: objective, base: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 3
+		}, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 4
+		}, skip: true},
+		{name: "a check's second failure, written half an RPO ago", written: ptr.To(15 * time.Second), objective: objective, base: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 1
+		}, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.HealthChecks[0].Status, st.HealthChecks[0].ConsecutiveFailures = deichv1alpha1.HealthUnhealthy, 2
+		}},
+		{name: "what this process wrote last, not yet in the cache", written: ptr.To(time.Second), objective: objective, lastWrote: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			clocksMoved(st)
+			st.Phase = deichv1alpha1.PhaseDegraded
+		}, skip: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &SharedServiceReconciler{}
 			now := t0.Add(20 * time.Second)
-			if tc.written != nil {
-				r.statusWrites.set(owner, round{at: now.Add(-*tc.written)})
-			}
 			before := &deichv1alpha1.SharedService{Status: *stored.DeepCopy()}
+			if tc.base != nil {
+				tc.base(&before.Status)
+			}
 			after := before.DeepCopy()
 			tc.change(&after.Status)
 			s := &serviceScope{owner: owner, before: before, svc: after, objective: tc.objective, now: now}
+			if tc.written != nil {
+				w := round{at: now.Add(-*tc.written)}
+				if tc.lastWrote {
+					w.status = s.statusSum(r.failureThreshold(s))
+				}
+				r.statusWrites.set(owner, w)
+			}
 			if got := r.onlyClocksMoved(s); got != tc.skip {
 				t.Fatalf("onlyClocksMoved() = %v, want %v", got, tc.skip)
 			}
@@ -451,5 +489,47 @@ func TestDataSyncedAtForTheRPOGate(t *testing.T) {
 	later := now.Add(time.Minute)
 	if got := st.dataSyncedAt(dataLag{known: true, lag: time.Second, unknown: "another object's lastSyncTime not set"}, later); !got.Equal(now.Add(-20 * time.Second)) {
 		t.Errorf("unknown again: %s, want the last known %s", got, now.Add(-20*time.Second))
+	}
+}
+
+// TestHealthyChangesWhenARunOfFailuresStartsAndReachesTheThreshold: the Healthy condition says
+// which checks fail and whether they reached failureThreshold, not how often they failed so far,
+// so that a failing check does not change it at every probe.
+func TestHealthyChangesWhenARunOfFailuresStartsAndReachesTheThreshold(t *testing.T) {
+	svc := &deichv1alpha1.SharedService{Spec: deichv1alpha1.SharedServiceSpec{PrimarySite: "sh-kiel", StandbySite: "mv-schwerin",
+		HealthChecks: []deichv1alpha1.HealthCheck{{Name: "front-door", Site: "sh-kiel"}}}}
+	healthy := func(failures int32) metav1.Condition {
+		s := svc.DeepCopy()
+		st := deichv1alpha1.HealthCheckStatus{Name: "front-door", Status: deichv1alpha1.HealthHealthy}
+		if failures > 0 {
+			st.Status, st.ConsecutiveFailures, st.Message = deichv1alpha1.HealthUnhealthy, failures, "connection refused"
+		}
+		s.Status.HealthChecks = []deichv1alpha1.HealthCheckStatus{st}
+		return healthCondition(s, 3)
+	}
+	messages := make([]string, 6)
+	for n := range messages {
+		c := healthy(int32(n))
+		messages[n] = c.Message
+		want := metav1.ConditionFalse
+		if n == 0 {
+			want = metav1.ConditionTrue
+		}
+		if c.Status != want {
+			t.Errorf("%d failures: Healthy=%s, want %s", n, c.Status, want)
+		}
+	}
+	for _, same := range [][2]int{{1, 2}, {3, 4}, {3, 5}} {
+		if messages[same[0]] != messages[same[1]] {
+			t.Errorf("%d and %d failures: %q and %q, want the same message", same[0], same[1], messages[same[0]], messages[same[1]])
+		}
+	}
+	for _, differ := range [][2]int{{0, 1}, {2, 3}} {
+		if messages[differ[0]] == messages[differ[1]] {
+			t.Errorf("%d and %d failures: both %q", differ[0], differ[1], messages[differ[0]])
+		}
+	}
+	if !strings.Contains(messages[3], "connection refused") || !strings.Contains(messages[1], "front-door") {
+		t.Errorf("messages %q and %q should name the check and say why it fails", messages[1], messages[3])
 	}
 }

@@ -575,19 +575,19 @@ func (s ServiceState) wantsToPromote(p Policy) (wants bool, why string, recommen
 	case s.Primary && s.Unclaimed:
 		return true, "the service has just been put under protection and this is its primary site", false
 	case failed && p.automatic() && s.CopyWithinRPO:
-		return true, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d)", s.Partner, s.PeerChecksFailing, p.FailureThreshold), false
+		return true, fmt.Sprintf("health checks of %s failed %d times in a row, the failureThreshold", s.Partner, p.FailureThreshold), false
 	case failed && p.automatic():
 		age := "no copy had been synced"
 		if s.CopyAge > 0 {
 			age = "it was " + s.CopyAge.Round(time.Second).String() + " old"
 		}
-		return false, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d), but this site's copy was older than the RPO when %s was last seen healthy (%s): a Switchover with force promotes it anyway",
-			s.Partner, s.PeerChecksFailing, p.FailureThreshold, s.Partner, age), true
+		return false, fmt.Sprintf("health checks of %s failed %d times in a row, the failureThreshold, but this site's copy was older than the RPO when %s was last seen healthy (%s): a Switchover with force promotes it anyway",
+			s.Partner, p.FailureThreshold, s.Partner, age), true
 	case failed:
-		return false, fmt.Sprintf("health checks of %s failed %d times in a row (failureThreshold %d) and failover mode is %s: create a Switchover to move the service to this site",
-			s.Partner, s.PeerChecksFailing, p.FailureThreshold, p.Mode), true
+		return false, fmt.Sprintf("health checks of %s failed %d times in a row, the failureThreshold, and failover mode is %s: create a Switchover to move the service to this site",
+			s.Partner, p.FailureThreshold, p.Mode), true
 	case s.PeerChecksFailing > 0:
-		return false, fmt.Sprintf("health checks of %s failed %d times in a row, fewer than failureThreshold %d", s.Partner, s.PeerChecksFailing, p.FailureThreshold), false
+		return false, fmt.Sprintf("health checks of %s are failing, not yet failureThreshold (%d) times in a row", s.Partner, p.FailureThreshold), false
 	}
 	return false, fmt.Sprintf("health checks of %s pass", s.Partner), false
 }

@@ -16,13 +16,18 @@ import (
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
+	"github.com/deich-io/deich/internal/lease"
+	"github.com/deich-io/deich/internal/operator"
 	"github.com/deich-io/deich/internal/testenv"
 	"github.com/deich-io/deich/internal/testobjects"
 )
@@ -105,6 +110,8 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		g.Expect(managers.Stop(kiel)).To(Succeed())
 		g.Expect(kiel.StopAPIServer()).To(Succeed())
 		t.Cleanup(func() { _ = kiel.StartAPIServer() })
+		floors := leaseFloors(ctx, t, schwerin)
+		waitServerProfile := profileAPIServer(ctx, t, schwerin, "DEICH_SCALE_APISERVER_CPUPROFILE")
 		var last time.Time
 		g.Eventually(func() ([]string, error) {
 			left, err := notYet(ctx, schwerin, names, servingAtSchwerin)
@@ -116,12 +123,13 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		stopProfile()
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s; polled every 5s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))
-		logFailoverTimes(ctx, t, schwerin, lost)
+		logFailoverTimes(ctx, t, schwerin, lost, floors)
 		after := gatherReconcileStats(t)
 		t.Logf("SharedService reconciles at mv-schwerin meanwhile: %.0f (%.1f per service), %.0f ms each on average, after %.0f ms in the queue on average",
 			after.reconciles-before.reconciles, (after.reconciles-before.reconciles)/float64(services),
 			1000*(after.reconcileSeconds-before.reconcileSeconds)/max(after.reconciles-before.reconciles, 1),
 			1000*(after.queueSeconds-before.queueSeconds)/max(after.queued-before.queued, 1))
+		waitServerProfile()
 		g.Expect(last.Sub(lost)).To(BeNumerically("<=", rto), "every service within the RTO")
 	})
 }
@@ -155,6 +163,36 @@ func profileCPU(t *testing.T, env string) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// profileAPIServer profiles site's API server (its /debug/pprof/profile) for a minute from now
+// into the file the environment variable env names; the returned function waits for the
+// profile. It does nothing when the variable is not set.
+func profileAPIServer(ctx context.Context, t *testing.T, site *testenv.Site, env string) (wait func()) {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	cs, err := kubernetes.NewForConfig(site.Config)
+	if err != nil {
+		t.Fatalf("client for %s: %v", site.Name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "60").DoRaw(ctx)
+		if err != nil {
+			t.Logf("profile %s's API server: %v", site.Name, err)
+			return
+		}
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Errorf("write the API server's CPU profile: %v", err)
+			return
+		}
+		t.Logf("CPU profile of %s's API server written to %s", site.Name, path)
+	}()
+	return func() { <-done }
 }
 
 // reconcileStats are the SharedService controller's counters of the managers in this process
@@ -197,24 +235,57 @@ func gatherReconcileStats(t *testing.T) reconcileStats {
 	return st
 }
 
+// leaseFloors reads, at site, sh-kiel's last renewal of every service's lease from the shared
+// records, and returns each service's floor: the earliest a standby may promote after the
+// holder stopped renewing, its last renewal plus leaseDuration plus max-clock-skew. Read
+// right after sh-kiel stopped, before any service's floor.
+func leaseFloors(ctx context.Context, t *testing.T, site *testenv.Site) map[string]time.Time {
+	t.Helper()
+	list := &coordinationv1.LeaseList{}
+	if err := site.Client.List(ctx, list, client.InNamespace(lease.PartnerLeaseNamespace)); err != nil {
+		t.Logf("cannot list the shared lease records at %s: %v", site.Name, err)
+		return nil
+	}
+	floors := map[string]time.Time{}
+	for i := range list.Items {
+		entries, err := failover.EntriesFromLease(&list.Items[i])
+		if err != nil {
+			t.Logf("cannot read lease record %s: %v", list.Items[i].Name, err)
+			continue
+		}
+		for key, rec := range entries {
+			if rec.Holder == testenv.SiteKiel && !rec.RenewTime.IsZero() {
+				floors[key] = rec.RenewTime.Add(rec.Duration + operator.DefaultMaxClockSkew)
+			}
+		}
+	}
+	return floors
+}
+
 // logFailoverTimes logs, from the services' status.lastFailover at site, how long after lost
-// the failovers were detected and completed: the first, the median, the 90th percentile and the
-// last.
-func logFailoverTimes(ctx context.Context, t *testing.T, site *testenv.Site, lost time.Time) {
+// the failovers were detected and completed, and how long after its floor (floors, by the
+// service's lease entry key) each completed: the first, the median, the 90th percentile and
+// the last.
+func logFailoverTimes(ctx context.Context, t *testing.T, site *testenv.Site, lost time.Time, floors map[string]time.Time) {
 	t.Helper()
 	list := &deichv1alpha1.SharedServiceList{}
 	if err := site.Client.List(ctx, list); err != nil {
 		t.Logf("cannot list the services at %s: %v", site.Name, err)
 		return
 	}
-	var detected, completed []time.Duration
+	var detected, completed, afterFloor, floorAfterLoss []time.Duration
 	for i := range list.Items {
-		lf := list.Items[i].Status.LastFailover
+		svc := &list.Items[i]
+		lf := svc.Status.LastFailover
 		if lf == nil || lf.DetectedAt == nil || lf.CompletedAt == nil {
 			continue
 		}
 		detected = append(detected, lf.DetectedAt.Sub(lost))
 		completed = append(completed, lf.CompletedAt.Sub(lost))
+		if floor, ok := floors[lease.EntryKey(client.ObjectKeyFromObject(svc))]; ok {
+			afterFloor = append(afterFloor, lf.CompletedAt.Sub(floor))
+			floorAfterLoss = append(floorAfterLoss, floor.Sub(lost))
+		}
 	}
 	spread := func(d []time.Duration) string {
 		if len(d) == 0 {
@@ -226,6 +297,8 @@ func logFailoverTimes(ctx context.Context, t *testing.T, site *testenv.Site, los
 	}
 	t.Logf("promotions after sh-kiel was lost, by status.lastFailover of %d services: detected %s; completed %s",
 		len(completed), spread(detected), spread(completed))
+	t.Logf("lease floors (sh-kiel's last renewal + leaseDuration + max-clock-skew) of %d services after the loss: %s; promotions completed after their floor: %s",
+		len(afterFloor), spread(floorAfterLoss), spread(afterFloor))
 }
 
 // catalogueSize is how many services the catalogue holds: DEICH_SCALE_SERVICES, or
