@@ -565,28 +565,17 @@ func (r *runner) step(ctx context.Context) time.Time {
 	}
 
 	// Read every copy it may need, at least every renewal interval. A write on its way is
-	// as good as a read: its answer holds the copy as stored. While the checks of the partner
-	// fail and this site holds no claim, a copy in a shared record is read at least every
-	// watchfulRead: a promotion's floor counts from when this site saw the holder's last
-	// renewal, and a renewal seen an interval late delays the promotion by as much. The
-	// services of a record share its reads (RecordOptions.MaxAge), so that costs about one
-	// read of each record a second, and only then.
-	watchful := st.PeerChecksFailing > 0 && r.state.Claim.Epoch == 0
+	// as good as a read: its answer holds the copy as stored.
 	nextRead := now.Add(interval)
 	for _, a := range slices.Sorted(maps.Keys(r.state.Arbiters)) {
 		store := in.Stores[a]
 		if store == nil || r.reading[a] || r.writing[a] {
 			continue
 		}
-		every := interval
-		if _, shared := store.(Batcher); shared && watchful {
-			every = min(interval, watchfulRead)
-		}
-		if at, ok := r.readAt[a]; ok && now.Sub(at) < every {
-			nextRead = minTime(nextRead, at.Add(every))
+		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval {
+			nextRead = minTime(nextRead, at.Add(interval))
 			continue
 		}
-		nextRead = minTime(nextRead, now.Add(every))
 		r.readAt[a], r.reading[a] = now, true
 		go r.read(ctx, a, store)
 	}
@@ -607,10 +596,6 @@ func (r *runner) step(ctx context.Context) time.Time {
 	}
 	return wake
 }
-
-// watchfulRead is how often a standby whose checks of the partner fail reads the copies of
-// the lease kept in shared records.
-const watchfulRead = time.Second
 
 // writeBackoff is how long the keeper waits before it writes again to an arbiter whose last
 // failures writes in a row got no answer (refused, timed out): from 100ms, doubling, to a quarter of the

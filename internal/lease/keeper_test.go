@@ -41,7 +41,6 @@ type fakeStore struct {
 	refusing bool
 	writes   int
 	attempts int
-	reads    int
 }
 
 func (f *fakeStore) refuse(r bool) {
@@ -77,9 +76,6 @@ func (f *fakeStore) wait(ctx context.Context) error {
 }
 
 func (f *fakeStore) Read(ctx context.Context) (failover.LeaseRecord, error) {
-	f.mu.Lock()
-	f.reads++
-	f.mu.Unlock()
 	if err := f.wait(ctx); err != nil {
 		return failover.LeaseRecord{}, err
 	}
@@ -106,29 +102,6 @@ func (f *fakeStore) Write(ctx context.Context, rec failover.LeaseRecord) (failov
 	f.rec = rec
 	return rec, nil
 }
-
-func (f *fakeStore) readCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reads
-}
-
-// renew renews holder's claim in the copy, as the holder's keeper would at now.
-func (f *fakeStore) renew(now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.rev++
-	f.rec.RenewTime = now
-	f.rec.ResourceVersion = strconv.Itoa(f.rev)
-}
-
-// sharedFakeStore is a fakeStore that says it is an entry of a shared record (Batcher), with
-// no write ever gathering.
-type sharedFakeStore struct{ *fakeStore }
-
-func (sharedFakeStore) Open() bool       { return false }
-func (sharedFakeStore) Subscribe(func()) {}
-func (sharedFakeStore) Unsubscribe()     {}
 
 func (f *fakeStore) record() failover.LeaseRecord {
 	f.mu.Lock()
@@ -556,61 +529,4 @@ func TestKeeperPromotesOnAVerdictOfTheChecksBetweenReconciles(t *testing.T) {
 	h.advance(t0.Add(32500 * time.Millisecond).Sub(h.clock.Now()))
 	h.g.Eventually(h.serving).Should(BeTrue(), "the standby promotes on the scheduler's verdict, without a reconcile, once the copies are free")
 	h.g.Expect(h.snapshot().ServedAt).To(BeTemporally("~", t0.Add(32*time.Second), 500*time.Millisecond), "the snapshot says when the promotion completed")
-}
-
-func TestKeeperReadsSharedCopiesEverySecondWhileThePartnersChecksFail(t *testing.T) {
-	// mv-schwerin holds the service; sh-kiel stands by. The partners' copies are entries of
-	// shared records, the witness's a Lease of its own.
-	stores := map[string]*fakeStore{}
-	for _, a := range c3 {
-		stores[a] = &fakeStore{rev: 1, rec: failover.LeaseRecord{Holder: schwer, Epoch: 1, Duration: 30 * time.Second,
-			AcquireTime: t0, RenewTime: t0, ResourceVersion: "1", Configs: []failover.Config{c3}}}
-	}
-	h := start(t, stores, true)
-	h.in.Stores[kiel], h.in.Stores[schwer] = sharedFakeStore{stores[kiel]}, sharedFakeStore{stores[schwer]}
-	h.update(func(s *failover.ServiceState) { s.Primary = false })
-	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanStandby))
-	renewAll := func() {
-		for _, s := range stores {
-			s.renew(h.clock.Now())
-		}
-	}
-	reads := func() map[string]int {
-		out := map[string]int{}
-		for a, s := range stores {
-			out[a] = s.readCount()
-		}
-		return out
-	}
-
-	// While mv-schwerin is healthy, each copy is read once per renewal interval (10s).
-	before := reads()
-	h.advance(20 * time.Second)
-	for a, n := range reads() {
-		h.g.Expect(n-before[a]).To(BeNumerically("<=", 3), "reads of the copy at %s in 20s while the partner is healthy", a)
-	}
-
-	// A check of mv-schwerin fails: the copies in shared records are read every second, the
-	// witness's own Lease still once per interval.
-	renewAll()
-	h.keeper.PeerChecks(key, Checks{PeerFailing: 1, CopyWithinRPO: true, At: h.clock.Now()})
-	before = reads()
-	for i := range 5 {
-		n := reads()
-		h.advance(time.Second)
-		for _, a := range []string{kiel, schwer} {
-			h.g.Eventually(stores[a].readCount).Should(BeNumerically(">", n[a]), "a read of the shared copy at %s in second %d of failing checks", a, i+1)
-		}
-	}
-	h.g.Expect(reads()[hamburg]-before[hamburg]).To(BeNumerically("<=", 1), "reads of the witness's own Lease in 5s")
-
-	// So a renewal is seen within a second, and the floor of a promotion counts from then,
-	// not from a read up to an interval later.
-	renewed := h.clock.Now()
-	renewAll()
-	h.advance(time.Second)
-	h.g.Eventually(func() time.Time { return h.snapshot().Observations[schwer].ObservedAt }).
-		Should(BeTemporally(">", renewed), "the renewal at mv-schwerin's copy is seen")
-	h.g.Expect(h.snapshot().Observations[schwer].ObservedAt).To(BeTemporally("<=", renewed.Add(1100*time.Millisecond)))
-	h.g.Expect(h.serving()).To(BeFalse(), "one failed check promotes nothing")
 }
