@@ -301,7 +301,7 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&deichv1alpha1.ReplicationPeer{}, handler.EnqueueRequestsFromMapFunc(r.servicesForPeer),
 			builder.WithPredicates(readyChanged{})).
-		Watches(&coordinationv1.Lease{}, leaseRecordHandler{site: r.site, synced: &r.partnerSynced}).
+		Watches(&coordinationv1.Lease{}, leaseRecordHandler{site: r.site, synced: &r.partnerSynced, records: r.records, keeper: r.keeper}).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.heldEvents, lowPriority{})).
@@ -341,10 +341,14 @@ func (r *SharedServiceReconciler) listServices(ctx context.Context, sel client.M
 // whose copy changed holder or epoch, or appeared or went: a release or a takeover written here
 // is acted on at once, while a renewal, which changes neither, wakes nobody — unless it carries
 // a new sync time of another site, which it notes in synced and wakes the service for, so that
-// the standby reports its copy's age when the active confirms it.
+// the standby reports its copy's age when the active confirms it. Every new version of a record
+// goes to the lease keeper as a read (Records.Seen, Keeper.ReadSoon), so that a standby sees
+// each renewal as it is written, not up to a renewal interval later.
 type leaseRecordHandler struct {
-	site   string
-	synced *roundLog
+	site    string
+	synced  *roundLog
+	records *lease.Records
+	keeper  *lease.Keeper
 }
 
 func (h leaseRecordHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -363,6 +367,15 @@ func (leaseRecordHandler) Generic(context.Context, event.GenericEvent, workqueue
 }
 
 func (h leaseRecordHandler) enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
+	if l, ok := after.(*coordinationv1.Lease); ok && h.records != nil && h.keeper != nil {
+		var owners []types.NamespacedName
+		for _, entry := range h.records.Seen(h.site, l) {
+			owners = appendEntry(owners, entry)
+		}
+		for _, owner := range owners {
+			h.keeper.ReadSoon(owner, h.site)
+		}
+	}
 	changed, synced := changedEntries(h.site, before, after)
 	for _, key := range changed {
 		q.Add(reconcile.Request{NamespacedName: key})

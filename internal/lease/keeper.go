@@ -7,7 +7,8 @@
 // The loop owns the service's failover.ServiceState and is the only one to touch it. Reads
 // and writes run in their own goroutines, each bounded by the call timeout, and report back
 // to the loop; so a hanging arbiter never delays a decision, and the fence deadline is a
-// timer of the loop's own.
+// timer of the loop's own. A copy is read at least every renewal interval, and at once when
+// a watch of its shared record saw it change (ReadSoon, with Records.Seen).
 //
 // A copy is a Lease of its own (KubeStore) or an entry of a shared record (Records,
 // EntryStore): one writer per record gathers the entry writes of every service that are due,
@@ -245,6 +246,24 @@ func (k *Keeper) PeerChecks(key types.NamespacedName, c Checks) {
 	}
 }
 
+// ReadSoon tells the keeper that the service's copy at arbiter changed (a watch of its shared
+// record saw a new version, which Records.Seen keeps): the next decision reads it, and finds it
+// in the record's cache, instead of reading it up to a renewal interval later. A standby thereby
+// sees the holder's last renewal as it is written, and its wait for the lease counts from then.
+func (k *Keeper) ReadSoon(key types.NamespacedName, arbiter string) {
+	r, ok := k.runnerOf(key)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if r.readSoon == nil {
+		r.readSoon = map[string]bool{}
+	}
+	r.readSoon[arbiter] = true
+	r.mu.Unlock()
+	r.poke()
+}
+
 // Reassert tells the keeper that an object of a service is not in the form the keeper last
 // switched it to — something wrote it since, such as a write the other site sent before it
 // was cut off and the network delivered late — so that its next decision switches the
@@ -337,6 +356,8 @@ type runner struct {
 	// reassert asks the next decision to switch the service's objects to the form it decides
 	// on even when the last switch put them there (Reassert).
 	reassert bool
+	// readSoon are the arbiters whose copy the next decision reads (ReadSoon).
+	readSoon map[string]bool
 
 	// Owned by the loop.
 	started   bool
@@ -349,12 +370,14 @@ type runner struct {
 	// answer (see writeBackoff).
 	writeRetry    map[string]time.Time
 	writeFailures map[string]int
-	serving       bool
-	fenced        bool
-	promoted      bool
-	recheckAt     time.Time
-	servedAt      time.Time
-	errors        map[string]string
+	// due are the copies to read at the next chance, whatever their interval (ReadSoon).
+	due       map[string]bool
+	serving   bool
+	fenced    bool
+	promoted  bool
+	recheckAt time.Time
+	servedAt  time.Time
+	errors    map[string]string
 }
 
 // retryReassert asks for the reassertion again after a switch that failed.
@@ -377,7 +400,7 @@ func (r *runner) poke() {
 func (r *runner) run(ctx context.Context) {
 	r.state = failover.ServiceState{Arbiters: map[string]failover.Arbiter{}}
 	r.reading, r.writing, r.readAt, r.errors = map[string]bool{}, map[string]bool{}, map[string]time.Time{}, map[string]string{}
-	r.writeRetry, r.writeFailures = map[string]time.Time{}, map[string]int{}
+	r.writeRetry, r.writeFailures, r.due = map[string]time.Time{}, map[string]int{}, map[string]bool{}
 	timer := r.k.clock.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -564,18 +587,29 @@ func (r *runner) step(ctx context.Context) time.Time {
 		go r.write(ctx, w, r.k.clock.Now(), store)
 	}
 
-	// Read every copy it may need, at least every renewal interval. A write on its way is
-	// as good as a read: its answer holds the copy as stored.
+	// Read every copy it may need, at least every renewal interval, and a copy a watch saw
+	// change (ReadSoon) at once. A write on its way is as good as a read: its answer holds the
+	// copy as stored. A copy that is being read or written is read again when that is done.
+	r.mu.Lock()
+	soon := r.readSoon
+	r.readSoon = nil
+	r.mu.Unlock()
+	for a := range soon {
+		if _, ok := r.state.Arbiters[a]; ok {
+			r.due[a] = true
+		}
+	}
 	nextRead := now.Add(interval)
 	for _, a := range slices.Sorted(maps.Keys(r.state.Arbiters)) {
 		store := in.Stores[a]
 		if store == nil || r.reading[a] || r.writing[a] {
 			continue
 		}
-		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval {
+		if at, ok := r.readAt[a]; ok && now.Sub(at) < interval && !r.due[a] {
 			nextRead = minTime(nextRead, at.Add(interval))
 			continue
 		}
+		delete(r.due, a)
 		r.readAt[a], r.reading[a] = now, true
 		go r.read(ctx, a, store)
 	}

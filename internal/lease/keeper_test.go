@@ -41,6 +41,7 @@ type fakeStore struct {
 	refusing bool
 	writes   int
 	attempts int
+	reads    int
 }
 
 func (f *fakeStore) refuse(r bool) {
@@ -76,6 +77,9 @@ func (f *fakeStore) wait(ctx context.Context) error {
 }
 
 func (f *fakeStore) Read(ctx context.Context) (failover.LeaseRecord, error) {
+	f.mu.Lock()
+	f.reads++
+	f.mu.Unlock()
 	if err := f.wait(ctx); err != nil {
 		return failover.LeaseRecord{}, err
 	}
@@ -101,6 +105,21 @@ func (f *fakeStore) Write(ctx context.Context, rec failover.LeaseRecord) (failov
 	rec.ResourceVersion = strconv.Itoa(f.rev)
 	f.rec = rec
 	return rec, nil
+}
+
+func (f *fakeStore) readCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// renew renews the holder's claim in the copy at now, as the holder's keeper would.
+func (f *fakeStore) renew(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rev++
+	f.rec.RenewTime = now
+	f.rec.ResourceVersion = strconv.Itoa(f.rev)
 }
 
 func (f *fakeStore) record() failover.LeaseRecord {
@@ -529,4 +548,41 @@ func TestKeeperPromotesOnAVerdictOfTheChecksBetweenReconciles(t *testing.T) {
 	h.advance(t0.Add(32500 * time.Millisecond).Sub(h.clock.Now()))
 	h.g.Eventually(h.serving).Should(BeTrue(), "the standby promotes on the scheduler's verdict, without a reconcile, once the copies are free")
 	h.g.Expect(h.snapshot().ServedAt).To(BeTemporally("~", t0.Add(32*time.Second), 500*time.Millisecond), "the snapshot says when the promotion completed")
+}
+
+func TestKeeperReadsACopyAtOnceWhenAWatchSawItChange(t *testing.T) {
+	// mv-schwerin holds the service; sh-kiel stands by and reads the copies every 10s.
+	stores := map[string]*fakeStore{}
+	for _, a := range c3 {
+		stores[a] = &fakeStore{rev: 1, rec: failover.LeaseRecord{Holder: schwer, Epoch: 1, Duration: 30 * time.Second,
+			AcquireTime: t0, RenewTime: t0, ResourceVersion: "1", Configs: []failover.Config{c3}}}
+	}
+	h := start(t, stores, true)
+	h.update(func(s *failover.ServiceState) { s.Primary = false })
+	h.g.Eventually(h.snapshot).Should(HaveField("Plan.Reason", failover.PlanStandby))
+	for _, a := range c3 {
+		h.g.Eventually(stores[a].readCount).Should(Equal(1), "the first read of the copy at %s", a)
+	}
+	h.advance(3 * time.Second)
+	h.g.Eventually(func() bool { return !h.snapshot().Observations[kiel].ObservedAt.IsZero() }).Should(BeTrue())
+	observed := h.snapshot().Observations[kiel].ObservedAt
+
+	// mv-schwerin renews the copy at sh-kiel's cluster, and the watch of its record says so:
+	// sh-kiel reads it at once, without the clock moving on, and its wait for the lease counts
+	// from now, not from its next read 7s later.
+	renewed := h.clock.Now()
+	stores[kiel].renew(renewed)
+	reads, others := stores[kiel].readCount(), stores[hamburg].readCount()
+	h.keeper.ReadSoon(key, kiel)
+	h.g.Eventually(stores[kiel].readCount).Should(BeNumerically(">", reads), "the copy the watch saw change is read at once")
+	h.g.Eventually(func() time.Time { return h.snapshot().Observations[kiel].ObservedAt }).
+		Should(And(BeTemporally(">", observed), BeTemporally("==", renewed)), "the renewal counts as seen now")
+	h.g.Expect(stores[hamburg].readCount()).To(Equal(others), "only the copy that changed is read")
+	h.g.Expect(h.snapshot().Observations[kiel].Record.RenewTime).To(BeTemporally("==", renewed))
+
+	// A service the keeper does not know, or an arbiter its lease does not use, changes nothing.
+	h.keeper.ReadSoon(types.NamespacedName{Namespace: "other", Name: "other"}, kiel)
+	h.keeper.ReadSoon(key, "by-berlin")
+	h.advance(100 * time.Millisecond)
+	h.g.Expect(h.serving()).To(BeFalse())
 }

@@ -1,11 +1,13 @@
 package lease
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -432,11 +434,85 @@ func (r *record) remember(l *coordinationv1.Lease, sentAt time.Time) {
 func (r *record) keep(l *coordinationv1.Lease, sentAt time.Time, entries map[string]failover.LeaseRecord, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cachedOK && r.cachedAt.After(sentAt) {
-		return
+	if r.cachedOK {
+		switch order, known := compareVersions(l, r.cached); {
+		case known && order < 0:
+			return // a later version is kept already (a watch delivered it, say)
+		case known && order == 0:
+			r.cachedAt = maxTime(r.cachedAt, sentAt)
+			return
+		case !known && r.cachedAt.After(sentAt):
+			return
+		}
 	}
 	r.cached, r.cachedOK, r.cachedAt = l, true, sentAt
 	r.entries, r.entriesErr = entries, err
+}
+
+// Seen takes l, a shared record at arbiter as a watch of it delivered it just now, as a read
+// of the record answered now, when it is later than the version the record holds, and returns
+// the entries whose version it changed. A version a watch delivers was stored before it
+// arrived, so a renewal it shows was sent before now: a standby that counts its wait from
+// now counts it from no earlier than a read would, only sooner than a read an interval later.
+// A record no service of this process uses, or a version that cannot be ordered against the
+// one held, is ignored.
+func (rs *Records) Seen(arbiter string, l *coordinationv1.Lease) []string {
+	if l == nil {
+		return nil
+	}
+	rs.mu.Lock()
+	r, ok := rs.records[recordID{arbiter: arbiter, key: client.ObjectKeyFromObject(l)}]
+	rs.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	entries, err := failover.EntriesFromLease(l)
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cachedOK && r.cached != nil {
+		if order, known := compareVersions(l, r.cached); !known || order <= 0 {
+			return nil
+		}
+	}
+	var changed []string
+	for k, e := range entries {
+		if old, ok := r.entries[k]; !ok || old.ResourceVersion != e.ResourceVersion {
+			changed = append(changed, k)
+		}
+	}
+	for k := range r.entries {
+		if _, ok := entries[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	r.cached, r.cachedOK, r.cachedAt = l, true, rs.clock.Now()
+	r.entries, r.entriesErr = entries, nil
+	return changed
+}
+
+// compareVersions orders two versions of one record by resourceVersion: -1, 0 or 1 as a is
+// earlier than, the same as or later than b. known is false when either is missing or its
+// resourceVersion is not a number (the API server's are etcd revisions).
+func compareVersions(a, b *coordinationv1.Lease) (order int, known bool) {
+	if a == nil || b == nil {
+		return 0, false
+	}
+	av, errA := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	bv, errB := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	if errA != nil || errB != nil {
+		return 0, false
+	}
+	return cmp.Compare(av, bv), true
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (r *record) forget() {

@@ -382,3 +382,82 @@ func TestSharedRecordCreatesAMissingNamespaceOnlyWhenAllowed(t *testing.T) {
 		t.Errorf("deleting an entry of a record that is gone: %v", err)
 	}
 }
+
+// readCountingClient counts the reads that reach the API server.
+type readCountingClient struct {
+	client.Client
+	gets atomic.Int64
+}
+
+func (c *readCountingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestSharedRecordTakesALaterVersionAWatchDelivered: a version of a record that a watch
+// delivers is taken as a read answered then, if it is later than the one held: the entries
+// it changed are named, and the services' reads find it without asking the API server. An
+// earlier version delivered late changes nothing.
+func TestSharedRecordTakesALaterVersionAWatchDelivered(t *testing.T) {
+	site := startSite(t)
+	ctx := context.Background()
+	const key = "buergerkonto/buergerkonto"
+	holder := lease.NewRecords(clock.RealClock{}, lease.RecordOptions{}).Entry(sharedRef(site.Client), key)
+	reads := &readCountingClient{Client: site.Client}
+	standby := lease.NewRecords(clock.RealClock{}, lease.RecordOptions{MaxAge: time.Minute})
+	s := standby.Entry(sharedRef(reads), key)
+
+	now := time.Now().Truncate(time.Microsecond)
+	first, err := holder.Write(ctx, failover.LeaseRecord{Holder: testenv.SiteSchwerin, Duration: 15 * time.Second, AcquireTime: now, RenewTime: now, Epoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Read(ctx); err != nil || got.ResourceVersion != first.ResourceVersion {
+		t.Fatalf("Read() = %+v, %v; want the entry as written", got, err)
+	}
+	var before coordinationv1.Lease
+	if err := site.Client.Get(ctx, sharedRef(nil).Key, &before); err != nil {
+		t.Fatal(err)
+	}
+
+	renewal := first
+	renewal.RenewTime = now.Add(5 * time.Second)
+	renewed, err := holder.Write(ctx, renewal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Within MaxAge a read answers from the version held: the renewal is not seen yet.
+	if got, _ := s.Read(ctx); got.ResourceVersion != first.ResourceVersion {
+		t.Fatalf("Read() before the watch delivered the renewal = %+v; want the version held", got)
+	}
+	var after coordinationv1.Lease
+	if err := site.Client.Get(ctx, sharedRef(nil).Key, &after); err != nil {
+		t.Fatal(err)
+	}
+	gets := reads.gets.Load()
+	if changed := standby.Seen(testenv.SiteKiel, &after); len(changed) != 1 || changed[0] != key {
+		t.Errorf("Seen(the renewed record) = %v; want [%s]", changed, key)
+	}
+	if got, err := s.Read(ctx); err != nil || got.ResourceVersion != renewed.ResourceVersion || !got.RenewTime.Equal(renewal.RenewTime) {
+		t.Errorf("Read() after the watch delivered the renewal = %+v, %v; want the renewal", got, err)
+	}
+	if n := reads.gets.Load() - gets; n != 0 {
+		t.Errorf("%d reads reached the API server; the delivered version answers them", n)
+	}
+
+	// The earlier version, delivered late, and a record no service of the process uses.
+	if changed := standby.Seen(testenv.SiteKiel, &before); changed != nil {
+		t.Errorf("Seen(an earlier version) = %v; want nothing", changed)
+	}
+	if got, _ := s.Read(ctx); got.ResourceVersion != renewed.ResourceVersion {
+		t.Errorf("Read() after an earlier version was delivered = %+v; want the renewal still", got)
+	}
+	other := after.DeepCopy()
+	other.Name = "deich-shared-1"
+	if changed := standby.Seen(testenv.SiteKiel, other); changed != nil {
+		t.Errorf("Seen(a record no service uses) = %v; want nothing", changed)
+	}
+	if changed := standby.Seen(testenv.SiteSchwerin, &after); changed != nil {
+		t.Errorf("Seen(the record at another arbiter) = %v; want nothing", changed)
+	}
+}
