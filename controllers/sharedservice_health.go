@@ -195,7 +195,7 @@ func setHealthCondition(s *serviceScope) {
 	if s.objective == nil {
 		return
 	}
-	meta.SetStatusCondition(&s.svc.Status.Conditions, healthCondition(s.svc, failover.PolicyFrom(s.objective, 0).FailureThreshold))
+	meta.SetStatusCondition(&s.svc.Status.Conditions, healthCondition(s.svc, failureThreshold(s.objective)))
 }
 
 // probeShare says which checks of other services probe the same thing in the same way as hc

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -92,13 +91,14 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
 	}
 
-	if r.onlyClocksMoved(s) {
+	digest := statusDigest(&svc.Status, s.objective)
+	if r.onlyClocksMoved(s, digest) {
 		return nil
 	}
 	if err := patchStatus(ctx, r.client, "SharedService", s.before, svc, s.before.Status, svc.Status); err != nil {
 		return err
 	}
-	r.statusWrites.set(s.owner, round{at: s.now, status: s.statusSum(r.failureThreshold(s))})
+	r.statusWrites.set(s.owner, round{at: s.now, status: digest})
 	r.notePromotionRecorded(s)
 	return nil
 }
@@ -107,48 +107,40 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 // what moves at every reconcile or probe — the copy's age, the lease's renewal and when it was
 // read, the checks' last probe and latency, and a check's count of failures between the first
 // and failureThreshold, or past it — and this process wrote it less than statusRefresh ago.
-// The status is compared with the one stored and with the one this process last wrote, whose
-// write the cache this reconcile read may not show yet; as they are stored, as JSON: a time
-// kept in memory to the nanosecond is stored to the second.
+// digest is statusDigest of the status to write. It is compared with the status stored and with
+// the one this process last wrote, whose write the cache this reconcile read may not show yet;
+// as they are stored, as JSON: a time kept in memory to the nanosecond is stored to the second.
 // Writing those alone would cost every service a status write per resync, and one per probe
 // while a check fails: after a site is lost, a thousand services' statuses would be written
 // once per probe interval, competing with their promotions for the API server. The decisions
 // never read them from the stored status.
-func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope) bool {
-	if s.objective == nil {
+func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope, digest [sha256.Size]byte) bool {
+	if s.objective == nil || digest == ([sha256.Size]byte{}) {
 		return false
 	}
 	last, ok := r.statusWrites.get(s.owner)
 	if !ok || s.now.Sub(last.at) >= statusRefresh(s.objective) {
 		return false
 	}
-	threshold := r.failureThreshold(s)
-	after, errAfter := json.Marshal(withoutClocks(&s.svc.Status, threshold))
-	if errAfter != nil {
-		return false
-	}
-	if last.status == sha256.Sum256(after) {
-		return true
-	}
-	before, errBefore := json.Marshal(withoutClocks(&s.before.Status, threshold))
-	return errBefore == nil && bytes.Equal(before, after)
+	return last.status == digest || statusDigest(&s.before.Status, s.objective) == digest
 }
 
-// statusSum is the digest of the status s writes, as onlyClocksMoved compares it.
-func (s *serviceScope) statusSum(threshold int32) [sha256.Size]byte {
-	b, err := json.Marshal(withoutClocks(&s.svc.Status, threshold))
+// statusDigest is the digest of st as onlyClocksMoved compares it (withoutClocks, as JSON), or
+// zero when it cannot be encoded.
+func statusDigest(st *deichv1alpha1.SharedServiceStatus, objective *deichv1alpha1.RecoveryObjective) [sha256.Size]byte {
+	b, err := json.Marshal(withoutClocks(st, failureThreshold(objective)))
 	if err != nil {
 		return [sha256.Size]byte{}
 	}
 	return sha256.Sum256(b)
 }
 
-// failureThreshold is the objective's failureThreshold.
-func (r *SharedServiceReconciler) failureThreshold(s *serviceScope) int32 {
-	if s.objective == nil {
+// failureThreshold is objective's failureThreshold, or zero when the objective is not known.
+func failureThreshold(objective *deichv1alpha1.RecoveryObjective) int32 {
+	if objective == nil {
 		return 0
 	}
-	return failover.PolicyFrom(s.objective, 0).FailureThreshold
+	return failover.PolicyFrom(objective, 0).FailureThreshold
 }
 
 // withoutClocks is a copy of st without the fields onlyClocksMoved ignores. A check's run of

@@ -433,11 +433,11 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 			if tc.written != nil {
 				w := round{at: now.Add(-*tc.written)}
 				if tc.lastWrote {
-					w.status = s.statusSum(r.failureThreshold(s))
+					w.status = statusDigest(&after.Status, tc.objective)
 				}
 				r.statusWrites.set(owner, w)
 			}
-			if got := r.onlyClocksMoved(s); got != tc.skip {
+			if got := r.onlyClocksMoved(s, statusDigest(&after.Status, tc.objective)); got != tc.skip {
 				t.Fatalf("onlyClocksMoved() = %v, want %v", got, tc.skip)
 			}
 		})

@@ -176,12 +176,15 @@
 //     timed out or was abandoned never counts, even if success is reported later
 //     (ServiceState.WriteFailed); keep at most one write in flight per copy.
 //   - Fold in only what was read (ServiceState.Observed); when a copy cannot be read, keep
-//     the old Observation (ServiceState.ReadFailed). Send writes exactly as the Plan has
-//     them: their records were decided on the observed ones. A write may be held back
-//     instead (the keeper paces its writes to an arbiter that does not answer); it is then
-//     never sent on this decision, only as a later Step plans it again. Holding a write back
-//     is safe, as every write that is not sent is: it never counts, and the fence deadline
-//     runs from the last write that did.
+//     the old Observation (ServiceState.ReadFailed). A version of a copy that a watch
+//     delivered was read too, when it arrived: it committed before, which is all t_o below
+//     needs, and a late delivery only moves ObservedAt later (package lease drops a version
+//     older than the one it holds; the model check's watches deliver late, out of order, or
+//     not at all). Send writes exactly as the Plan has them: their records were decided on
+//     the observed ones. A write may be held back instead (the keeper paces its writes to
+//     an arbiter that does not answer); it is then never sent on this decision, only as a
+//     later Step plans it again. Holding a write back is safe, as every write that is not
+//     sent is: it never counts, and the fence deadline runs from the last write that did.
 //   - Keep ServiceState.Fenced true to the service's copy; fence before releasing; act on a
 //     Plan that does not serve at once; step again no later than NextCheck (the fence
 //     deadline is a timer, not a hope). Switching the objects into the form the current Plan

@@ -439,7 +439,9 @@ func (r *record) keep(l *coordinationv1.Lease, sentAt time.Time, entries map[str
 		case known && order < 0:
 			return // a later version is kept already (a watch delivered it, say)
 		case known && order == 0:
-			r.cachedAt = maxTime(r.cachedAt, sentAt)
+			if sentAt.After(r.cachedAt) {
+				r.cachedAt = sentAt
+			}
 			return
 		case !known && r.cachedAt.After(sentAt):
 			return
@@ -506,13 +508,6 @@ func compareVersions(a, b *coordinationv1.Lease) (order int, known bool) {
 		return 0, false
 	}
 	return cmp.Compare(av, bv), true
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 func (r *record) forget() {
