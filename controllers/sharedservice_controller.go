@@ -483,7 +483,8 @@ type desiredCopy struct {
 	hash     string
 	// key is what the copy was rendered from.
 	key renderKey
-	// sourceStandby is set when the source was in standby form (render.InStandbyForm).
+	// sourceStandby is set when the source was in a standby form a promotion switches
+	// (awaitsSwitch).
 	sourceStandby bool
 }
 
@@ -1119,7 +1120,7 @@ func renderCopy(src *unstructured.Unstructured, target render.Target, k *mirrore
 		}
 		return desiredCopy{}, false, err
 	}
-	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash], sourceStandby: render.InStandbyForm(src)}, true, nil
+	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash], sourceStandby: awaitsSwitch(src, false)}, true, nil
 }
 
 // isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.
@@ -1336,7 +1337,7 @@ func (r *SharedServiceReconciler) leaseCarriesStamps(s *serviceScope, resync tim
 }
 
 // serviceCurrentAtPeer reports whether the standby holds this site's copy of the SharedService
-// with the spec it has here, as its API server answers now: on a stamp that only reapplies
+// with the spec it has here and its finalizer, as its API server answers now: on a stamp that only reapplies
 // the copy, so that a copy deleted or edited there comes back without a write while it is
 // as it should be. It is an existing stamp's repetition only: the first stamp of a
 // generation, or after the standby was unreachable, is always written.
@@ -1351,7 +1352,8 @@ func (r *SharedServiceReconciler) serviceCurrentAtPeer(ctx context.Context, s *s
 	if err := s.conn.Cluster.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(s.svc), theirs); err != nil {
 		return false
 	}
-	return theirs.Labels[render.LabelSourceSite] == r.site && equality.Semantic.DeepEqual(theirs.Spec, s.svc.Spec)
+	return theirs.Labels[render.LabelSourceSite] == r.site && controllerutil.ContainsFinalizer(theirs, deichv1alpha1.SharedServiceFinalizer) &&
+		equality.Semantic.DeepEqual(theirs.Spec, s.svc.Spec)
 }
 
 // serviceReapply is how many resync periods may pass between two applies of the SharedService
@@ -1359,7 +1361,10 @@ func (r *SharedServiceReconciler) serviceCurrentAtPeer(ctx context.Context, s *s
 const serviceReapply = 6
 
 // mirrorService applies the SharedService itself to the standby, so its manager knows the
-// service, its role and objective, and stamps it with the time of this sync.
+// service, its role and objective, and stamps it with the time of this sync. The copy carries
+// the finalizer the standby needs once it serves: a promotion then writes no SharedService
+// but its status, and a deletion at the standby goes through its manager (reconcileDelete),
+// which lets a service it does not serve go at once.
 func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceScope) error {
 	spec, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s.svc.Spec)
 	if err != nil {
@@ -1371,6 +1376,7 @@ func (r *SharedServiceReconciler) mirrorService(ctx context.Context, s *serviceS
 	u.SetName(s.svc.Name)
 	u.SetNamespace(s.svc.Namespace)
 	u.SetLabels(map[string]string{render.LabelSourceSite: r.site})
+	u.SetFinalizers([]string{deichv1alpha1.SharedServiceFinalizer})
 	// The stamp is the evidence of the standby's RPO gate: never later than the data behind
 	// the objects was replicated, where the stages say how to read that.
 	stamp := s.now

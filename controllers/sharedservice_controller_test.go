@@ -128,6 +128,8 @@ func TestSharedServiceMirrorsItsObjectsToTheStandby(t *testing.T) {
 		HaveField("Status.MirroredResources.Count", BeEquivalentTo(2)),
 		HaveField("Status.Phase", Equal(deichv1alpha1.PhaseProtected)),
 	))
+	g.Expect(serviceStatus(ctx, schwerin, ns, svc.Name)()).To(HaveField("Finalizers", ContainElement(deichv1alpha1.SharedServiceFinalizer)),
+		"the standby's SharedService carries the finalizer it needs once promoted")
 
 	t.Run("an update at the source reaches the copy", func(t *testing.T) {
 		g := newG(t)

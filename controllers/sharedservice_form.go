@@ -43,7 +43,10 @@ type formSpec struct {
 // claim superseded an earlier one (epoch 2 and above), of every object already in active form
 // too, so that a data layer can tell a stale primary. The first claim of a service stamps
 // only what it switches: no site served the service under an earlier epoch, and a data layer
-// reads a missing annotation as epoch 0.
+// reads a missing annotation as epoch 0. An object whose standby form is its active form
+// (render.SameInBothForms: most ConfigMaps, Secrets and Services) serves as it is: a
+// promotion neither switches nor stamps it, unless a stage's handoff writes into it. Copies
+// never carry an epoch (Render drops it), so such an object carries none either.
 
 // formObjects lists the objects of kind k that belong to the service at this site.
 func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind) ([]*unstructured.Unstructured, error) {
@@ -71,20 +74,30 @@ const (
 	formStamp
 )
 
-// formActionFor decides what obj needs; it reads the object's metadata alone.
-func formActionFor(f formSpec, obj *unstructured.Unstructured, active bool, epoch int64) formAction {
+// formActionFor decides what obj needs; it reads the object's metadata alone. adjusted is set
+// when a switch changes the active form of the object (a stage's handoff).
+func formActionFor(f formSpec, obj *unstructured.Unstructured, active, adjusted bool, epoch int64) formAction {
 	if other := obj.GetLabels()[render.LabelSharedService]; other != "" && other != f.svc.Name {
 		return formKeep // belongs to another service
 	}
 	switch {
-	case active && render.InStandbyForm(obj):
+	case active && awaitsSwitch(obj, adjusted):
 		return formSwitch
+	case active && render.InStandbyForm(obj):
+		return formKeep // the same in both forms: it serves as it is
 	case active && epoch > 1 && obj.GetAnnotations()[failover.EpochAnnotation] != strconv.FormatInt(epoch, 10):
 		return formStamp
 	case !active && !render.InStandbyForm(obj):
 		return formSwitch
 	}
 	return formKeep
+}
+
+// awaitsSwitch reports whether obj is in a standby form that a promotion switches: one that
+// differs from its active form (see render.SameInBothForms), or, when adjusted, any: the
+// switch then changes the active form it records.
+func awaitsSwitch(obj *unstructured.Unstructured, adjusted bool) bool {
+	return render.InStandbyForm(obj) && (adjusted || !render.SameInBothForms(obj))
 }
 
 // formWrite is one write of a switch: the object put into the wanted form, or the epoch
@@ -101,7 +114,7 @@ type formWrite struct {
 // handoff).
 func (r *SharedServiceReconciler) formWriteFor(f formSpec, k *mirroredKind, obj *unstructured.Unstructured, active bool, epoch int64, adjust func(*unstructured.Unstructured) error) (w formWrite, ok bool, err error) {
 	var want *unstructured.Unstructured
-	switch formActionFor(f, obj, active, epoch) {
+	switch formActionFor(f, obj, active, adjust != nil, epoch) {
 	case formKeep:
 		return formWrite{}, false, nil
 	case formStamp:

@@ -198,7 +198,7 @@ func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease
 	}
 	now := r.clock.Now()
 	progress, fresh := f.state.progressFor(epoch, stages, now)
-	if fresh && !slices.ContainsFunc(stages, inStandbyForm) {
+	if fresh && !slices.ContainsFunc(stages, toSwitch) {
 		// Nothing to switch: the objects ran in their active form before this claim (a
 		// service just put under protection at its primary, a manager that restarted after
 		// its promotion). Stages order switches; whether the workloads are ready is theirs
@@ -273,7 +273,7 @@ func waitingFor(spec *deichv1alpha1.PromotionStage) string {
 func (r *SharedServiceReconciler) stageView(s formStage, p *stageProgress, now time.Time) failover.StageView {
 	var v failover.StageView
 	for _, o := range s.objects {
-		if render.InStandbyForm(o.obj) {
+		if s.awaitsSwitch(o) {
 			v.Standby++
 		} else {
 			v.Active++
@@ -403,10 +403,16 @@ func stalledMessage(stages []formStage, i int, s *stageProgress) string {
 		"Make the stage's objects ready and the promotion goes on by itself; or move the service with a Switchover", s.name, timeout, s.message, rest)
 }
 
-// inStandbyForm reports whether any of a stage's objects is in its standby form.
-func inStandbyForm(s formStage) bool {
-	return slices.ContainsFunc(s.objects, func(o formObject) bool { return render.InStandbyForm(o.obj) })
-}
+// adjusts reports whether a switch of the stage changes the active form of its objects: its
+// handoff writes a value into them, or removes it.
+func (s formStage) adjusts() bool { return s.spec != nil && s.spec.Handoff != nil }
+
+// awaitsSwitch reports whether o is in a standby form the stage's promotion switches.
+func (s formStage) awaitsSwitch(o formObject) bool { return awaitsSwitch(o.obj, s.adjusts()) }
+
+// toSwitch reports whether any of a stage's objects is in a standby form its promotion
+// switches.
+func toSwitch(s formStage) bool { return slices.ContainsFunc(s.objects, s.awaitsSwitch) }
 
 // progressFor returns the progress of the promotion of epoch, starting it afresh (fresh) for
 // a new epoch or a changed list of stages.

@@ -55,8 +55,12 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 	}
 	st.ReplicationLag = &metav1.Duration{Duration: lag.Round(time.Millisecond)}
 
-	objectives := objectivesCondition(svc.Generation, objectiveInputs{
-		objective: s.objective, everSynced: st.LastSyncTime != nil, lag: copyAge, data: s.data,
+	var syncedAt time.Time
+	if st.LastSyncTime != nil {
+		syncedAt = st.LastSyncTime.Time
+	}
+	objectives := objectivesCondition(svc.Generation, objectiveInputs{syncedAt: syncedAt,
+		objective: s.objective, lag: copyAge, data: s.data,
 		promotionProblem: r.promotionProblem(svc), slowRecovery: slowRecovery(st.LastFailover, r.site, s.objective, s.now),
 	})
 	meta.SetStatusCondition(&st.Conditions, objectives)
@@ -257,9 +261,10 @@ func setMirrored(svc *deichv1alpha1.SharedService, items []deichv1alpha1.Mirrore
 // objectiveInputs is what the ObjectivesMet condition is decided from.
 type objectiveInputs struct {
 	objective *deichv1alpha1.RecoveryObjective
-	// everSynced is set once the standby's copy was confirmed current; lag is how long ago.
-	everSynced bool
-	lag        time.Duration
+	// syncedAt is when the standby's copy was last confirmed current, zero if never; lag is
+	// how long ago.
+	syncedAt time.Time
+	lag      time.Duration
 	// data is the data's lag, as the stages' replicationLag rules read it at the site that
 	// serves.
 	data dataLag
@@ -277,7 +282,7 @@ const rtoMissWindow = time.Hour
 
 // objectivesCondition is the ObjectivesMet condition: whether the service meets its objective,
 // and if not, which one it misses. The RPO: the standby's copy, last confirmed current lag ago
-// (never, unless everSynced), must be within it. The RTO: a promotion must be able to complete
+// (never, if syncedAt is zero), must be within it. The RTO: a promotion must be able to complete
 // (no stage that can never become ready), and the last one at this site did not take longer
 // within the last hour.
 func objectivesCondition(generation int64, in objectiveInputs) metav1.Condition {
@@ -289,12 +294,19 @@ func objectivesCondition(generation int64, in objectiveInputs) metav1.Condition 
 	case in.promotionProblem != "":
 		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonPromotionInvalid
 		c.Message = truncate("spec.promotion: "+in.promotionProblem, 1024)
-	case !in.everSynced || in.lag > objective.Spec.RPO.Duration:
+	// The messages name no age: it is status.replicationLag, and a message that moved with it
+	// would make every reconcile a status write for as long as the objective is missed — after
+	// a site is lost, for every service at once.
+	case in.syncedAt.IsZero():
 		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
-		c.Message = fmt.Sprintf("the standby's copy is %s old, older than the RPO of %s", in.lag.Round(time.Second), objective.Spec.RPO.Duration)
+		c.Message = fmt.Sprintf("the standby's copy has not been confirmed current yet, so it counts as older than the RPO of %s", objective.Spec.RPO.Duration)
+	case in.lag > objective.Spec.RPO.Duration:
+		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
+		c.Message = fmt.Sprintf("the standby's copy was last confirmed current at %s, older than the RPO of %s",
+			in.syncedAt.UTC().Format(time.RFC3339), objective.Spec.RPO.Duration)
 	case in.data.known && in.data.lag > objective.Spec.RPO.Duration:
 		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
-		c.Message = truncate(fmt.Sprintf("the data of %s is %s behind, more than the RPO of %s", in.data.from, in.data.lag.Round(time.Second), objective.Spec.RPO.Duration), 1024)
+		c.Message = truncate(fmt.Sprintf("the data of %s is behind by more than the RPO of %s", in.data.from, objective.Spec.RPO.Duration), 1024)
 	case in.data.unknown != "":
 		c.Status, c.Reason = metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld
 		c.Message = truncate(fmt.Sprintf("the data's lag is not known, so the RPO of %s cannot be shown to hold: %s", objective.Spec.RPO.Duration, in.data.unknown), 1024)
@@ -305,8 +317,6 @@ func objectivesCondition(generation int64, in objectiveInputs) metav1.Condition 
 			rec.Epoch, rec.CompletedAt.UTC().Format(time.RFC3339), rec.RecoveryTime.Duration, objective.Spec.RTO.Duration)
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, deichv1alpha1.ServiceReasonWithinRPO
-		// Its age is status.replicationLag: a message that moved with it would make every
-		// reconcile a status write.
 		c.Message = fmt.Sprintf("the standby's copy is within the RPO of %s", objective.Spec.RPO.Duration)
 	}
 	return c

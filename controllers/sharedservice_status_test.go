@@ -20,11 +20,12 @@ import (
 
 func TestObjectivesCondition(t *testing.T) {
 	objective := testobjects.MakeRecoveryObjective("standard").RPO(30 * time.Second).Obj()
+	synced := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		name       string
-		objective  *deichv1alpha1.RecoveryObjective
-		everSynced bool
-		lag        time.Duration
+		name      string
+		objective *deichv1alpha1.RecoveryObjective
+		syncedAt  time.Time
+		lag       time.Duration
 		// promotionProblem and slowRecovery are the RTO's inputs.
 		promotionProblem string
 		slowRecovery     *deichv1alpha1.FailoverRecord
@@ -32,38 +33,38 @@ func TestObjectivesCondition(t *testing.T) {
 		want             metav1.Condition
 	}{{
 		name: "without an objective there is nothing to compare with",
-		lag:  time.Second, everSynced: true,
+		lag:  time.Second, syncedAt: synced,
 		want: metav1.Condition{Status: metav1.ConditionUnknown, Reason: deichv1alpha1.ServiceReasonObjectiveNotFound, Message: "no RecoveryObjective to compare with"},
 	}, {
-		name: "a copy as old as the RPO meets it", objective: objective, everSynced: true, lag: 30 * time.Second,
+		name: "a copy as old as the RPO meets it", objective: objective, syncedAt: synced, lag: 30 * time.Second,
 		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is within the RPO of 30s"},
 	}, {
-		name: "a copy older than the RPO misses it", objective: objective, everSynced: true, lag: 31 * time.Second,
-		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 31s old, older than the RPO of 30s"},
+		name: "a copy older than the RPO misses it", objective: objective, syncedAt: synced, lag: 31 * time.Second,
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy was last confirmed current at 2026-12-07T10:00:00Z, older than the RPO of 30s"},
 	}, {
 		name: "a copy never synced misses the RPO however young the service is", objective: objective, lag: time.Second,
-		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 1s old, older than the RPO of 30s"},
+		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy has not been confirmed current yet, so it counts as older than the RPO of 30s"},
 	}, {
-		name: "a stage that can never be ready misses the RTO, whatever the copy's age", objective: objective, everSynced: true, lag: time.Second,
+		name: "a stage that can never be ready misses the RTO, whatever the copy's age", objective: objective, syncedAt: synced, lag: time.Second,
 		promotionProblem: "stage database: readyWhen \"self.status.phase ==\" does not compile; a promotion would stop at this stage, so the RTO cannot be met",
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonPromotionInvalid,
 			Message: "spec.promotion: stage database: readyWhen \"self.status.phase ==\" does not compile; a promotion would stop at this stage, so the RTO cannot be met"},
 	}, {
-		name: "data older than the RPO misses it, though the copies are current", objective: objective, everSynced: true, lag: time.Second,
+		name: "data older than the RPO misses it, though the copies are current", objective: objective, syncedAt: synced, lag: time.Second,
 		data: dataLag{known: true, lag: 45 * time.Second, from: "VolumeReplication files (stage volume)"},
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld,
-			Message: "the data of VolumeReplication files (stage volume) is 45s behind, more than the RPO of 30s"},
+			Message: "the data of VolumeReplication files (stage volume) is behind by more than the RPO of 30s"},
 	}, {
-		name: "data whose lag is not known cannot be shown within the RPO", objective: objective, everSynced: true, lag: time.Second,
+		name: "data whose lag is not known cannot be shown within the RPO", objective: objective, syncedAt: synced, lag: time.Second,
 		data: dataLag{unknown: "VolumeReplication files (stage volume): timestamp(self.status.lastSyncTime) cannot be evaluated yet: no such key: lastSyncTime"},
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld,
 			Message: "the data's lag is not known, so the RPO of 30s cannot be shown to hold: VolumeReplication files (stage volume): timestamp(self.status.lastSyncTime) cannot be evaluated yet: no such key: lastSyncTime"},
 	}, {
-		name: "data within the RPO meets it", objective: objective, everSynced: true, lag: time.Second,
+		name: "data within the RPO meets it", objective: objective, syncedAt: synced, lag: time.Second,
 		data: dataLag{known: true, lag: 20 * time.Second, from: "VolumeReplication files (stage volume)"},
 		want: metav1.Condition{Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO, Message: "the standby's copy is within the RPO of 30s"},
 	}, {
-		name: "a recent promotion slower than the RTO misses it", objective: objective, everSynced: true, lag: time.Second,
+		name: "a recent promotion slower than the RTO misses it", objective: objective, syncedAt: synced, lag: time.Second,
 		slowRecovery: &deichv1alpha1.FailoverRecord{Epoch: 7, CompletedAt: &metav1.Time{Time: time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)},
 			RecoveryTime: &metav1.Duration{Duration: 3 * time.Minute}},
 		want: metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonRecoverySlowerThanRTO,
@@ -71,10 +72,39 @@ func TestObjectivesCondition(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.want.Type, tc.want.ObservedGeneration = deichv1alpha1.ServiceConditionObjectivesMet, 4
-			got := objectivesCondition(4, objectiveInputs{objective: tc.objective, everSynced: tc.everSynced, lag: tc.lag,
+			got := objectivesCondition(4, objectiveInputs{objective: tc.objective, syncedAt: tc.syncedAt, lag: tc.lag,
 				promotionProblem: tc.promotionProblem, slowRecovery: tc.slowRecovery, data: tc.data})
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("objectivesCondition (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestAMissedRPOReadsTheSameAsTheCopyAges: while the copy or the data stays older than the
+// RPO, ObjectivesMet does not change with its age (status.replicationLag has it), so missing the
+// RPO costs no status write per reconcile.
+func TestAMissedRPOReadsTheSameAsTheCopyAges(t *testing.T) {
+	objective := testobjects.MakeRecoveryObjective("standard").RPO(30 * time.Second).Obj()
+	synced := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	volume := "VolumeReplication files (stage volume)"
+	for _, tc := range []struct {
+		name         string
+		early, later objectiveInputs
+	}{
+		{"a copy too old", objectiveInputs{syncedAt: synced, lag: 31 * time.Second}, objectiveInputs{syncedAt: synced, lag: 5 * time.Minute}},
+		{"a copy never confirmed", objectiveInputs{lag: time.Second}, objectiveInputs{lag: 5 * time.Minute}},
+		{"data too old", objectiveInputs{syncedAt: synced, lag: time.Second, data: dataLag{known: true, lag: 45 * time.Second, from: volume}},
+			objectiveInputs{syncedAt: synced, lag: 2 * time.Second, data: dataLag{known: true, lag: 10 * time.Minute, from: volume}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.early.objective, tc.later.objective = objective, objective
+			early, later := objectivesCondition(4, tc.early), objectivesCondition(4, tc.later)
+			if early.Status != metav1.ConditionFalse {
+				t.Fatalf("the objective is met: %+v", early)
+			}
+			if diff := cmp.Diff(early, later); diff != "" {
+				t.Errorf("ObjectivesMet changed as the copy aged (-early +later):\n%s", diff)
 			}
 		})
 	}

@@ -309,7 +309,10 @@
 // application once the database reports itself primary, DNS last. A site serves, in the
 // sense of the invariant, while any object of the service is in its active form, so a site
 // that has switched its first stage serves, and a fence has taken effect only once every
-// stage is back in standby form. Three rules keep stages out of the argument above:
+// stage is back in standby form. An object whose standby form is its active form (a
+// ConfigMap no override changes by role, say) takes no part: it is the same at a site that
+// serves and at one that does not, so a promotion leaves it as it is, and "in its active
+// form" here means the others. Three rules keep stages out of the argument above:
 //
 //	S1. A stage is switched to its active form only by the keeper, within a decision that
 //	    serves, bounded by ServeUntil, as the single switch is without stages; NextStage

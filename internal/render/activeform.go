@@ -28,25 +28,51 @@ var provenanceLabels = []string{LabelSourceSite, LabelSharedService, LabelManage
 // AnnotationActivePatch, or, when Deich rendered it before that annotation existed, one of
 // the annotations recording its standby form. ActiveForm turns it into its active form.
 func InStandbyForm(obj *unstructured.Unstructured) bool {
-	if obj == nil {
-		return false
-	}
-	meta, _ := obj.Object["metadata"].(map[string]any)
-	var has func(key string) bool
-	switch annotations := meta["annotations"].(type) {
-	case map[string]any:
-		has = func(k string) bool { _, ok := annotations[k]; return ok }
-	case map[string]string: // hand-built
-		has = func(k string) bool { _, ok := annotations[k]; return ok }
-	default:
-		return false
-	}
+	has := annotationsOf(obj)
 	for _, k := range standbyFormKeys {
-		if has(k) {
+		if _, ok := has(k); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// SameInBothForms reports whether obj, as read from a cluster, is in a standby form that is
+// its active form too: its AnnotationActivePatch is the empty patch {} and it carries no
+// other annotation of a standby form. ActiveForm would change nothing in it but Deich's
+// annotations, so it serves as it is at either site — typically a ConfigMap, Secret or
+// Service that no override treats differently by role — and a promotion need not switch it.
+func SameInBothForms(obj *unstructured.Unstructured) bool {
+	get := annotationsOf(obj)
+	if patch, _ := get(AnnotationActivePatch); patch != "{}" {
+		return false
+	}
+	for _, k := range standbyFormKeys {
+		if _, ok := get(k); ok && k != AnnotationActivePatch {
+			return false
+		}
+	}
+	return true
+}
+
+// annotationsOf returns a lookup of obj's annotations, whether they are decoded (map[string]any)
+// or hand-built (map[string]string); it finds nothing in an object without them.
+func annotationsOf(obj *unstructured.Unstructured) func(key string) (string, bool) {
+	var meta map[string]any
+	if obj != nil {
+		meta, _ = obj.Object["metadata"].(map[string]any)
+	}
+	switch annotations := meta["annotations"].(type) {
+	case map[string]any:
+		return func(k string) (string, bool) {
+			v, ok := annotations[k]
+			s, _ := v.(string)
+			return s, ok
+		}
+	case map[string]string:
+		return func(k string) (string, bool) { v, ok := annotations[k]; return v, ok }
+	}
+	return func(string) (string, bool) { return "", false }
 }
 
 // ActiveForm returns what to apply, with server-side apply at the cluster live was read from,

@@ -590,6 +590,42 @@ func TestInStandbyForm(t *testing.T) {
 	}
 }
 
+func TestSameInBothForms(t *testing.T) {
+	deployment := fromYAML(t, standbyDeployment)
+	configMap := fromYAML(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {LOG_LEVEL: info}\n")
+	readOnly := override("", standby, targeted(deichv1alpha1.PatchTarget{Kind: "ConfigMap"}, "data: {FEATURE_READ_ONLY: \"true\"}\n"))
+	servingLabel := override(schwerin, active, targeted(deichv1alpha1.PatchTarget{}, "metadata: {labels: {serving: \"yes\"}}\n"))
+	bothRoles := override(schwerin, "", targeted(deichv1alpha1.PatchTarget{}, "metadata: {annotations: {buergerkonto.example.de/site: mv-schwerin}}\n"))
+	handBuilt := func(annotations map[string]string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"annotations": annotations}}}
+	}
+	tests := []struct {
+		name string
+		obj  *unstructured.Unstructured
+		want bool
+	}{
+		{"a ConfigMap copy for the Standby role", mustRender(t, configMap, standbyFor(deichv1alpha1.StandbyCold)), true},
+		{"a ConfigMap copy with an override for both roles", mustRender(t, configMap, standbyFor(deichv1alpha1.StandbyCold, bothRoles)), true},
+		{"a ConfigMap copy with a Standby override", mustRender(t, configMap, standbyFor(deichv1alpha1.StandbyCold, readOnly)), false},
+		{"a ConfigMap copy with an Active override", mustRender(t, configMap, standbyFor(deichv1alpha1.StandbyCold, servingLabel)), false},
+		{"a Deployment copy in Hot standby", mustRender(t, deployment, standbyFor(deichv1alpha1.StandbyHot)), false},
+		{"a Deployment copy in Cold standby", mustRender(t, deployment, standbyFor(deichv1alpha1.StandbyCold)), false},
+		{"a copy for the Active role", mustRender(t, configMap, activeFor()), false},
+		{"a hand-built object with the empty patch", handBuilt(map[string]string{AnnotationActivePatch: "{}"}), true},
+		{"the empty patch and a record of replicas", handBuilt(map[string]string{AnnotationActivePatch: "{}", AnnotationSourceReplicas: "3"}), false},
+		{"an empty patch written otherwise", handBuilt(map[string]string{AnnotationActivePatch: "{ }"}), false},
+		{"an object without annotations", configMap, false},
+		{"no object", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SameInBothForms(tt.obj); got != tt.want {
+				t.Errorf("SameInBothForms() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func parseJSON(t testing.TB, s string) any {
 	t.Helper()
 	var v any

@@ -13,8 +13,8 @@
 //  2. Strip what belongs to the source's cluster: status; metadata uid, resourceVersion,
 //     generation, creationTimestamp, deletionTimestamp, deletionGracePeriodSeconds,
 //     managedFields, ownerReferences, selfLink, finalizers; annotations of kubectl apply, of
-//     the Deployment and DaemonSet controllers, of volume binding and provisioning, and Argo
-//     CD's tracking id; labels controllers add (pod-template-hash, controller-revision-hash,
+//     the Deployment and DaemonSet controllers, of volume binding and provisioning, Argo
+//     CD's tracking id and the epoch of the claim the source's site serves on; labels controllers add (pod-template-hash, controller-revision-hash,
 //     controller-uid, …), also in pod, job and volume claim templates, and Flux's ownership
 //     labels; a Service's allocated clusterIP(s) (not "None"), nodePorts,
 //     healthCheckNodePort, ipFamilies and a default SingleStack ipFamilyPolicy; a
@@ -54,7 +54,8 @@
 // the source's site is down, and when an active site lifts the fence it put on its own
 // objects (by applying them rendered for itself in the Standby role). ActiveForm gives what to
 // apply for that: the object with its AnnotationActivePatch applied, stripped like a copy,
-// without Deich's annotations; InStandbyForm tells which objects need it. A merge patch
+// without Deich's annotations; InStandbyForm tells which objects need it, and SameInBothForms
+// which of those would not change but for Deich's annotations. A merge patch
 // replaces lists whole and cannot set a field to null, only remove it, so the active form
 // carries whole lists (say, all containers, when an override changed one) and leaves out
 // fields that are null in the active copy, which API servers treat alike.

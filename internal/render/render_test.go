@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
+	"github.com/deich-io/deich/internal/failover"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
@@ -84,7 +86,7 @@ func TestRenderStripsClusterLocalFields(t *testing.T) {
 		name string
 		file string
 	}{
-		{"a Deployment loses status, server metadata, managedFields, finalizers, kubectl, Argo CD and Flux traces and its revision", "deployment.yaml"},
+		{"a Deployment loses status, server metadata, managedFields, finalizers, kubectl, Argo CD and Flux traces, its revision and the epoch its site serves on", "deployment.yaml"},
 		{"a StatefulSet loses the controller-revision-hash label of its template and the status of its volume claim templates", "statefulset.yaml"},
 		{"a DaemonSet loses the template generation annotation of its controller", "daemonset.yaml"},
 		{"a LoadBalancer Service loses its cluster IPs, node ports, health check node port and default IP family settings", "service-nodeport.yaml"},
@@ -119,6 +121,17 @@ func TestRenderStripsClusterLocalFields(t *testing.T) {
 				t.Errorf("Render() mismatch with %s (-want +got):\n%s", golden, diff)
 			}
 		})
+	}
+}
+
+// TestRenderDropsTheEpochOfTheSourcesClaim: the annotation the lease keeper stamps with its
+// claim's epoch says on what claim an object serves at its own site; a copy serves on none.
+func TestRenderDropsTheEpochOfTheSourcesClaim(t *testing.T) {
+	src := fromYAML(t, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, annotations: {%s: \"3\"}}\n", failover.EpochAnnotation))
+	for _, target := range []Target{activeFor(), standbyFor(deichv1alpha1.StandbyCold)} {
+		if got := mustRender(t, src, target).GetAnnotations(); got[failover.EpochAnnotation] != "" {
+			t.Errorf("the copy for the %s role carries %s: %q", target.Role, failover.EpochAnnotation, got[failover.EpochAnnotation])
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ var clusterLocalAnnotations = map[string]bool{
 	"deprecated.daemonset.template.generation":         true, // the DaemonSet controller
 	"control-plane.alpha.kubernetes.io/leader":         true, // old leader elections
 	"argocd.argoproj.io/tracking-id":                   true, // Argo CD at the source owns the source, not the copy
+	"resilience.deich.io/epoch":                        true, // the claim the source's site serves on; a copy serves on none
 }
 
 // clusterLocalAnnotationPrefixes are annotation prefixes of volume binding and provisioning,

@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,28 +80,32 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		names[i] = fmt.Sprintf("procedure-%04d", i)
 	}
 	began := time.Now()
-	watch := watchFences(ctx, kiel)
+	// Both sites' services are followed by watches from here on: listing a thousand services
+	// to poll them would be work for the API servers the managers need.
+	fences := newFenceCheck()
+	atKiel := followServices(ctx, t, kiel, fences.observe)
+	defer atKiel.stop()
+	atSchwerin := followServices(ctx, t, schwerin, nil)
+	defer atSchwerin.stop()
 	g.Expect(forEach(names, func(ns string) error { return applyService(ctx, ns, check) })).To(Succeed())
 	t.Logf("applied %d services (a namespace, a Deployment, %d ConfigMaps and the SharedService each) in %s",
 		services, configMaps, time.Since(began).Round(100*time.Millisecond))
 
-	g.Eventually(func() ([]string, error) { return notYet(ctx, kiel, names, protected) }).
+	g.Eventually(func() []string { return atKiel.notYet(names, protected) }).
 		WithTimeout(10*time.Minute).Should(BeEmpty(), "every service Protected at sh-kiel")
 	t.Logf("all %d services Protected at sh-kiel %s after the apply", services, time.Since(began).Round(100*time.Millisecond))
-	g.Eventually(func() ([]string, error) { return notYet(ctx, schwerin, names, standingBy) }).
+	g.Eventually(func() []string { return atSchwerin.notYet(names, standingBy) }).
 		WithTimeout(2*time.Minute).Should(BeEmpty(), "every service stands by at mv-schwerin")
 	// A little longer than a lease: renewals keep up at steady state too.
 	time.Sleep(leaseDuration + 5*time.Second)
 	logSteadyState(ctx, t, services)
 	logPropagation(ctx, t, names)
-	fenced := watch.stop(t)
-	g.Expect(fenced).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
+	atKiel.stop()
+	t.Logf("watch of sh-kiel: %d versions of its services seen, in %d watch(es)", atKiel.versions, atKiel.watches)
+	g.Expect(fences.found()).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
 
 	t.Run("sh-kiel lost: every service fails over", func(t *testing.T) {
 		g := NewWithT(t)
-		// Listing a thousand services is work for the API server the promotions need: poll
-		// seldom, and take the times from status.lastFailover.
-		g.SetDefaultEventuallyPollingInterval(5 * time.Second)
 		stopProfile := profileCPU(t, "DEICH_SCALE_CPUPROFILE")
 		requests := apiServerRequests(ctx, t, schwerin)
 		lost := time.Now()
@@ -113,15 +116,15 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		floors := leaseFloors(ctx, t, schwerin)
 		waitServerProfile := profileAPIServer(ctx, t, schwerin, "DEICH_SCALE_APISERVER_CPUPROFILE")
 		var last time.Time
-		g.Eventually(func() ([]string, error) {
-			left, err := notYet(ctx, schwerin, names, servingAtSchwerin)
-			if err == nil && len(left) == 0 {
+		g.Eventually(func() []string {
+			left := atSchwerin.notYet(names, servingAtSchwerin)
+			if len(left) == 0 {
 				last = time.Now()
 			}
-			return left, err
-		}).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
+			return left
+		}).WithPolling(100*time.Millisecond).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
 		stopProfile()
-		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s; polled every 5s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
+		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))
 		logFailoverTimes(ctx, t, schwerin, lost, floors)
 		after := gatherReconcileStats(t)
@@ -373,40 +376,6 @@ func forEach(names []string, f func(string) error) error {
 	return first
 }
 
-// notYet lists the services (by namespace) whose SharedService at site does not yet satisfy
-// ok.
-func notYet(ctx context.Context, site *testenv.Site, names []string, ok func(*deichv1alpha1.SharedService) bool) ([]string, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	list := &deichv1alpha1.SharedServiceList{}
-	if err := site.Client.List(ctx, list); err != nil {
-		return nil, err
-	}
-	seen := map[string]string{}
-	for i := range list.Items {
-		svc := &list.Items[i]
-		if !want[svc.Namespace] {
-			continue
-		}
-		if ok(svc) {
-			delete(want, svc.Namespace)
-			continue
-		}
-		seen[svc.Namespace] = describe(svc)
-	}
-	left := make([]string, 0, len(want))
-	for n := range want {
-		if d, ok := seen[n]; ok {
-			n += " (" + d + ")"
-		}
-		left = append(left, n)
-	}
-	sort.Strings(left)
-	return left, nil
-}
-
 // describe says where a service stands, for a failure message: phase, role, active site and
 // the conditions that are not True.
 func describe(svc *deichv1alpha1.SharedService) string {
@@ -438,66 +407,6 @@ func servingAtSchwerin(svc *deichv1alpha1.SharedService) bool {
 	lf := svc.Status.LastFailover
 	return svc.Status.Role == deichv1alpha1.RoleActive && svc.Status.ActiveSite == testenv.SiteSchwerin &&
 		lf != nil && lf.CompletedAt != nil
-}
-
-// fenceWatch samples every service at the healthy primary until stopped.
-type fenceWatch struct {
-	stopCh, done chan struct{}
-	mu           sync.Mutex
-	seen         map[string]string // namespace -> first sample that was not serving
-	active       map[string]bool   // namespace -> has been active here
-	samples      int
-}
-
-// watchFences samples the SharedServices at site every 500ms and records any service that,
-// once active there, is fenced or no longer active.
-func watchFences(ctx context.Context, site *testenv.Site) *fenceWatch {
-	w := &fenceWatch{stopCh: make(chan struct{}), done: make(chan struct{}), seen: map[string]string{}, active: map[string]bool{}}
-	go func() {
-		defer close(w.done)
-		for {
-			select {
-			case <-w.stopCh:
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			list := &deichv1alpha1.SharedServiceList{}
-			if err := site.Client.List(ctx, list); err != nil {
-				continue
-			}
-			w.mu.Lock()
-			w.samples++
-			for i := range list.Items {
-				svc := &list.Items[i]
-				st := svc.Status
-				if st.Role == deichv1alpha1.RoleActive && st.Phase != deichv1alpha1.PhaseFenced {
-					w.active[svc.Namespace] = true
-					continue
-				}
-				if w.active[svc.Namespace] && w.seen[svc.Namespace] == "" {
-					w.seen[svc.Namespace] = fmt.Sprintf("%s at %s: phase %s, role %s, lease %s",
-						svc.Namespace, time.Now().Format("15:04:05.0"), st.Phase, st.Role, leaseMessage(svc))
-				}
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-// stop ends the sampling and returns what was seen.
-func (w *fenceWatch) stop(t *testing.T) []string {
-	close(w.stopCh)
-	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	t.Logf("fence watch: %d samples of every service at sh-kiel", w.samples)
-	out := make([]string, 0, len(w.seen))
-	for _, s := range w.seen {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // leaseMessage is the lease's message in status, if any.

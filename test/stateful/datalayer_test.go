@@ -65,11 +65,13 @@ var (
 	pvcGVK     = schema.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"}
 )
 
-// serviceObjects are the service's objects.
+// serviceObjects are the service's objects; the PersistentVolumeClaim is the same in both
+// forms (no override treats it differently by role).
 var serviceObjects = []struct {
-	gvk  schema.GroupVersionKind
-	name string
-}{{volumeGVK, volumeName}, {pvcGVK, volumeName}, {clusterGVK, clusterName}, {webGVK, webName}, {dnsGVK, dnsName}}
+	gvk             schema.GroupVersionKind
+	name            string
+	sameInBothForms bool
+}{{volumeGVK, volumeName, false}, {pvcGVK, volumeName, true}, {clusterGVK, clusterName, false}, {webGVK, webName, false}, {dnsGVK, dnsName, false}}
 
 // get reads one of the service's objects at site.
 func get(ctx context.Context, site *testenv.Site, gvk schema.GroupVersionKind, ns, name string) (*unstructured.Unstructured, error) {
