@@ -155,7 +155,7 @@ func TestDataLagCountsAgainstTheRPO(t *testing.T) {
 
 	g.Eventually(m.objectivesMet(ctx, kiel)).Should(And(
 		haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld),
-		HaveField("Message", ContainSubstring("the data of ConfigMap settings (stage data) is 10m"))))
+		HaveField("Message", ContainSubstring("the data of ConfigMap settings (stage data) is behind by more than the RPO"))))
 	g.Eventually(m.status(ctx, kiel)).Should(HaveField("Status.ReplicationLag.Duration", BeNumerically(">=", 10*time.Minute)))
 	g.Eventually(m.objectivesMet(ctx, schwerin), time.Minute).Should(
 		haveStatusReason(metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld),

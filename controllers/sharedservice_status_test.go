@@ -237,10 +237,10 @@ func TestServicePhaseAndReady(t *testing.T) {
 	}, {
 		name: "a copy older than the RPO is Degraded with the objective's message",
 		mutate: func(in *summaryInputs) {
-			in.objectives = metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy is 45s old, older than the RPO of 30s"}
+			in.objectives = metav1.Condition{Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld, Message: "the standby's copy was last confirmed current at 2026-12-07T10:00:00Z, older than the RPO of 30s"}
 		},
 		wantPhase: deichv1alpha1.PhaseDegraded, wantReady: metav1.ConditionFalse, wantReason: string(deichv1alpha1.PhaseDegraded),
-		wantMsg: "the standby's copy is 45s old, older than the RPO of 30s",
+		wantMsg: "the standby's copy was last confirmed current at 2026-12-07T10:00:00Z, older than the RPO of 30s",
 	}, {
 		name: "a site serving after it failed over, its copy not yet in sync at the old active, is FailedOver",
 		mutate: func(in *summaryInputs) {

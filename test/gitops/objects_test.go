@@ -173,7 +173,7 @@ func sharedServiceFixtures(t *testing.T) []fixture {
 		condition(deichv1alpha1.ServiceConditionSynced, metav1.ConditionUnknown, deichv1alpha1.ServiceReasonWaitingForCaches,
 			"waiting for the caches of apps/Deployment"),
 		condition(deichv1alpha1.ServiceConditionObjectivesMet, metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld,
-			"the standby's copy is 2s old, older than the RPO of 30s"))
+			"the standby's copy has not been confirmed current yet, so it counts as older than the RPO of 30s"))
 	pending.LastSyncTime = nil
 
 	unreachable := serviceStatus(deichv1alpha1.PhasePending, notReady(string(deichv1alpha1.PhasePending), "no Ready ReplicationPeer for site mv-schwerin"),
@@ -186,9 +186,9 @@ func sharedServiceFixtures(t *testing.T) []fixture {
 			"mv-schwerin refuses deich the writes mirroring needs in namespace buergerkonto"))
 	forbidden.LastSyncTime = nil
 
-	tooOld := serviceStatus(deichv1alpha1.PhaseDegraded, notReady(string(deichv1alpha1.PhaseDegraded), "the standby's copy is 47s old, older than the RPO of 30s"),
+	tooOld := serviceStatus(deichv1alpha1.PhaseDegraded, notReady(string(deichv1alpha1.PhaseDegraded), "the standby's copy was last confirmed current at 2026-12-07T10:00:00Z, older than the RPO of 30s"),
 		condition(deichv1alpha1.ServiceConditionObjectivesMet, metav1.ConditionFalse, deichv1alpha1.ServiceReasonCopyTooOld,
-			"the standby's copy is 47s old, older than the RPO of 30s"))
+			"the standby's copy was last confirmed current at 2026-12-07T10:00:00Z, older than the RPO of 30s"))
 
 	recommended := serviceStatus(deichv1alpha1.PhaseDegraded,
 		notReady(deichv1alpha1.ServiceReasonFailoverRecommended, "checks of sh-kiel failed 3 times in a row; failover mode is Manual: create a Switchover to mv-schwerin"),
