@@ -58,8 +58,7 @@ func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.Shar
 	witness := svc.Spec.WitnessSite
 	if witness == "" {
 		cond.Reason = deichv1alpha1.ServiceReasonTwoSiteMode
-		cond.Message = fmt.Sprintf("two-site mode: this service has no witness. Its lease lives at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site. Set spec.witnessSite to a third site, with a ReplicationPeer of role Witness for it at both sites, so that no single lost site or link stops a healthy active site",
-			peerSite(svc, activeSite(svc)))
+		cond.Message = twoSiteModeMessage(svc)
 		return cond, nil
 	}
 	p, err := findPeer(ctx, c, witness)
@@ -91,6 +90,15 @@ func witnessQuorum(ctx context.Context, c client.Reader, svc *deichv1alpha1.Shar
 			witness, p.Name, svc.Spec.PrimarySite, svc.Spec.StandbySite, p.Spec.WitnessLeaseNamespace())
 	}
 	return cond, p
+}
+
+// twoSiteModeMessage is the Quorum condition's message of a service without a witness. It
+// names the standby by svc's status.activeSite, which a promotion changes later in the same
+// reconcile: report writes it again from the final status, so that the promotion's status write
+// carries it and no second write follows.
+func twoSiteModeMessage(svc *deichv1alpha1.SharedService) string {
+	return fmt.Sprintf("two-site mode: this service has no witness. Its lease lives at the standby's cluster (%s), so losing that site, or the link to it, stops the service at the active site. Set spec.witnessSite to a third site, with a ReplicationPeer of role Witness for it at both sites, so that no single lost site or link stops a healthy active site",
+		peerSite(svc, activeSite(svc)))
 }
 
 // caBundle reads the CA certificates an http check trusts besides the system roots. A missing

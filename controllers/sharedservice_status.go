@@ -35,6 +35,9 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		meta.SetStatusCondition(&st.Conditions, s.synced)
 	}
 	if s.quorum.Type != "" {
+		if s.quorum.Reason == deichv1alpha1.ServiceReasonTwoSiteMode {
+			s.quorum.Message = twoSiteModeMessage(svc)
+		}
 		meta.SetStatusCondition(&st.Conditions, s.quorum)
 	}
 	if s.lease != nil && s.lease.read && s.lease.targetSize > 0 {

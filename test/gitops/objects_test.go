@@ -241,7 +241,7 @@ func sharedServiceFixtures(t *testing.T) []fixture {
 		{name: "a Protected service in two-site mode", obj: sharedService(t, 1, twoSite),
 			kstatus: status.CurrentStatus, flux: status.CurrentStatus, argo: argoHealthy, argoMessage: "Protected"},
 		{name: "a service Degraded because its copy is older than the RPO", obj: sharedService(t, 1, tooOld),
-			kstatus: status.InProgressStatus, flux: status.FailedStatus, argo: argoDegraded, argoMessage: "Degraded: the standby's copy is 47s old"},
+			kstatus: status.InProgressStatus, flux: status.FailedStatus, argo: argoDegraded, argoMessage: "Degraded: the standby's copy was last confirmed current at 2026-12-07T10:00:00Z"},
 		{name: "a service Degraded with a failover recommended", obj: sharedService(t, 1, recommended),
 			kstatus: status.InProgressStatus, flux: status.FailedStatus, argo: argoDegraded, argoMessage: "Degraded (FailoverRecommended): checks of sh-kiel failed"},
 		{name: "a service FailingOver", obj: sharedService(t, 1, failingOver),
