@@ -49,7 +49,8 @@ func (s formStage) name() string {
 
 // stagesOf lists the service's objects at this site and sorts them into its promotion's
 // stages: each object into the first stage whose target selects it, the rest into a last
-// stage of their own. Objects of another service are left out.
+// stage of their own, in the order of the service's kinds. Objects of another service are
+// left out.
 func (r *SharedServiceReconciler) stagesOf(ctx context.Context, f formSpec) ([]formStage, error) {
 	if f.svc == nil {
 		return nil, errors.New("the service's kinds are not known yet")
@@ -62,12 +63,22 @@ func (r *SharedServiceReconciler) stagesOf(ctx context.Context, f formSpec) ([]f
 	for i := range specs {
 		stages[i].spec = &specs[i]
 	}
-	for _, k := range f.kinds {
-		objs, err := r.formObjects(ctx, f, k)
-		if err != nil {
-			return nil, err
-		}
-		for _, obj := range objs {
+	// The kinds are listed at once, apply-parallelism at a time: a promotion or a fence waits
+	// for one round trip to the API server, not one per kind.
+	listed := make([][]*unstructured.Unstructured, len(f.kinds))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(r.parallelism, 1))
+	for i, k := range f.kinds {
+		g.Go(func() (err error) {
+			listed[i], err = r.formObjects(gctx, f, k)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for ki, k := range f.kinds {
+		for _, obj := range listed[ki] {
 			if other := obj.GetLabels()[render.LabelSharedService]; other != "" && other != f.svc.Name {
 				continue
 			}

@@ -92,10 +92,10 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		services, configMaps, time.Since(began).Round(100*time.Millisecond))
 
 	g.Eventually(func() []string { return atKiel.notYet(names, protected) }).
-		WithTimeout(10*time.Minute).Should(BeEmpty(), "every service Protected at sh-kiel")
+		WithTimeout(10*time.Minute).Should(BeEmpty(), atKiel.whyNot(names, protected, "every service Protected at sh-kiel"))
 	t.Logf("all %d services Protected at sh-kiel %s after the apply", services, time.Since(began).Round(100*time.Millisecond))
 	g.Eventually(func() []string { return atSchwerin.notYet(names, standingBy) }).
-		WithTimeout(2*time.Minute).Should(BeEmpty(), "every service stands by at mv-schwerin")
+		WithTimeout(2*time.Minute).Should(BeEmpty(), atSchwerin.whyNot(names, standingBy, "every service stands by at mv-schwerin"))
 	// A little longer than a lease: renewals keep up at steady state too.
 	time.Sleep(leaseDuration + 5*time.Second)
 	logSteadyState(ctx, t, services)
@@ -122,7 +122,8 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 				last = time.Now()
 			}
 			return left
-		}).WithPolling(100*time.Millisecond).WithTimeout(rto+time.Minute).Should(BeEmpty(), "every service served at mv-schwerin")
+		}).WithPolling(100*time.Millisecond).WithTimeout(rto+time.Minute).
+			Should(BeEmpty(), atSchwerin.whyNot(names, servingAtSchwerin, "every service served at mv-schwerin"))
 		stopProfile()
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))

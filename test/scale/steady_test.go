@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
@@ -226,9 +229,16 @@ func logPropagation(ctx context.Context, t *testing.T, names []string) {
 		n, len(names), editEvery, at(0.5), at(0.9), at(0.99), took[len(took)-1].Round(time.Millisecond))
 }
 
-// requestCounts is one scrape of an API server's apiserver_request_total, summed by verb and
-// resource (with its subresource), e.g. "PATCH sharedservices/status".
-type requestCounts map[string]float64
+// requestCounts is one scrape of an API server's apiserver_request_total and
+// apiserver_request_duration_seconds, summed by verb and resource (and subresource).
+type requestCounts map[string]*requestKind
+
+// requestKind is how many requests of one verb and resource an API server has served, and of
+// them how many within each bucket of its latency histogram (cumulative, by upper bound).
+type requestKind struct {
+	n       float64
+	buckets map[float64]float64
+}
 
 // apiServerRequests scrapes site's API server for the requests it has served so far.
 func apiServerRequests(ctx context.Context, t *testing.T, site *testenv.Site) requestCounts {
@@ -247,11 +257,7 @@ func apiServerRequests(ctx context.Context, t *testing.T, site *testenv.Site) re
 		t.Fatalf("parse the metrics of %s's API server: %v", site.Name, err)
 	}
 	out := requestCounts{}
-	mf, ok := families["apiserver_request_total"]
-	if !ok {
-		return out
-	}
-	for _, m := range mf.GetMetric() {
+	kind := func(m *dto.Metric) *requestKind {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
@@ -260,31 +266,68 @@ func apiServerRequests(ctx context.Context, t *testing.T, site *testenv.Site) re
 		if sub := labels["subresource"]; sub != "" {
 			key += "/" + sub
 		}
-		out[key] += m.GetCounter().GetValue()
+		k, ok := out[key]
+		if !ok {
+			k = &requestKind{buckets: map[float64]float64{}}
+			out[key] = k
+		}
+		return k
+	}
+	if mf, ok := families["apiserver_request_total"]; ok {
+		for _, m := range mf.GetMetric() {
+			kind(m).n += m.GetCounter().GetValue()
+		}
+	}
+	if mf, ok := families["apiserver_request_duration_seconds"]; ok {
+		for _, m := range mf.GetMetric() {
+			k := kind(m)
+			for _, b := range m.GetHistogram().GetBucket() {
+				k.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			}
+		}
 	}
 	return out
 }
 
 // logRequests logs the requests site's API server served per second since before, the
-// busiest first.
+// busiest first, with the latency within which half and 99 in a hundred of them were
+// served (the upper bounds of the API server's histogram buckets).
 func logRequests(t *testing.T, site string, what string, before, after requestCounts, elapsed time.Duration) {
 	t.Helper()
 	type rate struct {
-		key string
-		n   float64
+		key      string
+		n        float64
+		p50, p99 float64
 	}
 	var rates []rate
 	total := 0.0
 	for k, v := range after {
-		if d := v - before[k]; d > 0 {
-			rates = append(rates, rate{k, d})
-			total += d
+		var b0 *requestKind
+		if b0 = before[k]; b0 == nil {
+			b0 = &requestKind{}
 		}
+		d := v.n - b0.n
+		if d <= 0 {
+			continue
+		}
+		r := rate{key: k, n: d, p50: math.Inf(1), p99: math.Inf(1)}
+		bounds := slices.Sorted(maps.Keys(v.buckets))
+		for i := len(bounds) - 1; i >= 0; i-- {
+			within := v.buckets[bounds[i]] - b0.buckets[bounds[i]]
+			if within >= 0.5*d {
+				r.p50 = bounds[i]
+			}
+			if within >= 0.99*d {
+				r.p99 = bounds[i]
+			}
+		}
+		rates = append(rates, r)
+		total += d
 	}
 	slices.SortFunc(rates, func(a, b rate) int { return cmp.Compare(b.n, a.n) })
 	parts := make([]string, 0, len(rates))
 	for _, r := range rates[:min(len(rates), 10)] {
-		parts = append(parts, fmt.Sprintf("%s %.1f", r.key, r.n/elapsed.Seconds()))
+		parts = append(parts, fmt.Sprintf("%s %.1f (p50 ≤ %gs, p99 ≤ %gs)", r.key, r.n/elapsed.Seconds(), r.p50, r.p99))
 	}
 	t.Logf("requests at %s's API server %s: %.0f (%.1f/s); per second: %s", site, what, total, total/elapsed.Seconds(), strings.Join(parts, ", "))
 }

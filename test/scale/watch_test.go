@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,22 +111,35 @@ func (w *serviceWatch) stop() {
 	<-w.done
 }
 
-// notYet lists the services (by namespace) whose latest version does not yet satisfy ok, with
-// where they stand.
+// notYet lists the services (by namespace) whose latest version does not yet satisfy ok.
 func (w *serviceWatch) notYet(names []string, ok func(*deichv1alpha1.SharedService) bool) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var left []string
 	for _, n := range names {
-		svc, seen := w.latest[n]
-		switch {
-		case !seen:
+		if svc, seen := w.latest[n]; !seen || !ok(svc) {
 			left = append(left, n)
-		case !ok(svc):
-			left = append(left, n+" ("+describe(svc)+")")
 		}
 	}
 	return left
+}
+
+// whyNot returns, for a failed assertion that every service satisfies ok, what is wanted and
+// where the first services that do not stand.
+func (w *serviceWatch) whyNot(names []string, ok func(*deichv1alpha1.SharedService) bool, want string) func() string {
+	return func() string {
+		left := w.notYet(names, ok)
+		lines := []string{fmt.Sprintf("%s: %d of %d not yet", want, len(left), len(names))}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, n := range left[:min(len(left), 20)] {
+			if svc, seen := w.latest[n]; seen {
+				n += " (" + describe(svc) + ")"
+			}
+			lines = append(lines, n)
+		}
+		return strings.Join(lines, "\n")
+	}
 }
 
 // fenceCheck records any service that, once active at its site, is seen fenced or no longer
