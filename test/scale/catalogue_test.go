@@ -128,6 +128,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))
 		logFailoverTimes(ctx, t, schwerin, lost, floors)
+		logEvents(ctx, t, schwerin, lost, services)
 		after := gatherReconcileStats(t)
 		t.Logf("SharedService reconciles at mv-schwerin meanwhile: %.0f (%.1f per service), %.0f ms each on average, after %.0f ms in the queue on average",
 			after.reconciles-before.reconciles, (after.reconciles-before.reconciles)/float64(services),

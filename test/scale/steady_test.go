@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -330,4 +331,42 @@ func logRequests(t *testing.T, site string, what string, before, after requestCo
 		parts = append(parts, fmt.Sprintf("%s %.1f (p50 ≤ %gs, p99 ≤ %gs)", r.key, r.n/elapsed.Seconds(), r.p50, r.p99))
 	}
 	t.Logf("requests at %s's API server %s: %.0f (%.1f/s); per second: %s", site, what, total, total/elapsed.Seconds(), strings.Join(parts, ", "))
+}
+
+// logEvents logs the events site's manager recorded since a moment, per service and by reason,
+// the most frequent first.
+func logEvents(ctx context.Context, t *testing.T, site *testenv.Site, since time.Time, services int) {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	if err := site.Client.List(ctx, list); err != nil {
+		t.Logf("cannot list the events at %s: %v", site.Name, err)
+		return
+	}
+	byReason := map[string]int{}
+	total := 0
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.ReportingController == "" || e.Regarding.Kind != "SharedService" {
+			continue
+		}
+		at := e.EventTime.Time
+		if e.Series != nil {
+			at = e.Series.LastObservedTime.Time
+		}
+		if at.Before(since) {
+			continue
+		}
+		n := 1
+		if e.Series != nil {
+			n = int(e.Series.Count)
+		}
+		byReason[e.Reason] += n
+		total += n
+	}
+	reasons := slices.SortedFunc(maps.Keys(byReason), func(a, b string) int { return cmp.Compare(byReason[b], byReason[a]) })
+	parts := make([]string, 0, len(reasons))
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %.2f", r, float64(byReason[r])/float64(services)))
+	}
+	t.Logf("events about SharedServices at %s since: %d (%.1f per service); per service: %s", site.Name, total, float64(total)/float64(services), strings.Join(parts, ", "))
 }
