@@ -1337,9 +1337,9 @@ func (r *SharedServiceReconciler) leaseCarriesStamps(s *serviceScope, resync tim
 }
 
 // serviceCurrentAtPeer reports whether the standby holds this site's copy of the SharedService
-// with the spec it has here and its finalizer, as its API server answers now: on a stamp that only reapplies
-// the copy, so that a copy deleted or edited there comes back without a write while it is
-// as it should be. It is an existing stamp's repetition only: the first stamp of a
+// with the spec it has here and its finalizer, as its API server answers now: on a stamp that
+// only reapplies the copy, so that a copy deleted or edited there comes back without a write
+// while it is as it should be. It is an existing stamp's repetition only: the first stamp of a
 // generation, or after the standby was unreachable, is always written.
 func (r *SharedServiceReconciler) serviceCurrentAtPeer(ctx context.Context, s *serviceScope) bool {
 	last, ok := r.stamps.get(s.owner)
