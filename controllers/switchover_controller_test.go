@@ -206,6 +206,64 @@ func condition(sw *deichv1alpha1.Switchover, t string) *metav1.Condition {
 	return meta.FindStatusCondition(sw.Status.Conditions, t)
 }
 
+// versionWatch checks every version of one SharedService at a site that a watch delivers.
+type versionWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	seen   int
+	wrong  []string
+}
+
+// watchVersions watches the SharedService ns/name at site and hands each version to check,
+// which returns "" for a version it does not judge, "ok", or what is wrong with it.
+func watchVersions(ctx context.Context, t *testing.T, site *testenv.Site, ns, name string, check func(*deichv1alpha1.SharedService) string) *versionWatch {
+	t.Helper()
+	wc, err := client.NewWithWatch(site.Config, client.Options{Scheme: site.Client.Scheme()})
+	if err != nil {
+		t.Fatalf("watch client for %s: %v", site.Name, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	wi, err := wc.Watch(ctx, &deichv1alpha1.SharedServiceList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
+	if err != nil {
+		cancel()
+		t.Fatalf("watch SharedService %s/%s at %s: %v", ns, name, site.Name, err)
+	}
+	w := &versionWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer wi.Stop()
+		for ev := range wi.ResultChan() {
+			svc, ok := ev.Object.(*deichv1alpha1.SharedService)
+			if !ok {
+				continue
+			}
+			switch verdict := check(svc); verdict {
+			case "":
+			case "ok":
+				w.mu.Lock()
+				w.seen++
+				w.mu.Unlock()
+			default:
+				w.mu.Lock()
+				w.seen++
+				w.wrong = append(w.wrong, verdict)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and returns how many versions check judged and what was wrong.
+func (w *versionWatch) stop() (int, []string) {
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen, w.wrong
+}
+
 // overlapWatch samples the Deployment "web" at both sites every 20ms and counts the samples in
 // which both run replicas: the split-brain a move must never cause.
 type overlapWatch struct {
@@ -331,6 +389,18 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 	g := newG(t)
 	m := setUpMovable(ctx, t, g, "switchover-move", fastManualObjective())
 	inv := watchOverlap(ctx, m)
+	// Every version of the SharedService at mv-schwerin that names it active says, in the
+	// same write, that the lease now lives at sh-kiel's cluster.
+	quorum := watchVersions(ctx, t, schwerin, m.ns, m.name, func(svc *deichv1alpha1.SharedService) string {
+		q := meta.FindStatusCondition(svc.Status.Conditions, deichv1alpha1.ServiceConditionQuorum)
+		if svc.Status.ActiveSite != testenv.SiteSchwerin || q == nil {
+			return ""
+		}
+		if want := "standby's cluster (" + testenv.SiteKiel + ")"; !strings.Contains(q.Message, want) {
+			return fmt.Sprintf("resourceVersion %s: active %s, Quorum %q does not say %q", svc.ResourceVersion, svc.Status.ActiveSite, q.Message, want)
+		}
+		return "ok"
+	})
 
 	sw := m.switchover("move-to-schwerin", testenv.SiteSchwerin, "CHG-4711: maintenance of the Kiel data centre")
 	m.create(ctx, t, g, kiel, sw)
@@ -355,6 +425,9 @@ func TestSwitchoverMovesTheServiceAndBackWithoutOverlap(t *testing.T) {
 		HaveField("Status.LastFailover.Reason", ContainSubstring("move-to-schwerin")),
 		HaveField("Status.LastFailover.CompletedAt", Not(BeNil())),
 		HaveField("Status.FailoverHistory", HaveLen(1))))
+	seen, wrong := quorum.stop()
+	g.Expect(wrong).To(BeEmpty(), "the promotion's status write names the new standby in Quorum")
+	g.Expect(seen).To(BeNumerically(">", 0), "versions of mv-schwerin's SharedService that name it active were seen")
 	g.Eventually(m.status(ctx, kiel)).Should(And(
 		HaveField("Status.Lease.Holder", testenv.SiteSchwerin),
 		HaveField("Status.ActiveSite", testenv.SiteSchwerin),
