@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -206,59 +207,42 @@ func condition(sw *deichv1alpha1.Switchover, t string) *metav1.Condition {
 	return meta.FindStatusCondition(sw.Status.Conditions, t)
 }
 
-// versionWatch checks every version of one SharedService at a site that a watch delivers.
+// versionWatch checks every version of one SharedService at a site.
 type versionWatch struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	seen   int
-	wrong  []string
+	stopWatch func()
+	mu        sync.Mutex
+	seen      int
+	wrong     []string
 }
 
-// watchVersions watches the SharedService ns/name at site and hands each version to check,
-// which returns "" for a version it does not judge, "ok", or what is wrong with it.
+// watchVersions watches the SharedService ns/name at site (testenv.WatchSharedServices) and
+// hands each version to check, which returns "" for a version it does not judge, "ok", or what
+// is wrong with it.
 func watchVersions(ctx context.Context, t *testing.T, site *testenv.Site, ns, name string, check func(*deichv1alpha1.SharedService) string) *versionWatch {
 	t.Helper()
-	wc, err := client.NewWithWatch(site.Config, client.Options{Scheme: site.Client.Scheme()})
-	if err != nil {
-		t.Fatalf("watch client for %s: %v", site.Name, err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	wi, err := wc.Watch(ctx, &deichv1alpha1.SharedServiceList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
-	if err != nil {
-		cancel()
-		t.Fatalf("watch SharedService %s/%s at %s: %v", ns, name, site.Name, err)
-	}
-	w := &versionWatch{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		defer wi.Stop()
-		for ev := range wi.ResultChan() {
-			svc, ok := ev.Object.(*deichv1alpha1.SharedService)
-			if !ok {
-				continue
-			}
-			switch verdict := check(svc); verdict {
-			case "":
-			case "ok":
-				w.mu.Lock()
-				w.seen++
-				w.mu.Unlock()
-			default:
-				w.mu.Lock()
-				w.seen++
-				w.wrong = append(w.wrong, verdict)
-				w.mu.Unlock()
-			}
+	w := &versionWatch{}
+	stop, err := testenv.WatchSharedServices(ctx, site, func(_ watch.EventType, svc *deichv1alpha1.SharedService) {
+		verdict := check(svc)
+		if verdict == "" {
+			return
 		}
-	}()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.seen++
+		if verdict != "ok" {
+			w.wrong = append(w.wrong, verdict)
+		}
+	}, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stopWatch = stop
 	return w
 }
 
 // stop ends the watch and returns how many versions check judged and what was wrong.
 func (w *versionWatch) stop() (int, []string) {
-	w.cancel()
-	<-w.done
+	w.stopWatch()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.seen, w.wrong

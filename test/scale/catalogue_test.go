@@ -101,7 +101,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	logSteadyState(ctx, t, services)
 	logPropagation(ctx, t, names)
 	atKiel.stop()
-	t.Logf("watch of sh-kiel: %d versions of its services seen, in %d watch(es)", atKiel.versions, atKiel.watches)
+	t.Logf("watch of sh-kiel: %d versions of its services seen", atKiel.versions)
 	g.Expect(fences.found()).To(BeEmpty(), "no service fenced or left active at the healthy sh-kiel")
 
 	t.Run("sh-kiel lost: every service fails over", func(t *testing.T) {

@@ -9,107 +9,50 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/testenv"
 )
 
-// serviceWatch follows the SharedServices at a site by a watch and keeps the latest version
-// of each. A watch costs the API server little — it sends each version it stores anyway —
-// where polling would list every service again; and it sees every version, where polling
-// would miss one that lasted less than its interval.
+// serviceWatch follows the SharedServices at a site (testenv.WatchSharedServices) and keeps
+// the latest version of each.
 type serviceWatch struct {
-	stopCh, done chan struct{}
-	stopOnce     sync.Once
-	observe      func(*deichv1alpha1.SharedService)
+	stopWatch func()
+	stopOnce  sync.Once
 
 	mu       sync.Mutex
 	latest   map[string]*deichv1alpha1.SharedService // by namespace: one service each
 	versions int
-	watches  int
 }
 
 // followServices watches the SharedServices at site until stop, handing every version to
 // observe (if set) as it arrives.
 func followServices(ctx context.Context, t *testing.T, site *testenv.Site, observe func(*deichv1alpha1.SharedService)) *serviceWatch {
 	t.Helper()
-	wc, err := client.NewWithWatch(site.Config, client.Options{Scheme: site.Client.Scheme()})
-	if err != nil {
-		t.Fatalf("watch client for %s: %v", site.Name, err)
-	}
-	w := &serviceWatch{stopCh: make(chan struct{}), done: make(chan struct{}), observe: observe, latest: map[string]*deichv1alpha1.SharedService{}}
-	go func() {
-		defer close(w.done)
-		rv := "" // a watch from "" starts with every service as it is now
-		for {
-			wi, err := wc.Watch(ctx, &deichv1alpha1.SharedServiceList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
-			if err == nil {
-				w.mu.Lock()
-				w.watches++
-				w.mu.Unlock()
-				rv = w.follow(wi, rv)
-			}
-			select {
-			case <-w.stopCh:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+	w := &serviceWatch{latest: map[string]*deichv1alpha1.SharedService{}}
+	stop, err := testenv.WatchSharedServices(ctx, site, func(ev watch.EventType, svc *deichv1alpha1.SharedService) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.versions++
+		if ev == watch.Deleted {
+			delete(w.latest, svc.Namespace)
+			return
 		}
-	}()
+		w.latest[svc.Namespace] = svc
+		if observe != nil {
+			observe(svc)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stopWatch = stop
 	return w
 }
 
-// follow records what wi delivers until it ends or the watch is stopped, and returns the
-// resourceVersion to watch on from ("" once the API server said it is too old).
-func (w *serviceWatch) follow(wi watch.Interface, rv string) string {
-	defer wi.Stop()
-	for {
-		var ev watch.Event
-		var ok bool
-		select {
-		case <-w.stopCh:
-			return rv
-		case ev, ok = <-wi.ResultChan():
-		}
-		if !ok {
-			return rv
-		}
-		switch ev.Type {
-		case watch.Error:
-			return ""
-		case watch.Bookmark:
-			if o, ok := ev.Object.(client.Object); ok {
-				rv = o.GetResourceVersion()
-			}
-		case watch.Added, watch.Modified, watch.Deleted:
-			svc, ok := ev.Object.(*deichv1alpha1.SharedService)
-			if !ok {
-				continue
-			}
-			rv = svc.ResourceVersion
-			w.mu.Lock()
-			w.versions++
-			if ev.Type == watch.Deleted {
-				delete(w.latest, svc.Namespace)
-			} else {
-				w.latest[svc.Namespace] = svc
-			}
-			if w.observe != nil {
-				w.observe(svc)
-			}
-			w.mu.Unlock()
-		}
-	}
-}
-
 // stop ends the watch; it may be called more than once.
-func (w *serviceWatch) stop() {
-	w.stopOnce.Do(func() { close(w.stopCh) })
-	<-w.done
-}
+func (w *serviceWatch) stop() { w.stopOnce.Do(w.stopWatch) }
 
 // notYet lists the services (by namespace) whose latest version does not yet satisfy ok.
 func (w *serviceWatch) notYet(names []string, ok func(*deichv1alpha1.SharedService) bool) []string {
