@@ -761,9 +761,21 @@ func TestDeletingTheServiceAtTheFormerActiveLeavesThePartnerServing(t *testing.T
 	g.Expect(former.Finalizers).To(ContainElement(deichv1alpha1.SharedServiceFinalizer), "the former active still carries the finalizer")
 
 	g.Expect(kiel.Client.Delete(ctx, former)).To(Succeed())
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(kiel.Client.Get(ctx, client.ObjectKeyFromObject(former), &deichv1alpha1.SharedService{}))
-	}).Should(BeTrue(), "the SharedService goes at sh-kiel")
+	// mv-schwerin, which serves, mirrors its SharedService to sh-kiel again: what must go is
+	// the object sh-kiel had.
+	g.Eventually(func() (string, error) {
+		now := &deichv1alpha1.SharedService{}
+		err := kiel.Client.Get(ctx, client.ObjectKeyFromObject(former), now)
+		switch {
+		case apierrors.IsNotFound(err):
+			return "gone", nil
+		case err != nil:
+			return "", err
+		case now.UID != former.UID:
+			return "gone", nil
+		}
+		return fmt.Sprintf("still there: deletionTimestamp %v, finalizers %v", now.DeletionTimestamp, now.Finalizers), nil
+	}).Should(Equal("gone"), "the SharedService goes at sh-kiel")
 	g.Eventually(func() ([]string, error) { return eventReasons(ctx, kiel, "SharedService", m.name) }).
 		Should(ContainElement(deichv1alpha1.ServiceEventCopiesRetained))
 	g.Consistently(m.replicas(ctx, schwerin), 3*time.Second).Should(BeEquivalentTo(webReplicas), "mv-schwerin's Deployment keeps serving")
