@@ -130,6 +130,9 @@ type SharedServiceReconciler struct {
 	// statusWrites records when this process last wrote each service's status
 	// (onlyClocksMoved).
 	statusWrites roundLog
+	// syncTimes holds each service's status.lastSyncTime as the last reconcile computed it,
+	// whether the status was written or not (LastSyncTime).
+	syncTimes roundLog
 	// partnerSynced holds, per service, the latest sync time (failover.LeaseRecord.SyncedAt)
 	// the active wrote in its copy of the lease at this site's cluster, as the Lease watch saw
 	// it: the standby's freshest evidence of its copy's age.
@@ -1608,6 +1611,7 @@ func (r *SharedServiceReconciler) forget(owner types.NamespacedName) {
 	r.stamps.forget(owner)
 	r.partnerSynced.forget(owner)
 	r.statusWrites.forget(owner)
+	r.syncTimes.forget(owner)
 	r.history.forget(owner)
 	r.held.Retain(owner)
 	r.sources.Retain(owner)

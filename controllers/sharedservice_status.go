@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
@@ -98,6 +99,9 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 		metrics.SyncErrors.WithLabelValues(svc.Namespace, svc.Name, s.synced.Reason).Inc()
 	}
 
+	if st.LastSyncTime != nil {
+		r.syncTimes.set(s.owner, round{at: st.LastSyncTime.Time})
+	}
 	digest := statusDigest(&svc.Status, s.objective)
 	if r.onlyClocksMoved(s, digest) {
 		return nil
@@ -126,7 +130,8 @@ func (r *SharedServiceReconciler) onlyClocksMoved(s *serviceScope, digest [sha25
 		return false
 	}
 	last, ok := r.statusWrites.get(s.owner)
-	if !ok || s.now.Sub(last.at) >= statusRefresh(s.objective) {
+	met := meta.IsStatusConditionTrue(s.svc.Status.Conditions, deichv1alpha1.ServiceConditionObjectivesMet)
+	if !ok || s.now.Sub(last.at) >= statusRefresh(s.objective.Spec.RPO.Duration, met) {
 		return false
 	}
 	return last.status == digest || statusDigest(&s.before.Status, s.objective) == digest
@@ -171,11 +176,37 @@ func withoutClocks(st *deichv1alpha1.SharedServiceStatus, threshold int32) *deic
 	return out
 }
 
-// statusRefresh is how long a status in which only clocks moved may go unwritten: half the
-// RPO (between 1s and 5m), so that status.lastSyncTime, as stored, is always younger than the
-// RPO while the copy is current.
-func statusRefresh(obj *deichv1alpha1.RecoveryObjective) time.Duration {
-	return min(max(obj.Spec.RPO.Duration/2, minResync), maxResync)
+// statusRefresh is how long a status in which only clocks moved may go unwritten.
+//
+// While the objectives are met (met), statusReport: the clocks then only say again that the
+// copy is current, and every reader that needs that as it is has it elsewhere — the standby's
+// RPO gate from the lease, whose renewals carry the sync time; a Switchover from this
+// manager (LastSyncTime); an alert from the metric deich_replication_lag_seconds, set at every
+// reconcile — while ObjectivesMet is written as soon as it changes. A Node's status works
+// alike since its heartbeat moved to a Lease. Written once per half RPO instead, the clocks
+// alone cost each site 3 / (2 × RPO) status writes per second and service, the largest part
+// of its API server's steady work.
+//
+// While they are missed, half the RPO (between 1s and 5m), so that status.replicationLag, as
+// stored, grows as the copy ages.
+func statusRefresh(rpo time.Duration, met bool) time.Duration {
+	if met {
+		return statusReport
+	}
+	return min(max(rpo/2, minResync), maxResync)
+}
+
+// statusReport is how long a status in which only clocks moved may go unwritten while the
+// objectives are met.
+const statusReport = 5 * time.Minute
+
+// LastSyncTime is when the standby's copy of the service was last confirmed complete and
+// current, as this manager knows it now: status.lastSyncTime as the last reconcile computed
+// it, which the status stores only at its next write (statusRefresh). ok is false when this
+// manager has not reconciled the service, or the copy was never confirmed.
+func (r *SharedServiceReconciler) LastSyncTime(owner types.NamespacedName) (t time.Time, ok bool) {
+	last, ok := r.syncTimes.get(owner)
+	return last.at, ok
 }
 
 // notePromotionRecorded notes, once the status patch of s succeeded, the promotion it recorded

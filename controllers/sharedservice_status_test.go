@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -404,12 +405,23 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 		// lastWrote says this process last wrote the status change makes, which the stored
 		// status the reconcile read does not show yet.
 		lastWrote bool
-		skip      bool
+		// met says ObjectivesMet is True before and after the change.
+		met  bool
+		skip bool
 	}{
 		{name: "clocks only, written recently", written: ptr.To(5 * time.Second), objective: objective, change: clocksMoved, skip: true},
 		{name: "clocks only, written half an RPO ago", written: ptr.To(15 * time.Second), objective: objective, change: clocksMoved},
 		{name: "clocks only, never written by this process", objective: objective, change: clocksMoved},
 		{name: "clocks only, objective unknown", written: ptr.To(time.Second), change: clocksMoved},
+		// Within the RPO the clocks say nothing new for five minutes.
+		{name: "clocks only, objectives met, written half an RPO ago", written: ptr.To(15 * time.Second), objective: objective, met: true, change: clocksMoved, skip: true},
+		{name: "clocks only, objectives met, written four minutes ago", written: ptr.To(4 * time.Minute), objective: objective, met: true, change: clocksMoved, skip: true},
+		{name: "clocks only, objectives met, written five minutes ago", written: ptr.To(5 * time.Minute), objective: objective, met: true, change: clocksMoved},
+		{name: "clocks only, objectives met, never written by this process", objective: objective, met: true, change: clocksMoved},
+		{name: "objectives missed from now on", written: ptr.To(time.Second), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			clocksMoved(st)
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld})
+		}},
 		{name: "a phase", written: ptr.To(time.Second), objective: objective, change: func(st *deichv1alpha1.SharedServiceStatus) {
 			clocksMoved(st)
 			st.Phase = deichv1alpha1.PhaseDegraded
@@ -454,6 +466,9 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 			r := &SharedServiceReconciler{}
 			now := t0.Add(20 * time.Second)
 			before := &deichv1alpha1.SharedService{Status: *stored.DeepCopy()}
+			if tc.met {
+				meta.SetStatusCondition(&before.Status.Conditions, metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonWithinRPO})
+			}
 			if tc.base != nil {
 				tc.base(&before.Status)
 			}

@@ -271,8 +271,9 @@ func serves(svc *deichv1alpha1.SharedService) bool {
 }
 
 // copyWithinRPO reports whether the standby's copy is younger than the RPO, as this site's
-// SharedService status says (condition ObjectivesMet, and status.lastSyncTime in case the
-// condition was computed a while ago), with a sentence saying how old it is.
+// SharedService status says (condition ObjectivesMet) and, in case the condition was computed
+// a while ago, the time the copy was last confirmed current (lastSync), with a sentence saying
+// how old it is.
 func (r *SwitchoverReconciler) copyWithinRPO(svc *deichv1alpha1.SharedService, now time.Time) (bool, string) {
 	c := meta.FindStatusCondition(svc.Status.Conditions, deichv1alpha1.ServiceConditionObjectivesMet)
 	msg := ""
@@ -291,13 +292,31 @@ func (r *SwitchoverReconciler) copyWithinRPO(svc *deichv1alpha1.SharedService, n
 	default:
 		msg = c.Message
 	}
-	if obj := svc.Status.Objective; obj != nil && obj.RPO != nil && svc.Status.LastSyncTime != nil {
-		// lastSyncTime may come from the other site's clock: allow for the skew.
-		if age := now.Sub(svc.Status.LastSyncTime.Time); age > obj.RPO.Duration+r.maxSkew {
-			return false, fmt.Sprintf("the copy was last confirmed current %s ago, longer than the RPO of %s", age.Round(time.Second), obj.RPO.Duration)
+	if obj := svc.Status.Objective; obj != nil && obj.RPO != nil {
+		// The time may come from the other site's clock: allow for the skew.
+		if synced, slack, ok := r.lastSync(svc, obj.RPO.Duration, c.Status == metav1.ConditionTrue); ok {
+			if age := now.Sub(synced); age > obj.RPO.Duration+slack+r.maxSkew {
+				return false, fmt.Sprintf("the copy was last confirmed current %s ago, longer than the RPO of %s", age.Round(time.Second), obj.RPO.Duration)
+			}
 		}
 	}
 	return true, msg
+}
+
+// lastSync is when svc's copy was last confirmed current: as this site's SharedService
+// reconciler knows it now, or else as status.lastSyncTime stores it, which is written with
+// other changes or once per statusRefresh (five minutes while the objectives are met, met),
+// so that it may be as much (slack) older.
+func (r *SwitchoverReconciler) lastSync(svc *deichv1alpha1.SharedService, rpo time.Duration, met bool) (synced time.Time, slack time.Duration, ok bool) {
+	if r.syncTimes != nil {
+		if t, ok := r.syncTimes(client.ObjectKeyFromObject(svc)); ok {
+			return t, 0, true
+		}
+	}
+	if svc.Status.LastSyncTime == nil {
+		return time.Time{}, 0, false
+	}
+	return svc.Status.LastSyncTime.Time, statusRefresh(rpo, met), true
 }
 
 // connection returns the connection to site when its ReplicationPeer is Ready, and otherwise

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -70,6 +71,9 @@ type SwitchoverReconciler struct {
 	prober    *health.Prober
 	site      string
 	maxSkew   time.Duration
+	// syncTimes, if set, says when a service's copy was last confirmed current, as this
+	// site's SharedService reconciler knows it now.
+	syncTimes func(types.NamespacedName) (time.Time, bool)
 }
 
 // SwitchoverOption configures a SwitchoverReconciler.
@@ -83,6 +87,13 @@ func WithSwitchoverClock(c clock.PassiveClock) SwitchoverOption {
 // WithSwitchoverProber sets the prober drills run the target's health checks with.
 func WithSwitchoverProber(p *health.Prober) SwitchoverOption {
 	return func(r *SwitchoverReconciler) { r.prober = p }
+}
+
+// WithSwitchoverSyncTimes sets where the reconciler learns when a service's copy was last
+// confirmed current (SharedServiceReconciler.LastSyncTime): status.lastSyncTime as stored may
+// be up to five minutes older while the objectives are met.
+func WithSwitchoverSyncTimes(f func(types.NamespacedName) (time.Time, bool)) SwitchoverOption {
+	return func(r *SwitchoverReconciler) { r.syncTimes = f }
 }
 
 // WithSwitchoverMaxClockSkew sets the manager's --max-clock-skew, which a drill's estimated

@@ -958,12 +958,15 @@ type SharedServiceStatus struct {
 	// +optional
 	Objective *ObjectiveSummary `json:"objective,omitempty"`
 
-	// lastSyncTime is when the standby last held a complete, current copy.
+	// lastSyncTime is when the standby last held a complete, current copy, as of the last write
+	// of the status. A status in which only clocks moved is written once in five minutes while
+	// ObjectivesMet is True (the condition is written as soon as it changes), and once per half
+	// RPO while it is not.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 
-	// replicationLag is how far the standby's copy is behind the active site; compare with the
-	// RPO.
+	// replicationLag is how far the standby's copy was behind the active site when the status
+	// was last written; compare with the RPO.
 	// +optional
 	ReplicationLag *metav1.Duration `json:"replicationLag,omitempty"`
 

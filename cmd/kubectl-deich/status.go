@@ -377,11 +377,17 @@ func serves(svc *deichv1alpha1.SharedService) bool {
 	return true
 }
 
-// dataAge is how old the standby's copy is by now: the time since status.lastSyncTime, or
-// status.replicationLag where that is larger (it counts a data layer's lag, as of the last
-// status write).
+// dataAge is how old the standby's copy is by now, as far as the status says. While
+// ObjectivesMet is True it is status.replicationLag: the manager writes the condition as soon
+// as the copy ages past the RPO, and the clocks alone only once in five minutes, so the time
+// since status.lastSyncTime would overstate it. Otherwise it is the time since lastSyncTime,
+// or replicationLag where that is larger (it counts a data layer's lag, as of the last status
+// write).
 func dataAge(svc *deichv1alpha1.SharedService, now time.Time) *metav1.Duration {
 	st := svc.Status
+	if meta.IsStatusConditionTrue(st.Conditions, deichv1alpha1.ServiceConditionObjectivesMet) && st.ReplicationLag != nil {
+		return durationPtr(st.ReplicationLag.Duration.Round(time.Millisecond))
+	}
 	var age time.Duration
 	known := false
 	if st.LastSyncTime != nil {

@@ -77,8 +77,9 @@ type ServiceAtSite struct {
 	QuorumReason string `json:"quorumReason,omitempty"`
 	// LastSyncTime is status.lastSyncTime: when the standby last held a complete, current copy.
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-	// DataAge is how old the standby's copy is: the time since lastSyncTime, or
-	// status.replicationLag (which counts a data layer's lag) where that is larger.
+	// DataAge is how old the standby's copy is: status.replicationLag while ObjectivesMet is
+	// True; otherwise the time since lastSyncTime, or replicationLag (which counts a data
+	// layer's lag) where that is larger.
 	DataAge *metav1.Duration `json:"dataAge,omitempty"`
 	// RPO and RTO are the RecoveryObjective's, as status.objective repeats them.
 	RPO *metav1.Duration `json:"rpo,omitempty"`

@@ -517,15 +517,11 @@ func (st *story) primaryDark(ctx context.Context) error {
 	show(st.out, st.cfg, primary, "-n", namespace, "get", "sharedservices", "--request-timeout=2s")
 
 	// How old the standby's copy was when the primary went dark: the last time the standby had
-	// it confirmed complete and current. Nothing newer can arrive from a dark site.
-	var age *time.Duration
-	var syncTime string
-	if sb, err := st.sharedService(ctx, standby); err == nil && sb.Status.LastSyncTime != nil {
-		// lastSyncTime has whole seconds; a copy confirmed in the second the primary went
-		// dark is fresh.
-		a := max(dark.Sub(sb.Status.LastSyncTime.Time), 0)
-		age, syncTime = &a, sb.Status.LastSyncTime.UTC().Format(time.RFC3339)
-	}
+	// it confirmed complete and current, the newest lastSyncTime its status shows up to the
+	// promotion. Nothing newer can arrive from a dark site; the status of a copy within the
+	// RPO stores its clocks only once in five minutes, but every write since the loss (the
+	// failing check, the promotion) carries the newest the standby knows.
+	var synced time.Time
 
 	var (
 		tDetect, tPromoted, tPods, tReady          time.Time
@@ -568,6 +564,9 @@ func (st *story) primaryDark(ctx context.Context) error {
 			lastPhase = phase
 		}
 		stages.follow(st.out, sb.Status.Promotion)
+		if ls := sb.Status.LastSyncTime; tPromoted.IsZero() && ls != nil && ls.After(synced) {
+			synced = ls.Time
+		}
 		if lf := sb.Status.LastFailover; tPromoted.IsZero() && lf != nil && lf.CompletedAt != nil && sb.Status.ActiveSite == standby {
 			tPromoted = now
 			if tDetect.IsZero() {
@@ -602,6 +601,14 @@ func (st *story) primaryDark(ctx context.Context) error {
 	}
 	if tReady.IsZero() {
 		return fmt.Errorf("%s did not serve %s within the RTO (%s) plus 30s", standby, service, fmtDur(st.obj.RTO.Duration))
+	}
+	var age *time.Duration
+	var syncTime string
+	if !synced.IsZero() {
+		// lastSyncTime has whole seconds; a copy confirmed in the second the primary went
+		// dark is fresh.
+		a := max(dark.Sub(synced), 0)
+		age, syncTime = &a, synced.UTC().Format(time.RFC3339)
 	}
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "sharedservices", "-o", "wide")
 	show(st.out, st.cfg, standby, "-n", namespace, "get", "deployments,pods", "-o", "wide")

@@ -277,14 +277,15 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RecoveryObjective controller: %w", err)
 	}
-	if err := controllers.NewSharedServiceReconciler(
+	services := controllers.NewSharedServiceReconciler(
 		mgr.GetClient(), mgr.GetAPIReader(), localDynamic, localMetadata, mgr.GetRESTMapper(), sources, registry,
 		mgr.GetEventRecorder("deich-mirror"), serviceEvents, opts.Site, opts.Namespace,
 		controllers.WithServiceClock(opts.Clock),
 		controllers.WithApplyParallelism(opts.ApplyParallelism),
 		controllers.WithMaxClockSkew(opts.MaxClockSkew),
 		controllers.WithLeaseRateLimit(opts.LeaseQPS, opts.LeaseBurst),
-	).SetupWithManager(mgr); err != nil {
+	)
+	if err := services.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SharedService controller: %w", err)
 	}
 	if err := controllers.NewSwitchoverReconciler(
@@ -292,6 +293,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		mgr.GetEventRecorder("deich-switchover"), opts.Site,
 		controllers.WithSwitchoverClock(opts.Clock),
 		controllers.WithSwitchoverMaxClockSkew(opts.MaxClockSkew),
+		controllers.WithSwitchoverSyncTimes(services.LastSyncTime),
 	).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Switchover controller: %w", err)
 	}

@@ -65,7 +65,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyPollingInterval(time.Second)
 
-	objective := testobjects.MakeRecoveryObjective(objectiveName).RPO(30*time.Second).RTO(rto).
+	objective := testobjects.MakeRecoveryObjective(objectiveName).RPO(rpo).RTO(rto).
 		Failover(3, probeInterval, leaseDuration).Obj()
 	for _, site := range []*testenv.Site{kiel, schwerin} {
 		g.Expect(site.Client.Create(ctx, objective.DeepCopy())).To(Succeed())

@@ -34,6 +34,8 @@ import (
 const (
 	// steadyWindow is how long the steady state is watched for CPU and lease writes.
 	steadyWindow = 30 * time.Second
+	// rpo is the RPO of the catalogue's RecoveryObjective.
+	rpo = 30 * time.Second
 	// edits is the most edits spread over the services, one per service; editEvery paces them.
 	edits     = 200
 	editEvery = 50 * time.Millisecond
@@ -68,8 +70,23 @@ func logSteadyState(ctx context.Context, t *testing.T, services int) {
 	perRecord := float64(min(services, sharedRecords)*arbiters*3) / leaseDuration.Seconds()
 	t.Logf("steady state of %d services over %s: both managers %.2f cores; sh-kiel's services wrote their lease copies %.1f times/s (services × arbiters × 3 / D = %.1f/s), which the shared records sent as %.1f writes/s (at most records × arbiters × 3 / D = %.1f/s)",
 		services, elapsed.Round(time.Second), cores, writes, perService, records, perRecord)
-	logRequests(t, kiel.Name, "at steady state", kielReq0, apiServerRequests(ctx, t, kiel), elapsed)
-	logRequests(t, schwerin.Name, "at steady state", schwerinReq0, apiServerRequests(ctx, t, schwerin), elapsed)
+	kielReq, schwerinReq := apiServerRequests(ctx, t, kiel), apiServerRequests(ctx, t, schwerin)
+	logRequests(t, kiel.Name, "at steady state", kielReq0, kielReq, elapsed)
+	logRequests(t, schwerin.Name, "at steady state", schwerinReq0, schwerinReq, elapsed)
+	// While the objectives are met, a status in which only clocks moved is written once in five
+	// minutes; stored every second resync, the clocks alone would cost services × 3 / (2 × RPO)
+	// writes a second at each site. Half a write per service and RPO leaves room for the
+	// services whose five minutes end in the window.
+	limit := float64(services) * elapsed.Seconds() / (2 * rpo.Seconds())
+	for _, req := range []struct {
+		site          string
+		before, after requestCounts
+	}{{kiel.Name, kielReq0, kielReq}, {schwerin.Name, schwerinReq0, schwerinReq}} {
+		if n := req.after.count(statusWrites) - req.before.count(statusWrites); n > limit {
+			t.Errorf("%s's SharedService statuses were written %.0f times in %s at steady state, more than %.0f (services × window / (2 × RPO)): are clocks stored again while the objectives are met?",
+				req.site, n, elapsed.Round(time.Second), limit)
+		}
+	}
 	probes := (siteMetric(t, "deich_health_probes_total", testenv.SiteKiel) + siteMetric(t, "deich_health_probes_total", testenv.SiteSchwerin) - probes0) / elapsed.Seconds()
 	t.Logf("health probes of both managers: %.1f/s; each service's check probed on its own would be services × sites / probeInterval = %.1f/s",
 		probes, float64(services*2)/probeInterval.Seconds())
@@ -154,8 +171,8 @@ func siteMetric(t *testing.T, name, site string) float64 {
 }
 
 // logPropagation edits one ConfigMap in each of up to edits services, spread over the
-// catalogue and paced editEvery apart, and logs how long each edit took to reach the copy at
-// mv-schwerin, as a watch there sees it. Every edit must arrive.
+// catalogue and paced editEvery apart, and logs how long each edit took from its request to
+// the copy at mv-schwerin, as a watch there sees it. Every edit must arrive.
 func logPropagation(ctx context.Context, t *testing.T, names []string) {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(schwerin.Config)
@@ -174,6 +191,13 @@ func logPropagation(ctx context.Context, t *testing.T, names []string) {
 	defer w.Stop()
 
 	n := min(edits, len(names))
+	// What the API servers served meanwhile, with their latency: the edit's own write at
+	// sh-kiel and its copy's at mv-schwerin are part of the time measured.
+	kielReq0, schwerinReq0, start := apiServerRequests(ctx, t, kiel), apiServerRequests(ctx, t, schwerin), time.Now()
+	defer func() {
+		logRequests(t, kiel.Name, "during the edits", kielReq0, apiServerRequests(ctx, t, kiel), time.Since(start))
+		logRequests(t, schwerin.Name, "during the edits", schwerinReq0, apiServerRequests(ctx, t, schwerin), time.Since(start))
+	}()
 	token := fmt.Sprintf("edit-%d", time.Now().UnixNano())
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
@@ -239,6 +263,18 @@ type requestCounts map[string]*requestKind
 type requestKind struct {
 	n       float64
 	buckets map[float64]float64
+}
+
+// statusWrites is the request kind of requestCounts that writes a SharedService's status.
+const statusWrites = "PATCH sharedservices/status"
+
+// count is how many requests of kind (verb and resource, as logRequests names them) the API
+// server served.
+func (c requestCounts) count(kind string) float64 {
+	if k := c[kind]; k != nil {
+		return k.n
+	}
+	return 0
 }
 
 // apiServerRequests scrapes site's API server for the requests it has served so far.
