@@ -183,6 +183,12 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 		}
 		src, ok := r.sources.Get(informers.Key{Resource: ref.kind.resource, Namespace: s.svc.Namespace, Selector: sel.String()}, ref.name)
 		if ok {
+			// The copy's own event after this manager wrote it: nothing to render or read.
+			key := keyOf(src, s, standby)
+			if hash, current := r.rendered.current(s.owner, cref, key, copies[cref]); current {
+				s.desired = append(s.desired, desiredCopy{kind: ref.kind, name: ref.name, hash: hash, key: key})
+				continue
+			}
 			d, keep, err := renderSource(src, target, ref.kind, s.svc.Name)
 			var denied *render.EgressDeniedError
 			if errors.As(err, &denied) {
@@ -195,7 +201,7 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 			if keep {
 				metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Inc()
 				s.sourceStandby = s.sourceStandby || d.sourceStandby
-				d.key = keyOf(src, s, standby)
+				d.key = key
 				s.desired = append(s.desired, d)
 				continue
 			}

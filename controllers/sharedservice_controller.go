@@ -1189,11 +1189,15 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 		return nil
 	}
 	peerSite := s.conn.Writer()
-	if err := peerSite.EnsureNamespace(ctx, s.svc.Namespace); err != nil {
-		if !r.peerRefused(s, err) {
-			s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
+	// A copy the watch holds there says the namespace is there; a round that holds none
+	// (the first copy of the namespace, or one deleted there since) makes sure of it.
+	if len(copies) == 0 {
+		if err := peerSite.EnsureNamespace(ctx, s.svc.Namespace); err != nil {
+			if !r.peerRefused(s, err) {
+				s.fail(deichv1alpha1.ServiceReasonApplyFailed, err.Error(), false)
+			}
+			return err
 		}
-		return err
 	}
 	writes := make([]mirror.Copy, 0, len(todo))
 	for _, d := range todo {

@@ -29,11 +29,12 @@ type renderedCopy struct {
 	copyVersion string
 }
 
-// renderCache lets a full round skip the copies that are known to be current: the source, the
-// service and the objective are as they were when the copy was rendered, and the copy at the
-// standby is still the one that was seen to hold that rendering (any write there, Deich's or
-// another's, gives it a new resourceVersion). It keeps no rendered objects, only their keys.
-// It is safe for concurrent use.
+// renderCache lets a round — full, or of the objects that changed — skip the copies that are
+// known to be current, such as a copy whose watch event follows this manager's own write: the
+// source, the service and the objective are as they were when the copy was rendered, and the
+// copy at the standby is still the one that was seen to hold that rendering (any write there,
+// Deich's or another's, gives it a new resourceVersion). It keeps no rendered objects, only
+// their keys. It is safe for concurrent use.
 type renderCache struct {
 	mu       sync.Mutex
 	services map[types.NamespacedName]map[copyRef]renderedCopy
