@@ -134,8 +134,9 @@ type objectRef struct {
 // when a full round is needed instead: no full round succeeded for this generation of the
 // service and its objective, or one is due, or the changes are not known one by one.
 func (r *SharedServiceReconciler) changedObjects(s *serviceScope, resync time.Duration) (refs []objectRef, ok bool) {
-	sourceChanges, sourcesComplete := r.sources.TakeChanges(s.owner)
-	copyChanges, copiesComplete := s.conn.Copies.TakeChanges(s.owner)
+	sourceChanges, sourcesSince, sourcesComplete := r.sources.TakeChangesSince(s.owner)
+	copyChanges, copiesSince, copiesComplete := s.conn.Copies.TakeChangesSince(s.owner)
+	s.changesSince = earliest(sourcesSince, copiesSince)
 	last, had := r.fullRounds.get(s.owner)
 	switch {
 	case !had || !sourcesComplete || !copiesComplete:
@@ -218,6 +219,9 @@ func (r *SharedServiceReconciler) syncChanged(ctx context.Context, s *serviceSco
 			return true, err
 		}
 	}
+	if (s.copiesWritten > 0 || len(gone) > 0) && !s.changesSince.IsZero() {
+		metrics.ChangePropagation.WithLabelValues(standby, r.site).Observe(time.Since(s.changesSince).Seconds())
+	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Mirrored changed objects", "objects", len(refs), "applied", len(s.desired), "pruned", len(gone), "peer", standby)
 	return true, nil
 }
@@ -253,4 +257,15 @@ func (r *SharedServiceReconciler) mirrorChanges(ctx context.Context, s *serviceS
 		s.synced = *c
 	}
 	return true, periodic(until)
+}
+
+// earliest is the earlier of two times, ignoring a zero one.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
 }

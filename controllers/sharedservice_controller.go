@@ -555,6 +555,10 @@ type serviceScope struct {
 	// changesOnly is set when this reconcile mirrored the changed objects alone: status
 	// keeps what the last full round recorded of the objects.
 	changesOnly bool
+	// changesSince is when the watches saw the first of the changes this reconcile took.
+	changesSince time.Time
+	// copiesWritten counts the copies this reconcile applied at the standby.
+	copiesWritten int
 	// roundDone is set when this reconcile's round of mirroring succeeded.
 	roundDone bool
 }
@@ -1204,6 +1208,7 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Name: d.name, Obj: d.obj, Render: d.rerender})
 	}
 	versions, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
+	s.copiesWritten += len(writes) - len(failures)
 	for i, v := range versions {
 		if v != "" {
 			d := todo[i]

@@ -88,6 +88,8 @@ const journalLimit = 1024
 
 // journal is what changed for one owner since it last took its changes.
 type journal struct {
+	// since is when the first of the changes was seen.
+	since   time.Time
 	changes map[Change]struct{}
 	// overflow is set when changes are not known one by one: more than journalLimit, or
 	// an informer's first list.
@@ -194,21 +196,28 @@ func (m metadataSource) example() runtime.Object { return &metav1.PartialObjectM
 // a thousand, or an informer of the owner listed for the first time): the owner must then go
 // through all of its objects. An owner whose informers saw nothing gets (nil, true).
 func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, complete bool) {
+	changes, _, complete = s.TakeChangesSince(owner)
+	return changes, complete
+}
+
+// TakeChangesSince is TakeChanges, and also says when the first of the changes was seen
+// (zero when there were none).
+func (s *Set) TakeChangesSince(owner types.NamespacedName) (changes []Change, since time.Time, complete bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, ok := s.journals[owner]
 	if !ok {
-		return nil, true
+		return nil, time.Time{}, true
 	}
 	delete(s.journals, owner)
 	if j.overflow {
-		return nil, false
+		return nil, j.since, false
 	}
 	changes = make([]Change, 0, len(j.changes))
 	for c := range j.changes {
 		changes = append(changes, c)
 	}
-	return changes, true
+	return changes, j.since, true
 }
 
 // Current reports whether what owner's informers hold is, as far as watching can tell, what
@@ -251,7 +260,7 @@ func (s *Set) Get(key Key, name string) (*Object, bool) {
 func (s *Set) record(owner types.NamespacedName, c *Change) {
 	j, ok := s.journals[owner]
 	if !ok {
-		j = &journal{changes: map[Change]struct{}{}}
+		j = &journal{since: time.Now(), changes: map[Change]struct{}{}}
 		s.journals[owner] = j
 	}
 	switch {

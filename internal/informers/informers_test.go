@@ -216,6 +216,23 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 		t.Fatal("Get(first) found a deleted object")
 	}
 
+	// TakeChangesSince says when the first change since the last take was seen.
+	before := time.Now()
+	s.mu.Lock()
+	s.record(owner, &Change{Key: key, Name: "third"})
+	s.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	s.mu.Lock()
+	s.record(owner, &Change{Key: key, Name: "fourth"})
+	s.mu.Unlock()
+	changes, since, complete := s.TakeChangesSince(owner)
+	if !complete || len(changes) != 2 || since.Before(before) || time.Since(since) < 5*time.Millisecond {
+		t.Fatalf("TakeChangesSince() = %v, %s, %v; want two changes since the first, seen after %s", changes, since, complete, before)
+	}
+	if _, since, _ := s.TakeChangesSince(owner); !since.IsZero() {
+		t.Fatalf("TakeChangesSince() with nothing to take = %s, want zero", since)
+	}
+
 	// More than the journal holds is reported as an incomplete set.
 	s.mu.Lock()
 	for i := range journalLimit + 1 {

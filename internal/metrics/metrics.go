@@ -186,6 +186,15 @@ var CopiesRendered = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Copies of a SharedService's objects the active site rendered for the standby; a full round of an unchanged service renders none.",
 }, []string{"namespace", "service"})
 
+// ChangePropagation is how long a round of changed objects took from the watch that reported
+// the first of its changes to its copies written or pruned at the standby: Deich's part of an
+// edit's way to the standby, without the watch's delivery from the source's API server.
+var ChangePropagation = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "deich_change_propagation_seconds",
+	Help:    "Time from a watch reporting a change of a selected object or of a copy to the copies written or pruned at the standby (peer), for rounds of changed objects.",
+	Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+}, []string{"peer", "site"})
+
 // Outcomes of a lease write, the values of LeaseWriteDuration's label outcome.
 const (
 	// LeaseWriteOK is a write that the arbiter committed.
@@ -214,6 +223,7 @@ var LeaseRecordWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(
+		ChangePropagation,
 		LeaseWriteDuration,
 		LeaseRecordWrites,
 		LeaseRemaining,
@@ -276,4 +286,5 @@ func ForgetPeer(peer string) {
 	PeerHeartbeatFailures.DeletePartialMatch(labels)
 	EgressHeldObjects.DeletePartialMatch(labels)
 	PeerCredentialsExpiry.DeletePartialMatch(labels)
+	ChangePropagation.DeletePartialMatch(labels)
 }

@@ -29,6 +29,7 @@ const (
 // and those of controller-runtime and client-go's leader election that the dashboard may
 // use. test/dashboard scrapes real managers for every name the dashboard queries.
 var managerMetrics = map[string]string{
+	"deich_change_propagation_seconds":                histogram,
 	"deich_copies_rendered_total":                     counter,
 	"deich_drill_failed":                              gauge,
 	"deich_drill_last_run_timestamp_seconds":          gauge,

@@ -109,7 +109,7 @@ var scenario = []step{
 // protect creates the objective at both sites, and at sh-kiel a Deployment and a ConfigMap and
 // the SharedService that mirrors them to mv-schwerin, with an HTTP health check and a
 // promotion stage for the Deployment; it waits until sh-kiel serves and mv-schwerin holds the
-// copies.
+// copies, and edits the ConfigMap until the copy shows the edit.
 func protect(t *testing.T, s *sites) {
 	ctx, g := t.Context(), newG(t)
 	objective := testobjects.MakeRecoveryObjective(objectiveName).
@@ -155,6 +155,16 @@ func protect(t *testing.T, s *sites) {
 	g.Eventually(status(ctx, s.schwerin)).Should(And(
 		HaveField("Status.Role", deichv1alpha1.RoleStandby),
 		HaveField("Status.Lease.Holder", testenv.SiteKiel)))
+
+	// An edit reaches the standby in a round of its own (deich_change_propagation_seconds).
+	g.Expect(s.kiel.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
+	cm.Data["v"] = "2"
+	g.Expect(s.kiel.Client.Update(ctx, cm)).To(Succeed())
+	g.Eventually(func() (map[string]string, error) {
+		cp := &corev1.ConfigMap{}
+		err := s.schwerin.Client.Get(ctx, client.ObjectKeyFromObject(cm), cp)
+		return cp.Data, err
+	}).Should(HaveKeyWithValue("v", "2"))
 }
 
 // drill rehearses the move to mv-schwerin with a Switchover with drill: true, which changes

@@ -194,9 +194,15 @@ func logPropagation(ctx context.Context, t *testing.T, names []string) {
 	// What the API servers served meanwhile, with their latency: the edit's own write at
 	// sh-kiel and its copy's at mv-schwerin are part of the time measured.
 	kielReq0, schwerinReq0, start := apiServerRequests(ctx, t, kiel), apiServerRequests(ctx, t, schwerin), time.Now()
+	propagation0 := changePropagation(t, schwerin.Name)
 	defer func() {
 		logRequests(t, kiel.Name, "during the edits", kielReq0, apiServerRequests(ctx, t, kiel), time.Since(start))
 		logRequests(t, schwerin.Name, "during the edits", schwerinReq0, apiServerRequests(ctx, t, schwerin), time.Since(start))
+		// Deich's part of the edits' way: from sh-kiel's watch event to the copy written.
+		propagation := changePropagation(t, schwerin.Name)
+		p50, p99 := propagation.quantilesSince(propagation0)
+		t.Logf("rounds of changed objects meanwhile (deich_change_propagation_seconds): %.0f, from the watch event to the copy written p50 ≤ %gs, p99 ≤ %gs",
+			propagation.n-propagation0.n, p50, p99)
 	}()
 	token := fmt.Sprintf("edit-%d", time.Now().UnixNano())
 	var mu sync.Mutex
@@ -277,6 +283,51 @@ func (c requestCounts) count(kind string) float64 {
 	return 0
 }
 
+// quantilesSince is the upper bounds of the buckets within which half and 99 in a hundred of
+// the observations since before fell (+Inf when none).
+func (k *requestKind) quantilesSince(before *requestKind) (p50, p99 float64) {
+	p50, p99 = math.Inf(1), math.Inf(1)
+	d := k.n - before.n
+	bounds := slices.Sorted(maps.Keys(k.buckets))
+	for i := len(bounds) - 1; i >= 0; i-- {
+		within := k.buckets[bounds[i]] - before.buckets[bounds[i]]
+		if within >= 0.5*d {
+			p50 = bounds[i]
+		}
+		if within >= 0.99*d {
+			p99 = bounds[i]
+		}
+	}
+	return p50, p99
+}
+
+// changePropagation is the managers' histogram deich_change_propagation_seconds towards
+// peer: how long their rounds of changed objects took from the watch event to the write.
+func changePropagation(t *testing.T, peer string) *requestKind {
+	t.Helper()
+	out := &requestKind{buckets: map[float64]float64{}}
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Logf("cannot gather the managers' metrics: %v", err)
+		return out
+	}
+	for _, f := range families {
+		if f.GetName() != "deich_change_propagation_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "peer" && l.GetValue() == peer }) {
+				continue
+			}
+			out.n += float64(m.GetHistogram().GetSampleCount())
+			for _, b := range m.GetHistogram().GetBucket() {
+				out.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			}
+		}
+	}
+	return out
+}
+
 // apiServerRequests scrapes site's API server for the requests it has served so far.
 func apiServerRequests(ctx context.Context, t *testing.T, site *testenv.Site) requestCounts {
 	t.Helper()
@@ -347,17 +398,8 @@ func logRequests(t *testing.T, site string, what string, before, after requestCo
 		if d <= 0 {
 			continue
 		}
-		r := rate{key: k, n: d, p50: math.Inf(1), p99: math.Inf(1)}
-		bounds := slices.Sorted(maps.Keys(v.buckets))
-		for i := len(bounds) - 1; i >= 0; i-- {
-			within := v.buckets[bounds[i]] - b0.buckets[bounds[i]]
-			if within >= 0.5*d {
-				r.p50 = bounds[i]
-			}
-			if within >= 0.99*d {
-				r.p99 = bounds[i]
-			}
-		}
+		r := rate{key: k, n: d}
+		r.p50, r.p99 = v.quantilesSince(b0)
 		rates = append(rates, r)
 		total += d
 	}
