@@ -134,8 +134,8 @@ type objectRef struct {
 // when a full round is needed instead: no full round succeeded for this generation of the
 // service and its objective, or one is due, or the changes are not known one by one.
 func (r *SharedServiceReconciler) changedObjects(s *serviceScope, resync time.Duration) (refs []objectRef, ok bool) {
-	sourceChanges, sourcesSince, sourcesComplete := r.sources.TakeChangesSince(s.owner)
-	copyChanges, copiesSince, copiesComplete := s.conn.Copies.TakeChangesSince(s.owner)
+	sourceChanges, sourcesSince, sourcesComplete := r.sources.TakeChanges(s.owner)
+	copyChanges, copiesSince, copiesComplete := s.conn.Copies.TakeChanges(s.owner)
 	s.changesSince = earliest(sourcesSince, copiesSince)
 	last, had := r.fullRounds.get(s.owner)
 	switch {

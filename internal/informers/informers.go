@@ -194,15 +194,9 @@ func (m metadataSource) example() runtime.Object { return &metav1.PartialObjectM
 // TakeChanges returns the objects that changed for owner since its previous call, and
 // forgets them. complete is false when the changes are not known one by one (more than
 // a thousand, or an informer of the owner listed for the first time): the owner must then go
-// through all of its objects. An owner whose informers saw nothing gets (nil, true).
-func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, complete bool) {
-	changes, _, complete = s.TakeChangesSince(owner)
-	return changes, complete
-}
-
-// TakeChangesSince is TakeChanges, and also says when the first of the changes was seen
-// (zero when there were none).
-func (s *Set) TakeChangesSince(owner types.NamespacedName) (changes []Change, since time.Time, complete bool) {
+// through all of its objects. An owner whose informers saw nothing gets (nil, zero, true).
+// since is when the first of the changes was seen.
+func (s *Set) TakeChanges(owner types.NamespacedName) (changes []Change, since time.Time, complete bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, ok := s.journals[owner]

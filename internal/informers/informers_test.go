@@ -170,7 +170,7 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 	// The first list is not known one by one.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, complete := s.TakeChanges(owner); !complete {
+		if _, _, complete := s.TakeChanges(owner); !complete {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -178,7 +178,7 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if changes, complete := s.TakeChanges(owner); !complete || len(changes) != 0 {
+	if changes, _, complete := s.TakeChanges(owner); !complete || len(changes) != 0 {
 		t.Fatalf("TakeChanges() after taking = %v, %v; want none, complete", changes, complete)
 	}
 
@@ -194,7 +194,7 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 	got := map[string]bool{}
 	deadline = time.Now().Add(5 * time.Second)
 	for len(got) < len(want) && time.Now().Before(deadline) {
-		changes, complete := s.TakeChanges(owner)
+		changes, _, complete := s.TakeChanges(owner)
 		if !complete {
 			t.Fatal("two changes reported as an incomplete set")
 		}
@@ -216,7 +216,7 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 		t.Fatal("Get(first) found a deleted object")
 	}
 
-	// TakeChangesSince says when the first change since the last take was seen.
+	// TakeChanges says when the first change since the last take was seen.
 	before := time.Now()
 	s.mu.Lock()
 	s.record(owner, &Change{Key: key, Name: "third"})
@@ -225,12 +225,12 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 	s.mu.Lock()
 	s.record(owner, &Change{Key: key, Name: "fourth"})
 	s.mu.Unlock()
-	changes, since, complete := s.TakeChangesSince(owner)
+	changes, since, complete := s.TakeChanges(owner)
 	if !complete || len(changes) != 2 || since.Before(before) || time.Since(since) < 5*time.Millisecond {
-		t.Fatalf("TakeChangesSince() = %v, %s, %v; want two changes since the first, seen after %s", changes, since, complete, before)
+		t.Fatalf("TakeChanges() = %v, %s, %v; want two changes since the first, seen after %s", changes, since, complete, before)
 	}
-	if _, since, _ := s.TakeChangesSince(owner); !since.IsZero() {
-		t.Fatalf("TakeChangesSince() with nothing to take = %s, want zero", since)
+	if _, since, _ := s.TakeChanges(owner); !since.IsZero() {
+		t.Fatalf("TakeChanges() with nothing to take = %s, want zero", since)
 	}
 
 	// More than the journal holds is reported as an incomplete set.
@@ -239,7 +239,7 @@ func TestSetJournalsChangesPerOwner(t *testing.T) {
 		s.record(owner, &Change{Key: key, Name: fmt.Sprint(i)})
 	}
 	s.mu.Unlock()
-	if _, complete := s.TakeChanges(owner); complete {
+	if _, _, complete := s.TakeChanges(owner); complete {
 		t.Fatal("an overflowing journal reported as complete")
 	}
 }
