@@ -477,11 +477,12 @@ type mirroredKind struct {
 type desiredCopy struct {
 	kind *mirroredKind
 	name string
-	// obj is the rendered copy; nil when the copy at the standby is known to be current
-	// (see renderCache) and nothing was rendered, or when the round renders more copies
-	// than it holds at once (renderHeldAbove): then rerender makes it again where it is
-	// needed.
+	// obj is the rendered copy. A full round holds it encoded instead, or, past what a round
+	// holds (see hold), not at all: then rerender makes it again where it is needed. All
+	// three are nil when the copy at the standby is known to be current (see renderCache)
+	// and nothing was rendered.
 	obj      *unstructured.Unstructured
+	encoded  []byte
 	rerender func() (*unstructured.Unstructured, error)
 	hash     string
 	// key is what the copy was rendered from.
@@ -491,23 +492,26 @@ type desiredCopy struct {
 	sourceStandby bool
 }
 
-// renderHeldAbove is the number of selected objects above which a full round does not hold
-// the copies it rendered until they are written: it renders each one to learn its hash and
-// that it renders at all, drops it, and renders it again when it is written. A first mirror
-// of ten thousand objects then holds a few copies at once, not ten thousand, for one more
-// render of each.
-const renderHeldAbove = 512
-
 // rendered reports whether the copy was rendered in this round, i.e. must be checked or
 // written.
-func (d desiredCopy) rendered() bool { return d.obj != nil || d.rerender != nil }
+func (d desiredCopy) rendered() bool { return d.obj != nil || d.encoded != nil || d.rerender != nil }
 
-// object returns the rendered copy, rendering it again when it was not held.
+// object returns the rendered copy: decoded when it is held encoded, rendered again when it
+// is not held.
 func (d desiredCopy) object() (*unstructured.Unstructured, error) {
-	if d.obj != nil || d.rerender == nil {
+	switch {
+	case d.obj != nil:
 		return d.obj, nil
+	case d.encoded != nil:
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(d.encoded); err != nil {
+			return nil, fmt.Errorf("decode the copy of %s %s: %w", d.kind.gk.Kind, d.name, err)
+		}
+		return u, nil
+	case d.rerender != nil:
+		return d.rerender()
 	}
-	return d.rerender()
+	return nil, nil
 }
 
 // serviceScope is what one reconcile of a SharedService knows; it lives for one call.
@@ -1043,53 +1047,6 @@ func (r *SharedServiceReconciler) peerReady(ctx context.Context, site string) bo
 	return ok
 }
 
-// render builds every copy for the standby. Any failure stops the whole round: nothing is
-// applied, so the standby keeps its last good copies.
-func (r *SharedServiceReconciler) render(s *serviceScope, sources map[*mirroredKind][]*informers.Object, standby string, copies map[copyRef]*informers.Object) bool {
-	target := r.renderTarget(s, standby)
-	rendered := 0
-	defer func() { metrics.CopiesRendered.WithLabelValues(s.svc.Namespace, s.svc.Name).Add(float64(rendered)) }()
-	selected := 0
-	for _, objs := range sources {
-		selected += len(objs)
-	}
-	hold := selected <= renderHeldAbove
-	for _, k := range s.kinds {
-		for _, src := range sources[k] {
-			key := keyOf(src, s, standby)
-			ref := copyRef{k.resource, src.GetName()}
-			if hash, ok := r.rendered.current(s.owner, ref, key, copies[ref]); ok {
-				s.desired = append(s.desired, desiredCopy{kind: k, name: src.GetName(), hash: hash, key: key})
-				continue
-			}
-			d, keep, err := renderSource(src, target, k, s.svc.Name)
-			var denied *render.EgressDeniedError
-			if errors.As(err, &denied) {
-				s.deny(ref, denied)
-				continue
-			}
-			if err != nil {
-				s.fail(deichv1alpha1.ServiceReasonRenderFailed, fmt.Sprintf("render %s %s for %s: %v; nothing was changed at the standby", k.gk.Kind, src.GetName(), standby, err), true)
-				return false
-			}
-			if keep {
-				rendered++
-				s.sourceStandby = s.sourceStandby || d.sourceStandby
-				d.key = key
-				if !hold {
-					d.obj = nil
-					d.rerender = func() (*unstructured.Unstructured, error) {
-						again, _, err := renderSource(src, target, k, s.svc.Name)
-						return again.obj, err
-					}
-				}
-				s.desired = append(s.desired, d)
-			}
-		}
-	}
-	return true
-}
-
 // renderTarget is where and how the service's copies are rendered for.
 func (r *SharedServiceReconciler) renderTarget(s *serviceScope, standby string) render.Target {
 	return render.Target{
@@ -1101,33 +1058,6 @@ func (r *SharedServiceReconciler) renderTarget(s *serviceScope, standby string) 
 		Overrides:  s.svc.Spec.Overrides,
 		Egress:     s.egress,
 	}
-}
-
-// renderSource renders the copy of one selected object as the sources' watch holds it.
-func renderSource(src *informers.Object, target render.Target, k *mirroredKind, service string) (desiredCopy, bool, error) {
-	u, err := src.Content()
-	if err != nil {
-		return desiredCopy{}, false, err
-	}
-	return renderCopy(u, target, k, service)
-}
-
-// renderCopy renders the copy of one selected object; keep is false for an object that is
-// not mirrored: a copy this site holds for another service, or an object of a kind that
-// never leaves the site (e.g. a service-account token Secret among the selected Secrets).
-func renderCopy(src *unstructured.Unstructured, target render.Target, k *mirroredKind, service string) (d desiredCopy, keep bool, err error) {
-	if isOwnedCopy(src) && src.GetLabels()[render.LabelSharedService] != service {
-		return desiredCopy{}, false, nil
-	}
-	cp, err := render.Render(src, target)
-	if err != nil {
-		var nm *render.NotMirrorableError
-		if errors.As(err, &nm) {
-			return desiredCopy{}, false, nil
-		}
-		return desiredCopy{}, false, err
-	}
-	return desiredCopy{kind: k, name: cp.GetName(), obj: cp, hash: cp.GetAnnotations()[render.AnnotationContentHash], sourceStandby: awaitsSwitch(src, false)}, true, nil
 }
 
 // isOwnedCopy reports whether obj is a copy Deich mirrored here from another site.
@@ -1205,7 +1135,8 @@ func (r *SharedServiceReconciler) apply(ctx context.Context, s *serviceScope, co
 	}
 	writes := make([]mirror.Copy, 0, len(todo))
 	for _, d := range todo {
-		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Name: d.name, Obj: d.obj, Render: d.rerender})
+		writes = append(writes, mirror.Copy{Resource: d.kind.resource, Kind: d.kind.gk.Kind, Name: d.name, Namespace: s.svc.Namespace,
+			JSON: d.encoded, Obj: d.obj, Render: d.rerender})
 	}
 	versions, failures := peerSite.ApplyAll(ctx, r.parallelism, writes)
 	s.copiesWritten += len(writes) - len(failures)

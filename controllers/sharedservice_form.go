@@ -48,8 +48,26 @@ type formSpec struct {
 // promotion neither switches nor stamps it, unless a stage's handoff writes into it. Copies
 // never carry an epoch (Render drops it), so such an object carries none either.
 
-// formObjects lists the objects of kind k that belong to the service at this site.
-func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind) ([]*unstructured.Unstructured, error) {
+// formListing says how much of each object a switch lists.
+type formListing int
+
+const (
+	// wholeObjects: what a switch renders from, a stage's readiness rule reads and a handoff
+	// writes into.
+	wholeObjects formListing = iota
+	// metadataOnly: what formActionFor and a stage's target read, and a stamp writes. The API
+	// server sends it as protobuf, a small part of a whole list's cost; a promotion that finds
+	// an object to switch in it lists the whole objects (see promotionStages).
+	metadataOnly
+)
+
+// formObjects lists the objects of kind k that belong to the service at this site, whole or
+// their metadata only. An object of metadata only carries its kind and apiVersion, name,
+// namespace, labels, annotations, uid and resourceVersion.
+func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k *mirroredKind, listing formListing) ([]*unstructured.Unstructured, error) {
+	if listing == metadataOnly {
+		return r.formMetadata(ctx, f, k)
+	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(k.gk.WithVersion(k.version).GroupVersion().WithKind(k.gk.Kind + "List"))
 	if err := r.apiReader.List(ctx, list, client.InNamespace(f.svc.Namespace), client.MatchingLabelsSelector{Selector: f.selector}); err != nil {
@@ -58,6 +76,32 @@ func (r *SharedServiceReconciler) formObjects(ctx context.Context, f formSpec, k
 	objs := make([]*unstructured.Unstructured, len(list.Items))
 	for i := range list.Items {
 		objs[i] = &list.Items[i]
+	}
+	return objs, nil
+}
+
+// formMetadata lists the metadata of the objects of kind k that belong to the service at this
+// site (see formObjects).
+func (r *SharedServiceReconciler) formMetadata(ctx context.Context, f formSpec, k *mirroredKind) ([]*unstructured.Unstructured, error) {
+	list, err := r.localMeta.Resource(k.resource).Namespace(f.svc.Namespace).
+		List(ctx, metav1.ListOptions{LabelSelector: f.selector.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list the metadata of %s at %s: %w", k.gk, r.site, err)
+	}
+	apiVersion := k.gk.WithVersion(k.version).GroupVersion().String()
+	objs := make([]*unstructured.Unstructured, len(list.Items))
+	for i := range list.Items {
+		m := &list.Items[i].ObjectMeta
+		obj := &unstructured.Unstructured{Object: map[string]any{}}
+		obj.SetAPIVersion(apiVersion)
+		obj.SetKind(k.gk.Kind)
+		obj.SetName(m.Name)
+		obj.SetNamespace(m.Namespace)
+		obj.SetLabels(m.Labels)
+		obj.SetAnnotations(m.Annotations)
+		obj.SetUID(m.UID)
+		obj.SetResourceVersion(m.ResourceVersion)
+		objs[i] = obj
 	}
 	return objs, nil
 }

@@ -47,11 +47,11 @@ func (s formStage) name() string {
 	return s.spec.Name
 }
 
-// stagesOf lists the service's objects at this site and sorts them into its promotion's
-// stages: each object into the first stage whose target selects it, the rest into a last
-// stage of their own, in the order of the service's kinds. Objects of another service are
-// left out.
-func (r *SharedServiceReconciler) stagesOf(ctx context.Context, f formSpec) ([]formStage, error) {
+// stagesOf lists the service's objects at this site, as listing says, and sorts them into its
+// promotion's stages: each object into the first stage whose target selects it, the rest into
+// a last stage of their own, in the order of the service's kinds. Objects of another service
+// are left out.
+func (r *SharedServiceReconciler) stagesOf(ctx context.Context, f formSpec, listing formListing) ([]formStage, error) {
 	if f.svc == nil {
 		return nil, errors.New("the service's kinds are not known yet")
 	}
@@ -70,7 +70,7 @@ func (r *SharedServiceReconciler) stagesOf(ctx context.Context, f formSpec) ([]f
 	g.SetLimit(max(r.parallelism, 1))
 	for i, k := range f.kinds {
 		g.Go(func() (err error) {
-			listed[i], err = r.formObjects(gctx, f, k)
+			listed[i], err = r.formObjects(gctx, f, k, listing)
 			return err
 		})
 	}
@@ -151,7 +151,7 @@ func (r *SharedServiceReconciler) doWrites(ctx context.Context, writes []formWri
 // (failover.NextFence), without reading any stage's readiness: rule S2 of the failover
 // package. It returns how many objects it switched.
 func (r *SharedServiceReconciler) fenceStages(ctx context.Context, f formSpec) (int, error) {
-	stages, err := r.stagesOf(ctx, f)
+	stages, err := r.stagesOf(ctx, f, wholeObjects)
 	if err != nil {
 		return 0, err
 	}
@@ -203,7 +203,7 @@ type stageProgress struct {
 // the switched objects' count and the promotion's progress.
 func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease.Progress, error) {
 	r := f.r
-	stages, err := r.stagesOf(ctx, f.form)
+	stages, err := f.promotionStages(ctx, epoch)
 	if err != nil {
 		return 0, lease.Progress{}, err
 	}
@@ -270,6 +270,22 @@ func (f serviceFencer) promoteStep(ctx context.Context, epoch int64) (int, lease
 				"Stage %s: %d object(s) switched to their active form (epoch %d)%s%s", s.spec.Name, n, epoch, handoff, waitingFor(s.spec))
 		}
 	}
+}
+
+// promotionStages lists the stages promoteStep starts from. The first claim of a service
+// (epoch 1) usually finds every object at its own site in active form already, and switches
+// nothing: it lists the objects' metadata alone, which is all the step reads then, and lists
+// the whole objects only when one of them awaits a switch (a service deleted while fenced and
+// created again). Every other promotion lists the whole objects at once: a failover's
+// workloads await their switch.
+func (f serviceFencer) promotionStages(ctx context.Context, epoch int64) ([]formStage, error) {
+	if epoch == 1 && !f.state.promotes(epoch) {
+		stages, err := f.r.stagesOf(ctx, f.form, metadataOnly)
+		if err != nil || !slices.ContainsFunc(stages, toSwitch) {
+			return stages, err
+		}
+	}
+	return f.r.stagesOf(ctx, f.form, wholeObjects)
 }
 
 func waitingFor(spec *deichv1alpha1.PromotionStage) string {
@@ -424,6 +440,14 @@ func (s formStage) awaitsSwitch(o formObject) bool { return awaitsSwitch(o.obj, 
 // toSwitch reports whether any of a stage's objects is in a standby form its promotion
 // switches.
 func toSwitch(s formStage) bool { return slices.ContainsFunc(s.objects, s.awaitsSwitch) }
+
+// promotes reports whether a promotion of epoch has recorded its progress: its stages are
+// under way, and a step reads their objects whole (their readiness, their handoffs).
+func (st *leaseState) promotes(epoch int64) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.promotion != nil && st.promotion.epoch == epoch
+}
 
 // progressFor returns the progress of the promotion of epoch, starting it afresh (fresh) for
 // a new epoch or a changed list of stages.
@@ -585,7 +609,7 @@ func (r *SharedServiceReconciler) dataLagOf(ctx context.Context, f formSpec, now
 	if f.svc == nil || f.svc.Spec.Promotion == nil || !slices.ContainsFunc(f.svc.Spec.Promotion.Stages, func(s deichv1alpha1.PromotionStage) bool { return s.ReplicationLag != "" }) {
 		return out
 	}
-	stages, err := r.stagesOf(ctx, f)
+	stages, err := r.stagesOf(ctx, f, wholeObjects)
 	if err != nil {
 		out.unknown = err.Error()
 		return out

@@ -80,18 +80,33 @@ type Copy struct {
 	Resource schema.GroupVersionResource
 	// Kind and Name name the object in messages; Name defaults to Obj's.
 	Kind, Name string
-	// Obj is the copy to write; when it is nil, Render makes it just before it is written,
-	// so that a large batch does not hold every copy at once.
-	Obj    *unstructured.Unstructured
-	Render func() (*unstructured.Unstructured, error)
+	// JSON is the copy to write, encoded, in Namespace under Name. Where it is nil, Obj is
+	// the copy; where that is nil too, Render makes it just before it is written, so that a
+	// large batch does not hold every copy at once.
+	JSON      []byte
+	Namespace string
+	Obj       *unstructured.Unstructured
+	Render    func() (*unstructured.Unstructured, error)
 }
 
-// object returns the copy to write.
-func (c Copy) object() (*unstructured.Unstructured, error) {
-	if c.Obj != nil || c.Render == nil {
-		return c.Obj, nil
+// encoded returns the copy to write, encoded, with its namespace and name.
+func (c Copy) encoded() (data []byte, namespace, name string, err error) {
+	if c.JSON != nil {
+		return c.JSON, c.Namespace, c.Name, nil
 	}
-	return c.Render()
+	obj := c.Obj
+	if obj == nil && c.Render != nil {
+		if obj, err = c.Render(); err != nil {
+			return nil, "", "", err
+		}
+	}
+	if obj == nil {
+		return nil, "", "", errors.New("no copy to write")
+	}
+	if data, err = obj.MarshalJSON(); err != nil {
+		return nil, "", "", fmt.Errorf("encode %s: %w", obj.GetName(), err)
+	}
+	return data, obj.GetNamespace(), obj.GetName(), nil
 }
 
 // name is the copy's name for messages.
@@ -136,10 +151,10 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 	var mu sync.Mutex
 	for i, c := range copies {
 		g.Go(func() error {
-			obj, err := c.object()
+			data, namespace, name, err := c.encoded()
 			if err == nil {
 				var rv string
-				if rv, err = s.applyForVersion(gctx, c.Resource, obj); err == nil {
+				if rv, err = s.applyForVersion(gctx, c.Resource, namespace, name, data); err == nil {
 					versions[i] = rv // each goroutine writes its own index
 					return nil
 				}
@@ -155,18 +170,14 @@ func (s Site) ApplyAll(ctx context.Context, parallelism int, copies []Copy) (ver
 	return versions, failures
 }
 
-// applyForVersion server-side applies obj as resource, as Apply does, and returns the
-// resourceVersion it was stored with.
-func (s Site) applyForVersion(ctx context.Context, resource schema.GroupVersionResource, obj *unstructured.Unstructured) (string, error) {
+// applyForVersion server-side applies data, an object encoded, as resource, as Apply does, and
+// returns the resourceVersion it was stored with.
+func (s Site) applyForVersion(ctx context.Context, resource schema.GroupVersionResource, namespace, name string, data []byte) (string, error) {
 	if s.Metadata == nil {
 		return "", fmt.Errorf("no metadata client for site %s", s.Name)
 	}
-	data, err := obj.MarshalJSON()
-	if err != nil {
-		return "", fmt.Errorf("encode %s: %w", obj.GetName(), err)
-	}
-	got, err := s.Metadata.Resource(resource).Namespace(obj.GetNamespace()).
-		Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)})
+	got, err := s.Metadata.Resource(resource).Namespace(namespace).
+		Patch(ctx, name, types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)})
 	if err != nil {
 		return "", err
 	}
