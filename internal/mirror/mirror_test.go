@@ -189,6 +189,29 @@ func TestWritesAtASite(t *testing.T) {
 		}
 	})
 
+	t.Run("a copy held encoded is applied as it is", func(t *testing.T) {
+		data, err := configMap("encoded", copyLabels).MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions, failures := at.ApplyAll(ctx, 2, []mirror.Copy{
+			{Resource: configMaps, Kind: "ConfigMap", Name: "encoded", Namespace: ns, JSON: data},
+		})
+		if len(failures) != 0 || versions[0] == "" {
+			t.Fatalf("versions = %q, failures = %q; want the copy stored", versions, failures)
+		}
+		got := &corev1.ConfigMap{}
+		if err := site.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "encoded"}, got); err != nil {
+			t.Fatalf("the copy held encoded is not at the site: %v", err)
+		}
+		if got.ResourceVersion != versions[0] || got.Labels[render.LabelSharedService] != copyLabels[render.LabelSharedService] {
+			t.Errorf("stored %s with labels %v; ApplyAll reported %s, want the copy's labels %v", got.ResourceVersion, got.Labels, versions[0], copyLabels)
+		}
+		if err := site.Client.Delete(ctx, got); err != nil {
+			t.Fatalf("delete encoded: %v", err)
+		}
+	})
+
 	t.Run("a copy re-created since it was read is not deleted", func(t *testing.T) {
 		read, err := at.Apply(ctx, configMaps, configMap("replaced", copyLabels))
 		if err != nil {
