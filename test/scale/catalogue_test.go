@@ -91,8 +91,10 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	t.Logf("applied %d services (a namespace, a Deployment, %d ConfigMaps and the SharedService each) in %s",
 		services, configMaps, time.Since(began).Round(100*time.Millisecond))
 
+	stopProgress := atKiel.logProgress(t, names, protected, "every service Protected at sh-kiel", 30*time.Second)
 	g.Eventually(func() []string { return atKiel.notYet(names, protected) }).
 		WithTimeout(10*time.Minute).Should(BeEmpty(), atKiel.whyNot(names, protected, "every service Protected at sh-kiel"))
+	stopProgress()
 	t.Logf("all %d services Protected at sh-kiel %s after the apply", services, time.Since(began).Round(100*time.Millisecond))
 	g.Eventually(func() []string { return atSchwerin.notYet(names, standingBy) }).
 		WithTimeout(2*time.Minute).Should(BeEmpty(), atSchwerin.whyNot(names, standingBy, "every service stands by at mv-schwerin"))

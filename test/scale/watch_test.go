@@ -1,14 +1,18 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
 	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
@@ -83,6 +87,61 @@ func (w *serviceWatch) whyNot(names []string, ok func(*deichv1alpha1.SharedServi
 		}
 		return strings.Join(lines, "\n")
 	}
+}
+
+// waitingFor counts the services (by namespace) whose latest version does not yet satisfy
+// ok, by what they wait for: their phase and the reasons of their conditions that are not
+// True.
+func (w *serviceWatch) waitingFor(names []string, ok func(*deichv1alpha1.SharedService) bool) map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	counts := map[string]int{}
+	for _, n := range names {
+		svc, seen := w.latest[n]
+		switch {
+		case !seen:
+			counts["not seen yet"]++
+		case !ok(svc):
+			why := []string{"phase " + string(svc.Status.Phase)}
+			for _, c := range svc.Status.Conditions {
+				if c.Status != metav1.ConditionTrue {
+					why = append(why, fmt.Sprintf("%s=%s %s", c.Type, c.Status, c.Reason))
+				}
+			}
+			counts[strings.Join(why, ", ")]++
+		}
+	}
+	return counts
+}
+
+// logProgress logs, every interval until stop is closed, how many of the services do not yet
+// satisfy ok, and what they wait for.
+func (w *serviceWatch) logProgress(t *testing.T, names []string, ok func(*deichv1alpha1.SharedService) bool, want string, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	began := time.Now()
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			counts := w.waitingFor(names, ok)
+			left := 0
+			for _, n := range counts {
+				left += n
+			}
+			keys := slices.SortedFunc(maps.Keys(counts), func(a, b string) int { return cmp.Compare(counts[b], counts[a]) })
+			var parts []string
+			for _, k := range keys[:min(len(keys), 4)] {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+			}
+			t.Logf("%s after %s: %d of %d not yet; %s", want, time.Since(began).Round(time.Second), left, len(names), strings.Join(parts, "; "))
+		}
+	}()
+	return func() { close(done) }
 }
 
 // fenceCheck records any service that, once active at its site, is seen fenced or no longer
