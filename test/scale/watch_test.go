@@ -114,12 +114,19 @@ func (w *serviceWatch) waitingFor(names []string, ok func(*deichv1alpha1.SharedS
 	return counts
 }
 
-// logProgress logs, every interval until stop is closed, how many of the services do not yet
-// satisfy ok, and what they wait for.
+// logProgress logs, every interval until stop is called or the test ends, how many of the
+// services do not yet satisfy ok, and what they wait for. stop returns once logging ended.
 func (w *serviceWatch) logProgress(t *testing.T, names []string, ok func(*deichv1alpha1.SharedService) bool, want string, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
+	done, ended := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(done) })
+		<-ended
+	}
+	t.Cleanup(stop) // a test that fails while waiting logs nothing after it ended
 	began := time.Now()
 	go func() {
+		defer close(ended)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
@@ -141,7 +148,7 @@ func (w *serviceWatch) logProgress(t *testing.T, names []string, ok func(*deichv
 			t.Logf("%s after %s: %d of %d not yet; %s", want, time.Since(began).Round(time.Second), left, len(names), strings.Join(parts, "; "))
 		}
 	}()
-	return func() { close(done) }
+	return stop
 }
 
 // fenceCheck records any service that, once active at its site, is seen fenced or no longer
