@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -139,6 +141,22 @@ func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
 		o(s)
 	}
 	return s
+}
+
+// NewForConfig returns an empty Set that lists and watches the API server of cfg through h
+// (nil: a client of its own), reading JSON as jsonSource does, and calls notify for every
+// owner of an informer whose objects changed. It is New for a real API server, at a fraction
+// of the dynamic client's cost per object.
+func NewForConfig(cfg *rest.Config, h *http.Client, notify Handler, opts ...Option) (*Set, error) {
+	src, err := newJSONSource(cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	s := newSet(src, notify, compact(dropManagedFields, true))
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // NewMetadata returns an empty Set that lists and watches only the metadata of objects, with
@@ -427,8 +445,10 @@ func (s *Set) start(key Key) *entry {
 	go inf.RunWithContext(ctx)
 	// Tell the owners once the first list is complete, so they can prune with confidence.
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		select {
+		case <-inf.HasSyncedChecker().Done():
 			notify(nil)
+		case <-ctx.Done():
 		}
 	}()
 	return e

@@ -248,7 +248,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	// The sources are held as Render reads them: without status, managedFields and
 	// last-applied-configuration.
-	sources := informers.New(localDynamic, serviceEvents.Notify, informers.Trim(render.TrimSource))
+	sources, err := informers.NewForConfig(mgr.GetConfig(), mgr.GetHTTPClient(), serviceEvents.Notify, informers.Trim(render.TrimSource))
+	if err != nil {
+		return nil, fmt.Errorf("create source watches: %w", err)
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		sources.Stop()

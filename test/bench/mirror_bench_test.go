@@ -54,14 +54,20 @@ func BenchmarkInitialMirroring(b *testing.B) {
 	if inProcess() {
 		sender, rawSender = "bench (this process, with both managers)", "bench (this process, with both managers)"
 	}
-	cpuTable.header("run", "wall", "standby kube-apiserver", "standby etcd", "sender: client or active manager", "other processes", "machine busy (of "+s.machine.cores+" cores)")
+	cpuTable.header("run", "wall", "standby kube-apiserver", "standby etcd", "sender: client or active manager",
+		"active kube-apiserver and etcd", "standby manager", "bench's watch", "other processes", "machine busy (of "+s.machine.cores+" cores)")
 	defer func() {
 		fmt.Print("\ninitial mirroring\n\n" + t.String() + "\nwhere the CPU went: cores used on average (CPU time per mirrored object)\n\n" + cpuTable.String())
 	}()
 	cpuRow := func(run string, r mirrorResult, sender string) {
 		u := r.cpu
+		standbyManager, watcher := "-", "-"
+		if !inProcess() {
+			standbyManager, watcher = u.perObject(r.n, "manager "+s.standby.Name), u.perObject(r.n, "bench (this process)")
+		}
 		cpuTable.row(run, u.wall.Round(10*time.Millisecond).String(),
-			u.perObject("kube-apiserver "+s.standby.Name, r.n), u.perObject("etcd "+s.standby.Name, r.n), u.perObject(sender, r.n),
+			u.perObject(r.n, "kube-apiserver "+s.standby.Name), u.perObject(r.n, "etcd "+s.standby.Name), u.perObject(r.n, sender),
+			u.perObject(r.n, "kube-apiserver "+s.active.Name, "etcd "+s.active.Name), standbyManager, watcher,
 			fmt.Sprintf("%.2f", u.others), fmt.Sprintf("%.2f", u.machine))
 	}
 

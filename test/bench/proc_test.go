@@ -269,11 +269,16 @@ func (u cpuUse) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// perObject renders the cores process used and its CPU time per object of n.
-func (u cpuUse) perObject(process string, n int) string {
-	cores, ok := u.byProcess[process]
-	if !ok {
-		return "n/a"
+// perObject renders the cores the named processes used together and their CPU time per
+// object of n.
+func (u cpuUse) perObject(n int, processes ...string) string {
+	var cores float64
+	for _, p := range processes {
+		c, ok := u.byProcess[p]
+		if !ok {
+			return "n/a"
+		}
+		cores += c
 	}
 	return fmt.Sprintf("%.2f (%.2f ms/object)", cores, cores*u.wall.Seconds()/float64(n)*1000)
 }
