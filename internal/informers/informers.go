@@ -133,8 +133,9 @@ func Trim(trim func(obj map[string]any)) Option {
 	return func(s *Set) { s.transform = compact(trim, true) }
 }
 
-// New returns an empty Set that lists and watches with client and calls notify for every
-// owner of an informer whose objects changed.
+// New returns an empty Set that lists and watches with client, any dynamic client (client-go's
+// fake among them), and calls notify for every owner of an informer whose objects changed.
+// Against a real API server, NewForConfig does the same for less.
 func New(client dynamic.Interface, notify Handler, opts ...Option) *Set {
 	s := newSet(dynamicSource{client}, notify, compact(dropManagedFields, true))
 	for _, o := range opts {
