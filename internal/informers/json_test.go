@@ -1,12 +1,16 @@
 package informers
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +166,32 @@ func TestJSONWatchEndsQuietlyWhenTheStreamBreaksOff(t *testing.T) {
 	got := receiveAll(t, newJSONWatch(io.NopCloser(strings.NewReader(stream))))
 	if len(got) != 1 || got[0].Type != watch.Added {
 		t.Fatalf("events = %v, want the complete ADDED alone", got)
+	}
+}
+
+// brokenBody is a response body whose connection breaks after what it delivered.
+type brokenBody struct {
+	io.Reader
+	err error
+}
+
+func (b brokenBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if errors.Is(err, io.EOF) {
+		err = b.err
+	}
+	return n, err
+}
+
+func (brokenBody) Close() error { return nil }
+
+func TestJSONWatchEndsQuietlyWhenTheConnectionBreaks(t *testing.T) {
+	added := `{"type":"ADDED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}}` + "\n"
+	for _, err := range []error{syscall.ECONNRESET, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}} {
+		got := receiveAll(t, newJSONWatch(brokenBody{Reader: strings.NewReader(added), err: err}))
+		if len(got) != 1 || got[0].Type != watch.Added {
+			t.Errorf("after %v: events = %v, want the ADDED alone and no error event", err, got)
+		}
 	}
 }
 
