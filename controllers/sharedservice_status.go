@@ -115,9 +115,10 @@ func (r *SharedServiceReconciler) report(ctx context.Context, s *serviceScope) e
 }
 
 // onlyClocksMoved reports whether the status need not be written: nothing in it changed but
-// what moves at every reconcile or probe — the copy's age, the lease's renewal and when it was
-// read, the checks' last probe and latency, and a check's count of failures between the first
-// and failureThreshold, or past it — and this process wrote it less than statusRefresh ago.
+// what moves at every reconcile, probe or edit — the copy's age, the lease's renewal and when
+// it was read, the checks' last probe and latency, a check's count of failures between the
+// first and failureThreshold, or past it, and the mirrored objects' content hashes — and this
+// process wrote it less than statusRefresh ago.
 // digest is statusDigest of the status to write. It is compared with the status stored and with
 // the one this process last wrote, whose write the cache this reconcile read may not show yet;
 // as they are stored, as JSON: a time kept in memory to the nanosecond is stored to the second.
@@ -156,10 +157,18 @@ func failureThreshold(objective *deichv1alpha1.RecoveryObjective) int32 {
 }
 
 // withoutClocks is a copy of st without the fields onlyClocksMoved ignores. A check's run of
-// failures counts as changed when it starts and when it reaches threshold.
+// failures counts as changed when it starts and when it reaches threshold. The content hashes
+// of the mirrored objects move like clocks too: an edit of one object changes one, at both
+// sites, and written at once they made every edit cost a status write at each site, as many
+// requests as the edit itself. Which objects are mirrored, and how many, is written at once.
 func withoutClocks(st *deichv1alpha1.SharedServiceStatus, threshold int32) *deichv1alpha1.SharedServiceStatus {
 	out := st.DeepCopy()
 	out.LastSyncTime, out.ReplicationLag = nil, nil
+	if out.MirroredResources != nil {
+		for i := range out.MirroredResources.Items {
+			out.MirroredResources.Items[i].Hash = ""
+		}
+	}
 	if out.Lease != nil {
 		out.Lease.RenewTime, out.Lease.ExpiryTime, out.Lease.ObservedTime = nil, nil, nil
 	}

@@ -384,6 +384,9 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 		HealthChecks: []deichv1alpha1.HealthCheckStatus{{Name: "front-door", Status: deichv1alpha1.HealthHealthy,
 			LastProbeTime: &metav1.Time{Time: t0}, LastTransitionTime: &metav1.Time{Time: t0}}},
 		Conditions: []metav1.Condition{{Type: deichv1alpha1.ServiceConditionSynced, Status: metav1.ConditionTrue, Reason: deichv1alpha1.ServiceReasonSynced}},
+		MirroredResources: &deichv1alpha1.MirroredResources{Count: 2, Items: []deichv1alpha1.MirroredResource{
+			{Kind: "ConfigMap", Name: "settings", Hash: "1b2c"}, {Group: "apps", Kind: "Deployment", Name: "web", Hash: "3d4e"},
+		}},
 	}
 	clocksMoved := func(st *deichv1alpha1.SharedServiceStatus) {
 		st.LastSyncTime = &metav1.Time{Time: t0.Add(5 * time.Second)}
@@ -418,6 +421,21 @@ func TestOnlyClocksMovedWritesWhatChangedAndRefreshesTheClocks(t *testing.T) {
 		{name: "clocks only, objectives met, written four minutes ago", written: ptr.To(4 * time.Minute), objective: objective, met: true, change: clocksMoved, skip: true},
 		{name: "clocks only, objectives met, written five minutes ago", written: ptr.To(5 * time.Minute), objective: objective, met: true, change: clocksMoved},
 		{name: "clocks only, objectives met, never written by this process", objective: objective, met: true, change: clocksMoved},
+		// An edit changes a copy's content hash: written with the clocks.
+		{name: "a copy's content hash, objectives met, written four minutes ago", written: ptr.To(4 * time.Minute), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			clocksMoved(st)
+			st.MirroredResources.Items[0].Hash = "5f6a"
+		}, skip: true},
+		{name: "a copy's content hash, objectives met, written five minutes ago", written: ptr.To(5 * time.Minute), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.MirroredResources.Items[0].Hash = "5f6a"
+		}},
+		{name: "a copy more", written: ptr.To(time.Second), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.MirroredResources.Count = 3
+			st.MirroredResources.Items = append(st.MirroredResources.Items, deichv1alpha1.MirroredResource{Kind: "Secret", Name: "tls", Hash: "7b8c"})
+		}},
+		{name: "a copy renamed", written: ptr.To(time.Second), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
+			st.MirroredResources.Items[0].Name = "settings-v2"
+		}},
 		{name: "objectives missed from now on", written: ptr.To(time.Second), objective: objective, met: true, change: func(st *deichv1alpha1.SharedServiceStatus) {
 			clocksMoved(st)
 			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: deichv1alpha1.ServiceConditionObjectivesMet, Status: metav1.ConditionFalse, Reason: deichv1alpha1.ServiceReasonCopyTooOld})

@@ -740,7 +740,9 @@ type MirroredResource struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
-	// hash is the content hash of the rendered copy at the peer.
+	// hash is the content hash of the rendered copy at the peer. Like lastSyncTime it is
+	// stored with the status's next write: at least once in five minutes while the objectives
+	// are met, so after an edit it may name the copy before it.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	Hash string `json:"hash,omitempty"`
