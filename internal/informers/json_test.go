@@ -19,7 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 )
 
 // objectsAsTheAPIServerWritesThem are objects as JSON, in the shapes the decoders must read as
@@ -221,7 +223,7 @@ func TestJSONWatchStopsWhileItWaitsForTheServer(t *testing.T) {
 func TestJSONSourceAsksTheAPIServerForWhatTheDynamicClientAsksFor(t *testing.T) {
 	var requests []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests = append(requests, r.URL.Path+"?"+r.URL.RawQuery)
+		requests = append(requests, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Query().Get("watch") == "true" {
 			_, _ = fmt.Fprintln(w, `{"type":"ADDED","object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"ns"}}}`)
@@ -230,31 +232,49 @@ func TestJSONSourceAsksTheAPIServerForWhatTheDynamicClientAsksFor(t *testing.T) 
 		_, _ = fmt.Fprint(w, `{"kind":"DeploymentList","apiVersion":"apps/v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"web","namespace":"ns"}}]}`)
 	}))
 	t.Cleanup(srv.Close)
-	src, err := newJSONSource(&rest.Config{Host: srv.URL}, srv.Client())
+	cfg := &rest.Config{Host: srv.URL}
+	src, err := newJSONSource(cfg, srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := Key{Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, Namespace: "ns", Selector: "app=x"}
-	list, err := src.list(t.Context(), key, metav1.ListOptions{LabelSelector: key.Selector, ResourceVersion: "0"})
+	dyn, err := dynamic.NewForConfigAndClient(cfg, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployments := Key{Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, Namespace: "ns", Selector: "app=x"}
+	clusterWide := Key{Resource: configMaps}
+	list := metav1.ListOptions{LabelSelector: deployments.Selector, ResourceVersion: "0", Limit: 500}
+	// What an informer's streamed list asks for.
+	stream := metav1.ListOptions{LabelSelector: "app=x", ResourceVersion: "5", ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
+		AllowWatchBookmarks: true, SendInitialEvents: ptr.To(true), TimeoutSeconds: ptr.To(int64(300))}
+
+	// The dynamic client's requests first, then the source's, which must be the same.
+	if _, err := dyn.Resource(deployments.Resource).Namespace(deployments.Namespace).List(t.Context(), list); err != nil {
+		t.Fatal(err)
+	}
+	w, err := dyn.Resource(clusterWide.Resource).Watch(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, w)
+	want := requests
+	requests = nil
+
+	got, err := src.list(t.Context(), deployments, list)
 	if err != nil {
 		t.Fatalf("list() error = %v", err)
 	}
-	if items := list.(*unstructured.UnstructuredList).Items; len(items) != 1 || items[0].GetKind() != "Deployment" {
+	if items := got.(*unstructured.UnstructuredList).Items; len(items) != 1 || items[0].GetKind() != "Deployment" {
 		t.Errorf("list() items = %v, want the Deployment", items)
 	}
-	w, err := src.watch(t.Context(), Key{Resource: configMaps}, metav1.ListOptions{ResourceVersion: "5", AllowWatchBookmarks: true})
-	if err != nil {
+	if w, err = src.watch(t.Context(), clusterWide, stream); err != nil {
 		t.Fatalf("watch() error = %v", err)
 	}
-	if got := receiveAll(t, w); len(got) != 1 {
-		t.Errorf("watch() events = %v, want one", got)
+	if events := receiveAll(t, w); len(events) != 1 {
+		t.Errorf("watch() events = %v, want one", events)
 	}
-	want := []string{
-		"/apis/apps/v1/namespaces/ns/deployments?labelSelector=app%3Dx&resourceVersion=0",
-		"/api/v1/configmaps?allowWatchBookmarks=true&resourceVersion=5&watch=true",
-	}
-	if !reflect.DeepEqual(requests, want) {
-		t.Errorf("requests = %q, want %q", requests, want)
+	if len(want) != 2 || !reflect.DeepEqual(requests, want) {
+		t.Errorf("requests = %q, the dynamic client's %q", requests, want)
 	}
 }
 
