@@ -155,7 +155,10 @@
 //	    copy older than the RPO, give Plan.Recommend instead. It gives up a claim that
 //	    cannot serve when the partner holds more live copies than it holds valid ones (or
 //	    as many, and the partner is the primary), and one that never served once it is no
-//	    longer wanted.
+//	    longer wanted. A copy whose last read failed counts for neither: the site cannot
+//	    take it, and its last read may have come a renewal interval after the partner's
+//	    last renewal, so counting it would hold a promotion back by up to that interval
+//	    once every copy it takes has expired.
 //	Q8. The primary of an unclaimed service whose workloads are in active form leaves them
 //	    as they are (Plan.Hold) while its claim creates the first copies, as long as its own
 //	    copy was read and every copy it needs is missing or validly this claim's — or not

@@ -86,6 +86,7 @@ func checkQuorumExercised(t *testing.T, s qStats, w qWorld) {
 		{"deleted copies", s.deletions},
 		{"claims given up", s.givenUp},
 		{"resumptions after a manager restart", s.resumes},
+		{"reads that failed", s.readFailures},
 		{"runs with promotion stages", s.stagesRun},
 		{"promotion stages switched", s.stageSwitches},
 		{"waits for a promotion stage", s.stageWaits},

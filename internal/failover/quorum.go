@@ -92,6 +92,9 @@ type Arbiter struct {
 	// write sent since (Renewal.Sending); zero when there is none, or the copy names another
 	// site or nobody.
 	Renewal Renewal
+	// Unreachable is set while the last read of this copy failed (ReadFailed) and nothing
+	// has been read from its arbiter since.
+	Unreachable bool
 }
 
 // Claim is a site's attempt to serve: from the decision to promote (or from finding, after a
@@ -269,6 +272,7 @@ func (s ServiceState) Observed(arbiter string, rec LeaseRecord, now time.Time) S
 	}
 	a := s.Arbiters[arbiter]
 	a.Observation = Observe(a.Observation, rec, now)
+	a.Unreachable = false
 	if !rec.HeldBy(s.Site) {
 		a.Renewal = Renewal{}
 	} else if !s.Claim.Releasing && (s.Claim.Epoch == 0 || rec.Epoch > s.Claim.Epoch) {
@@ -319,10 +323,15 @@ func (s ServiceState) Written(w Write, sentAt time.Time, ok bool, got LeaseRecor
 }
 
 // ReadFailed folds into s that a read of the copy at arbiter failed; the copy's
-// Observation stays as it was.
+// Observation stays as it was, and the copy is Unreachable until a read or write answers.
 func (s ServiceState) ReadFailed(arbiter string) ServiceState {
 	if arbiter == s.Site {
 		s.OwnRead = true
+	}
+	if a, ok := s.Arbiters[arbiter]; ok {
+		s.Arbiters = cloneArbiters(s.Arbiters)
+		a.Unreachable = true
+		s.Arbiters[arbiter] = a
 	}
 	return s
 }
@@ -595,13 +604,13 @@ func (s ServiceState) wantsToPromote(p Policy) (wants bool, why string, recommen
 // superseded reports whether the partner's claim is ahead of this site's, which cannot
 // serve: the partner holds more live copies than this site holds valid ones (a copy naming
 // it that has not expired by this site's clock), or as many, and the partner is the
-// primary. It only decides which of two sites that both cannot serve gives up, so that two
-// promotions do not take each other's copies forever; safety does not depend on it.
+// primary. A copy this site cannot read counts for neither (see partnerLive). It only
+// decides which of two sites that both cannot serve gives up, so that two promotions do
+// not take each other's copies forever; safety does not depend on it.
 func (s ServiceState) superseded(p Policy, now time.Time) bool {
 	partner, mine := 0, 0
 	for a, arb := range s.Arbiters {
-		obs := arb.Observation
-		if obs.Record.HeldBy(s.Partner) && !now.After(PromoteAfter(p, obs)) {
+		if s.partnerLive(p, arb, now) {
 			partner++
 		}
 		if _, ok := s.holds(p, a, now); ok {
@@ -611,12 +620,22 @@ func (s ServiceState) superseded(p Policy, now time.Time) bool {
 	return partner > mine || partner > 0 && partner == mine && !s.Primary
 }
 
-// partnerFreeAt is the earliest time after now at which a copy naming the partner may be
-// taken by this site's clock; zero when none waits to be.
+// partnerLive reports whether superseded counts arb's copy as the partner's: it names the
+// partner, has not expired by this site's clock, and its arbiter answered this site's last
+// read. A copy at an arbiter this site cannot reach is one it cannot take either, and the
+// last read of it may have come up to a renewal interval after the partner's last renewal:
+// counting it would hold a promotion back by up to that interval after every copy the
+// promotion takes has expired — the copy at a lost active's own cluster, say.
+func (s ServiceState) partnerLive(p Policy, arb Arbiter, now time.Time) bool {
+	return arb.Observation.Record.HeldBy(s.Partner) && !arb.Unreachable && !now.After(PromoteAfter(p, arb.Observation))
+}
+
+// partnerFreeAt is the earliest time after now at which a copy superseded counts as the
+// partner's may be taken by this site's clock; zero when none waits to be.
 func (s ServiceState) partnerFreeAt(p Policy, now time.Time) time.Time {
 	var at time.Time
 	for _, arb := range s.Arbiters {
-		if !arb.Observation.Record.HeldBy(s.Partner) {
+		if !s.partnerLive(p, arb, now) {
 			continue
 		}
 		// superseded counts a copy as live through PromoteAfter itself.

@@ -40,7 +40,8 @@ func (a *arbiters) commit(w Write) (LeaseRecord, bool) {
 }
 
 // site is one partner's keeper, reduced to what the unit tests need: it observes the
-// reachable copies, steps, and sends the plan's writes to the reachable arbiters.
+// reachable copies (a read of another fails), steps, and sends the plan's writes to the
+// reachable arbiters.
 type site struct {
 	t         *testing.T
 	p         Policy
@@ -62,6 +63,8 @@ func (x *site) turn(a *arbiters, now time.Time) Plan {
 	for _, arb := range append(x.s.needed(), kiel, schwer, hamburg) {
 		if x.reachable[arb] {
 			x.s = x.s.Observed(arb, a.copies[arb], now)
+		} else {
+			x.s = x.s.ReadFailed(arb)
 		}
 	}
 	x.s.Fenced = !x.serving
@@ -176,6 +179,44 @@ func TestStepStandbyPromotesOnlyOnExpiredCopiesAndWithAHigherEpoch(t *testing.T)
 	}
 	if plan.Held != 2 {
 		t.Errorf("Held = %d, want 2", plan.Held)
+	}
+}
+
+// A standby reads the partner's own cluster's copy once every renewal interval, so its last
+// read may come up to an interval after the partner's last renewal. Once that cluster is lost,
+// the standby promotes as soon as the copy it takes — its own cluster's — has expired.
+func TestStepTwoSiteStandbyPromotesWhenTheCopyItTakesHasExpired(t *testing.T) {
+	tests := []struct {
+		name            string
+		partnerReadable bool
+		want            time.Duration
+	}{
+		{"the partner's cluster is lost: when its own cluster's copy has expired (D + skew = 32s)", false, 32 * time.Second},
+		{"the partner's cluster answers and its copy there is live: when that copy, read 10s late, has expired too", true, 42 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newArbiters()
+			x := newSite(t, kiel, schwer, true, TwoSiteConfig(schwer))
+			x.s.Unclaimed = true
+			x.turn(a, t0) // sh-kiel writes both copies and serves; its manager is lost right after
+
+			y := newSite(t, schwer, kiel, false, TwoSiteConfig(kiel))
+			y.reachable[kiel] = false
+			y.turn(a, t0) // its own cluster's copy, as its watch shows it at once
+			y.reachable[kiel] = true
+			y.turn(a, t0.Add(10*time.Second)) // sh-kiel's copy, at the next read
+			y.reachable[kiel] = tt.partnerReadable
+			y.s.PeerChecksFailing = 3
+			at, _ := y.until(a, t0.Add(10*time.Second), 100*time.Millisecond, time.Minute, serving)
+			// Two turns after the expiry: one writes the claim, the next serves on it.
+			if got := at.Sub(t0); got <= tt.want || got > tt.want+200*time.Millisecond {
+				t.Errorf("served %s after sh-kiel's last renewal, want two turns after %s", got, tt.want)
+			}
+			if rec := a.copies[schwer]; !rec.HeldBy(schwer) || rec.Epoch != 2 {
+				t.Errorf("copy at %s = holder %q epoch %d, want %s at epoch 2", schwer, rec.Holder, rec.Epoch, schwer)
+			}
+		})
 	}
 }
 

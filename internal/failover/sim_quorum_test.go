@@ -140,6 +140,7 @@ type qStats struct {
 	deletions     int
 	witnessFlips  int
 	resumes       int // restarted managers that held their copy while renewing
+	readFailures  int // reads that got no answer within the request timeout
 	maxEpoch      int64
 	events        int
 	stagesRun     int // runs whose service declared promotion stages
@@ -171,6 +172,7 @@ func (s *qStats) add(o qStats) {
 	s.deletions += o.deletions
 	s.witnessFlips += o.witnessFlips
 	s.resumes += o.resumes
+	s.readFailures += o.readFailures
 	s.maxEpoch = max(s.maxEpoch, o.maxEpoch)
 	s.events += o.events
 	s.stagesRun += o.stagesRun
@@ -182,11 +184,11 @@ func (s *qStats) add(o qStats) {
 func (s qStats) String() string {
 	return fmt.Sprintf("%d events; served by sh-kiel %s, by mv-schwerin %s, by nobody %s (%s of it while a majority of sites was connected, at most %s at a stretch); "+
 		"served with a witness %s, without %s; promotions %d, hand-overs %d, hand-overs refused %d, claims given up %d, configurations joined %d and dropped %d; "+
-		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d; "+
+		"fences at the deadline %d; resumptions after a restart %d; recommendations %d; reads failed %d; site losses %d, manager restarts %d, link cuts %d, copies deleted %d, witness changes %d; highest epoch %d; "+
 		"runs with promotion stages %d, stages switched %d, waits for a stage %d, stages timed out %d",
 		s.events, s.served[0].Round(time.Second), s.served[1].Round(time.Second), s.nobody.Round(time.Second), s.nobodyHealthy.Round(time.Second), s.longestGap.Round(time.Second),
 		s.quorumServed.Round(time.Second), s.twoSiteServed.Round(time.Second),
-		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.resumes, s.recommends,
+		s.promotions, s.handOvers, s.refused, s.givenUp, s.joins, s.drops, s.deadlineFence, s.resumes, s.recommends, s.readFailures,
 		s.crashes, s.restarts, s.cuts, s.deletions, s.witnessFlips, s.maxEpoch,
 		s.stagesRun, s.stageSwitches, s.stageWaits, s.stageTimeouts)
 }
@@ -242,6 +244,7 @@ type qSite struct {
 	activeSince       []time.Time
 	state             ServiceState
 	inflight          map[string]*qWrite
+	reads             map[string]*qRead
 	peerFailures      int32
 	ownFailures       int32
 	stalled           bool
@@ -319,8 +322,8 @@ func simulateQuorum(seed uint64, world qWorld, rules qRules, tracing bool) qResu
 				offset: s.uniform(-world.offsetMax, world.offsetMax),
 				rate:   world.clockRate[i][0] + s.rng.Float64()*(world.clockRate[i][1]-world.clockRate[i][0]),
 			},
-			inflight: map[string]*qWrite{},
-			stages:   make([]qStage, len(s.stages)), activeSince: make([]time.Time, len(s.stages)),
+			inflight: map[string]*qWrite{}, reads: map[string]*qRead{},
+			stages: make([]qStage, len(s.stages)), activeSince: make([]time.Time, len(s.stages)),
 		}
 		s.sites[i].state = s.freshState(s.sites[i])
 	}
@@ -574,10 +577,28 @@ func (s *qSim) notify(a int) {
 	}
 }
 
+// qRead is a read on its way, as the manager remembers it.
+type qRead struct{ sentAt time.Time }
+
+// read asks arbiter a for its copy. A read that gets no answer within the request timeout
+// fails (ReadFailed, at the manager's next step), and an answer that comes later is dropped,
+// as the keeper's call timeout does.
 func (s *qSim) read(x *qSite, a int) {
+	name := qNames[a]
+	if x.reads[name] != nil {
+		return
+	}
+	qr := &qRead{sentAt: s.clock(x)}
+	x.reads[name] = qr
 	s.request(x, a, func() func() {
 		cur := s.stores[a].rec()
-		return func() { s.observe(x, a, cur) }
+		return func() {
+			if x.reads[name] != qr {
+				return
+			}
+			delete(x.reads, name)
+			s.observe(x, a, cur)
+		}
 	})
 }
 
@@ -767,6 +788,14 @@ func (s *qSim) step(x *qSite) {
 			x.state = x.state.WriteFailed(qw.w)
 		}
 	}
+	for _, a := range slices.Sorted(maps.Keys(x.reads)) {
+		if now.Sub(x.reads[a].sentAt) >= s.world.requestTimeout {
+			s.logf("%s gives up on its read of %s", x.name, a)
+			delete(x.reads, a)
+			x.state = x.state.ReadFailed(a)
+			s.result.stats.readFailures++
+		}
+	}
 	st := x.state
 	st.Target = s.target(x)
 	for _, a := range st.needed() {
@@ -950,7 +979,7 @@ func (s *qSim) forget(x *qSite) {
 	x.activeSince = make([]time.Time, len(x.stages))
 	x.stalled = false
 	x.state = s.freshState(x)
-	x.inflight = map[string]*qWrite{}
+	x.inflight, x.reads = map[string]*qWrite{}, map[string]*qRead{}
 	x.ownFailures, x.peerFailures = 0, 0
 	x.justStarted, x.lastReason = true, ""
 	// A manager that has just started may hold its copy as it is for the restart's share
