@@ -92,8 +92,8 @@ type Arbiter struct {
 	// write sent since (Renewal.Sending); zero when there is none, or the copy names another
 	// site or nobody.
 	Renewal Renewal
-	// Unreachable is set while the last read of this copy failed (ReadFailed) and nothing
-	// has been read from its arbiter since.
+	// Unreachable is set while the last read of this copy failed (ReadFailed) and no read
+	// or write of it has answered since.
 	Unreachable bool
 }
 
@@ -622,10 +622,7 @@ func (s ServiceState) superseded(p Policy, now time.Time) bool {
 
 // partnerLive reports whether superseded counts arb's copy as the partner's: it names the
 // partner, has not expired by this site's clock, and its arbiter answered this site's last
-// read. A copy at an arbiter this site cannot reach is one it cannot take either, and the
-// last read of it may have come up to a renewal interval after the partner's last renewal:
-// counting it would hold a promotion back by up to that interval after every copy the
-// promotion takes has expired — the copy at a lost active's own cluster, say.
+// read (rule Q7 says why).
 func (s ServiceState) partnerLive(p Policy, arb Arbiter, now time.Time) bool {
 	return arb.Observation.Record.HeldBy(s.Partner) && !arb.Unreachable && !now.After(PromoteAfter(p, arb.Observation))
 }
