@@ -145,6 +145,10 @@ type SharedServiceReconciler struct {
 	// that they changed.
 	held       *informers.Set
 	heldEvents ServiceEvents
+	// roleEvents tells the controller, ahead of everything else it has to do, that the lease
+	// keeper switched a service between serving and standing by: after a site loss the
+	// statuses of the promoted services then show it while the other reconciles still queue.
+	roleEvents ServiceEvents
 	// confirmed holds the active services whose copy the lease keeper may confirm current
 	// between rounds (confirmSync).
 	confirmed confirmations
@@ -227,6 +231,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 		o(r)
 	}
 	r.heldEvents = NewServiceEvents()
+	r.roleEvents = NewServiceEvents()
 	r.held = informers.NewMetadata(localMetadata, r.heldEvents.TryNotify, render.AnnotationContentHash)
 	tick, ok := r.clock.(clock.WithTicker)
 	if !ok {
@@ -243,6 +248,7 @@ func NewSharedServiceReconciler(c client.Client, apiReader client.Reader, local 
 	r.keeper = lease.New(tick, lease.Options{
 		CallTimeout: leaseCallTimeout,
 		Notify:      r.events.TryNotify,
+		NotifyRole:  r.roleEvents.TryNotify,
 		Observe:     r.observeLease,
 		ConfirmSync: r.confirmSync,
 		ObserveWrite: func(arbiter string, took time.Duration, err error) {
@@ -307,11 +313,13 @@ func (r *SharedServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&coordinationv1.Lease{}, leaseRecordHandler{site: r.site, synced: &r.partnerSynced, records: r.records, keeper: r.keeper}).
 		Watches(&deichv1alpha1.Switchover{}, handler.EnqueueRequestsFromMapFunc(serviceForSwitchover)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(r.heldEvents, lowPriority{})).
+		WatchesRawSource(source.Channel(r.heldEvents, prioritized{handler.LowPriority})).
+		WatchesRawSource(source.Channel(r.roleEvents, prioritized{rolePriority})).
 		// Reconciles wait for the peer's answers; a few workers keep one slow service from
 		// holding up the others. Health probes run apart, in the probe scheduler.
 		// The priority queue lets events (an edit, a failing check, a lease change) pass the
-		// periodic rounds, which wait at low priority (see periodic).
+		// periodic rounds, which wait at low priority (see periodic), and a site that starts
+		// or stops serving pass both (rolePriority).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4, UsePriorityQueue: ptr.To(true)}).
 		Named("sharedservice").
 		Complete(r)
@@ -1416,22 +1424,26 @@ func (r *SharedServiceReconciler) countHeld(s *serviceScope) error {
 	return nil
 }
 
-// lowPriority enqueues the services of generic events at low priority.
-type lowPriority struct{}
+// rolePriority is the priority of a reconcile that reports a service's site starting or
+// stopping to serve, above every event's (0) and periodic round's (handler.LowPriority).
+const rolePriority = 10
 
-func (lowPriority) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+// prioritized enqueues the services of generic events at its priority.
+type prioritized struct{ priority int }
+
+func (prioritized) Create(context.Context, event.CreateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 
-func (lowPriority) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (prioritized) Update(context.Context, event.UpdateEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 
-func (lowPriority) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (prioritized) Delete(context.Context, event.DeleteEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 }
 
-func (lowPriority) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (p prioritized) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
 	if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
-		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(handler.LowPriority)}, req)
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(p.priority)}, req)
 		return
 	}
 	q.Add(req)

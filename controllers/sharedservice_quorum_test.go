@@ -1,9 +1,19 @@
 package controllers
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	deichv1alpha1 "github.com/deich-io/deich/api/v1alpha1"
 	"github.com/deich-io/deich/internal/failover"
 	"github.com/deich-io/deich/internal/lease"
 )
@@ -80,5 +90,33 @@ func TestFinalSyncWindow(t *testing.T) {
 				t.Fatalf("the push must be done by %s, the end of the final sync's wait; got %s", tc.fencedAt.Add(finalSyncWait), until)
 			}
 		})
+	}
+}
+
+// TestRoleChangesPassTheQueue: a service whose site starts or stops serving is reconciled
+// before the events and periodic rounds queued ahead of it, and a role change of a service
+// already queued moves it ahead.
+func TestRoleChangesPassTheQueue(t *testing.T) {
+	q := priorityqueue.New[reconcile.Request]("role-test")
+	defer q.ShutDown()
+	ev := func(name string) event.GenericEvent {
+		return event.GenericEvent{Object: &deichv1alpha1.SharedService{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: name}}}
+	}
+	ctx := context.Background()
+	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "edited", Name: "edited"}})
+	prioritized{handler.LowPriority}.Generic(ctx, ev("periodic"), q)
+	prioritized{rolePriority}.Generic(ctx, ev("promoted"), q)
+	prioritized{rolePriority}.Generic(ctx, ev("periodic"), q)
+
+	var order []string
+	for range 3 {
+		req, _, _ := q.GetWithPriority()
+		order = append(order, req.Name)
+		q.Done(req)
+	}
+	first := slices.Clone(order[:2])
+	slices.Sort(first)
+	if !slices.Equal(first, []string{"periodic", "promoted"}) || order[2] != "edited" {
+		t.Errorf("reconciled in the order %v, want the two role changes before the edit", order)
 	}
 }

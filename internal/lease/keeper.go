@@ -135,6 +135,10 @@ type Options struct {
 	SwitchTimeout time.Duration
 	// Notify is called, without blocking, when a service's Snapshot changed.
 	Notify func(types.NamespacedName)
+	// NotifyRole, if set, is called instead of Notify when the change is in which form the
+	// keeper last switched the service's copy to (Snapshot's Serving, Promoted or Fenced): the
+	// site started or stopped serving, which status should show before anything else.
+	NotifyRole func(types.NamespacedName)
 	// Observe, if set, is called after every decision with the service's Snapshot, for
 	// gauges that count down (the lease remaining); it must not block.
 	Observe func(types.NamespacedName, Snapshot)
@@ -716,16 +720,20 @@ func (r *runner) publish(plan failover.Plan, in Inputs, now time.Time) {
 	if r.state.Claim.Epoch != 0 {
 		snap.SyncedAt = r.syncedAt
 	}
-	changed := !r.snapSet || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
-		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held || snap.Fenced != r.snap.Fenced ||
-		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.Serving != r.snap.Serving || snap.Promoted != r.snap.Promoted || snap.OwnRead != r.snap.OwnRead ||
+	role := r.snapSet && (snap.Fenced != r.snap.Fenced || snap.Serving != r.snap.Serving || snap.Promoted != r.snap.Promoted)
+	changed := !r.snapSet || role || plan.Reason != r.snap.Plan.Reason || plan.Message != r.snap.Plan.Message ||
+		plan.Serve != r.snap.Plan.Serve || plan.Held != r.snap.Plan.Held ||
+		snap.Claim.Epoch != r.snap.Claim.Epoch || snap.OwnRead != r.snap.OwnRead ||
 		holdersChanged(snap.Observations, r.snap.Observations) || !maps.Equal(snap.Errors, r.snap.Errors)
 	r.snap, r.snapSet = snap, true
 	r.mu.Unlock()
 	if r.k.opts.Observe != nil {
 		r.k.opts.Observe(r.key, snap)
 	}
-	if changed && r.k.opts.Notify != nil {
+	switch {
+	case role && r.k.opts.NotifyRole != nil:
+		r.k.opts.NotifyRole(r.key)
+	case changed && r.k.opts.Notify != nil:
 		r.k.opts.Notify(r.key)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,10 +57,11 @@ func (f *fakeStore) writeAttempts() int {
 	return f.attempts
 }
 
-func (f *fakeStore) hang(h bool) {
+// hang makes every later call to the store hang until its context ends.
+func (f *fakeStore) hang() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.hanging = h
+	f.hanging = true
 }
 
 func (f *fakeStore) wait(ctx context.Context) error {
@@ -263,8 +265,8 @@ func TestKeeperServesRenewsAndFencesAtTheMajorityDeadline(t *testing.T) {
 
 	// Both other arbiters stop answering: writes to them hang. The last renewal that
 	// succeeded was at t0+10s, so the majority lasts until t0+10s+30s-2s.
-	h.stores[schwer].hang(true)
-	h.stores[hamburg].hang(true)
+	h.stores[schwer].hang()
+	h.stores[hamburg].hang()
 	deadline := t0.Add(38 * time.Second)
 	h.advance(deadline.Sub(h.clock.Now()) - 200*time.Millisecond)
 	h.g.Expect(h.serving()).To(BeTrue(), "fenced before the majority's deadline")
@@ -585,4 +587,45 @@ func TestKeeperReadsACopyAtOnceWhenAWatchSawItChange(t *testing.T) {
 	h.keeper.ReadSoon(key, "by-berlin")
 	h.advance(100 * time.Millisecond)
 	h.g.Expect(h.serving()).To(BeFalse())
+}
+
+// TestKeeperTellsOfRoleChangesApart calls NotifyRole, not Notify, when the site starts or
+// stops serving, and Notify for every other change of the snapshot.
+func TestKeeperTellsOfRoleChangesApart(t *testing.T) {
+	type role struct{ serving, promoted, fenced bool }
+	var (
+		mu     sync.Mutex
+		roles  []role
+		others atomic.Int32
+		h      *harness
+	)
+	h = startWith(t, nil, true, Options{
+		Notify: func(types.NamespacedName) { others.Add(1) },
+		NotifyRole: func(types.NamespacedName) {
+			s, _ := h.keeper.Snapshot(key)
+			mu.Lock()
+			roles = append(roles, role{s.Serving, s.Promoted, s.Fenced})
+			mu.Unlock()
+		},
+	})
+	told := func() []role {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(roles)
+	}
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
+	h.g.Eventually(h.serving).Should(BeTrue())
+	h.g.Eventually(told).Should(ContainElement(role{serving: true, promoted: true}), "the site serves")
+	h.g.Expect(others.Load()).To(BeNumerically(">", 0), "the claim's other changes (its reason, the copies read) go to Notify")
+	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
+
+	h.stores[schwer].hang()
+	h.stores[hamburg].hang()
+	h.advance(40 * time.Second)
+	h.g.Eventually(h.serving).Should(BeFalse())
+	h.g.Eventually(func() role { r := told(); return r[len(r)-1] }).Should(Equal(role{fenced: true}), "the site is fenced")
+	r := told()
+	for i := 1; i < len(r); i++ {
+		h.g.Expect(r[i]).NotTo(Equal(r[i-1]), "NotifyRole without a change of role: %v", r)
+	}
 }

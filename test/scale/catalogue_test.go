@@ -85,7 +85,8 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 	fences := newFenceCheck()
 	atKiel := followServices(ctx, t, kiel, fences.observe)
 	defer atKiel.stop()
-	atSchwerin := followServices(ctx, t, schwerin, nil)
+	shown := newServingSeen()
+	atSchwerin := followServices(ctx, t, schwerin, shown.observe)
 	defer atSchwerin.stop()
 	g.Expect(forEach(names, func(ns string) error { return applyService(ctx, ns, check) })).To(Succeed())
 	t.Logf("applied %d services (a namespace, a Deployment, %d ConfigMaps and the SharedService each) in %s",
@@ -130,6 +131,7 @@ func TestCatalogueAppliedAtOnce(t *testing.T) {
 		t.Logf("all %d services seen serving at mv-schwerin %s after sh-kiel was lost (RTO %s)", services, last.Sub(lost).Round(100*time.Millisecond), rto)
 		logRequests(t, schwerin.Name, "from the loss until every service was seen serving", requests, apiServerRequests(ctx, t, schwerin), last.Sub(lost))
 		logFailoverTimes(ctx, t, schwerin, lost, floors)
+		shown.log(t)
 		logEvents(ctx, t, schwerin, lost, services)
 		after := gatherReconcileStats(t)
 		t.Logf("SharedService reconciles at mv-schwerin meanwhile: %.0f (%.1f per service), %.0f ms each on average, after %.0f ms in the queue on average",
@@ -306,6 +308,50 @@ func logFailoverTimes(ctx context.Context, t *testing.T, site *testenv.Site, los
 		len(completed), spread(detected), spread(completed))
 	t.Logf("lease floors (sh-kiel's last renewal + leaseDuration + max-clock-skew) of %d services after the loss: %s; promotions completed after their floor: %s",
 		len(afterFloor), spread(floorAfterLoss), spread(afterFloor))
+}
+
+// servingSeen remembers, per service, when the test's watch first saw its status report it
+// served at mv-schwerin after a failover, and the promotion's completedAt it reported then.
+type servingSeen struct {
+	mu        sync.Mutex
+	seen      map[string]time.Time
+	completed map[string]time.Time
+}
+
+func newServingSeen() *servingSeen {
+	return &servingSeen{seen: map[string]time.Time{}, completed: map[string]time.Time{}}
+}
+
+func (s *servingSeen) observe(svc *deichv1alpha1.SharedService) {
+	if !servingAtSchwerin(svc) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[svc.Namespace]; !ok {
+		s.seen[svc.Namespace] = time.Now()
+		s.completed[svc.Namespace] = svc.Status.LastFailover.CompletedAt.Time
+	}
+}
+
+// log logs how long after its promotion completed each service's status showed it: the
+// status lag an SRE watching the services sees. completedAt is stored in whole seconds, so
+// each lag reads up to a second long.
+func (s *servingSeen) log(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lags := make([]time.Duration, 0, len(s.seen))
+	for ns, at := range s.seen {
+		lags = append(lags, at.Sub(s.completed[ns]))
+	}
+	if len(lags) == 0 {
+		return
+	}
+	slices.Sort(lags)
+	at := func(q float64) time.Duration { return lags[int(q*float64(len(lags)-1))].Round(100 * time.Millisecond) }
+	t.Logf("statuses showed the %d promotions after they completed (completedAt in whole seconds): median %s, 90th percentile %s, last %s",
+		len(lags), at(0.5), at(0.9), at(1))
 }
 
 // catalogueSize is how many services the catalogue holds: DEICH_SCALE_SERVICES, or
