@@ -239,6 +239,15 @@ func (h *harness) advance(d time.Duration) {
 	}
 }
 
+// claimed waits until the site serves and every copy names it: the claim's writes were all
+// sent before the test moves the clock, so the renewals fall due when the test expects them.
+func (h *harness) claimed() {
+	h.g.Eventually(h.serving).Should(BeTrue())
+	for _, a := range c3 {
+		h.g.Eventually(h.stores[a].record).Should(HaveField("Holder", kiel), "copy at %s", a)
+	}
+}
+
 func (h *harness) serving() bool {
 	s, _ := h.fencer.state()
 	return s
@@ -407,7 +416,7 @@ func TestKeeperReportsEveryWriteItSent(t *testing.T) {
 func TestKeeperCarriesTheSyncTimeOfTheClaimOnly(t *testing.T) {
 	h := start(t, nil, true)
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
-	h.g.Eventually(h.serving).Should(BeTrue())
+	h.claimed()
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
 
 	synced := t0.Add(3 * time.Second)
@@ -442,7 +451,7 @@ func TestKeeperConfirmsTheCopyCurrentWithoutARound(t *testing.T) {
 	var current atomic.Bool
 	h := startWith(t, nil, true, Options{ConfirmSync: func(types.NamespacedName) bool { return current.Load() }})
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
-	h.g.Eventually(h.serving).Should(BeTrue())
+	h.claimed()
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
 
 	h.advance(10*time.Second + 100*time.Millisecond)
@@ -480,7 +489,7 @@ func TestKeeperConfirmsTheCopyCurrentWithoutARound(t *testing.T) {
 func TestKeeperCarriesNoSyncTimeLaterThanTheData(t *testing.T) {
 	h := startWith(t, nil, true, Options{ConfirmSync: func(types.NamespacedName) bool { return true }})
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = true })
-	h.g.Eventually(h.serving).Should(BeTrue())
+	h.claimed()
 	dataSyncedAt := h.clock.Now().Add(-time.Minute)
 	h.in.DataSyncedAt = dataSyncedAt
 	h.update(func(s *failover.ServiceState) { s.Unclaimed = false })
